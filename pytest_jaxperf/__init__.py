@@ -1,0 +1,47 @@
+"""pytest-jaxperf: test and benchmark JAX/Flax inference under each optimization.
+
+Importing this package imports neither jax nor flax, so a conftest can configure jax first; the
+compile-watch helpers below load jax on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .config import Variant
+from .markers import devices, dtype, jit_warm, memory
+
+if TYPE_CHECKING:
+    from .checks.compiles import CompileWatch, RecompileError, WatchedFunction, watch_compiles
+
+__version__ = "0.1.0"
+
+# Loaded on first access: each of these imports jax.
+_LAZY = {
+    "watch_compiles": "pytest_jaxperf.checks.compiles",
+    "CompileWatch": "pytest_jaxperf.checks.compiles",
+    "RecompileError": "pytest_jaxperf.checks.compiles",
+    "WatchedFunction": "pytest_jaxperf.checks.compiles",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'pytest_jaxperf' has no attribute {name!r}")
+
+
+__all__ = [
+    "CompileWatch",
+    "RecompileError",
+    "Variant",
+    "WatchedFunction",
+    "__version__",
+    "devices",
+    "dtype",
+    "jit_warm",
+    "memory",
+    "watch_compiles",
+]

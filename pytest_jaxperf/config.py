@@ -1,0 +1,290 @@
+"""Frozen configuration: the plugin's settings, the validated marker specs and the active Variant.
+
+Pure data and validation; nothing here imports jax. Marker arguments are checked once, at collection,
+and a bad one raises :class:`MarkerError` naming the marker and the value, which the plugin turns into a
+collection error naming the test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: Accepted dtype names → canonical name.
+DTYPE_NAMES: Mapping[str, str] = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "int8": "int8",
+    "int8-dynamic": "int8-dynamic",
+}
+#: Canonical name → the short form used in test ids and variant ids.
+DTYPE_SHORT: Mapping[str, str] = {
+    "float32": "fp32",
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "int8": "int8",
+    "int8-dynamic": "int8-dynamic",
+}
+PLATFORMS = ("cpu", "gpu", "tpu")
+
+_BYTE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+
+
+class MarkerError(ValueError):
+    """A jaxperf marker was given an argument it cannot accept."""
+
+
+@dataclass(frozen=True)
+class JitWarmSpec:
+    """``@jaxperf.jit_warm(warmup=2, max_compiles=1)``."""
+
+    warmup: int = 2
+    """Calls made on the example inputs before the model counts as warm (the first one compiles)."""
+    max_compiles: int = 1
+    """Compiles of the wrapped function allowed over the whole test; one more fails it."""
+
+
+@dataclass(frozen=True)
+class DtypeSpec:
+    """``@jaxperf.dtype("bf16", "int8", min_sqnr_db=None, max_examples=None)``."""
+
+    names: tuple[str, ...]
+    """Canonical dtype names, one test case each."""
+    min_sqnr_db: float | Mapping[str, float] | None = None
+    max_examples: int | None = None
+
+
+@dataclass(frozen=True)
+class DevicesSpec:
+    """``@jaxperf.devices(1, 8, platform=None)``."""
+
+    counts: tuple[int, ...]
+    platform: str | None = None
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """``@jaxperf.memory(max_bytes="2GiB")``."""
+
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """Everything a test's jaxperf markers ask for, validated."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    jit_warm: JitWarmSpec | None = None
+    dtype: DtypeSpec | None = None
+    devices: DevicesSpec | None = None
+    memory: MemorySpec | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(dataclasses.astuple(self))
+
+    def variants(self) -> list[Variant]:
+        """One Variant per (dtype × device count) case the markers ask for."""
+        dtypes = self.dtype.names if self.dtype else ("float32",)
+        counts = self.devices.counts if self.devices else (1,)
+        return [
+            Variant(d, n, self.dtype is not None, self.devices is not None) for d in dtypes for n in counts
+        ]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The optimizations active in one test case."""
+
+    dtype: str = "float32"
+    """Canonical compute dtype: float32, bfloat16, float16, int8 or int8-dynamic."""
+    devices: int = 1
+    """Number of devices the batch is sharded over."""
+    dtype_in_id: bool = dataclasses.field(default=False, compare=False, repr=False)
+    devices_in_id: bool = dataclasses.field(default=False, compare=False, repr=False)
+
+    @property
+    def id(self) -> str:
+        """The short id, e.g. ``bf16-d8``."""
+        return f"{DTYPE_SHORT[self.dtype]}-d{self.devices}"
+
+    @property
+    def case_id(self) -> str:
+        """The pytest parameter id: only the axes the test's markers spread over (``bf16``, ``d8``)."""
+        parts = []
+        if self.dtype_in_id:
+            parts.append(DTYPE_SHORT[self.dtype])
+        if self.devices_in_id:
+            parts.append(f"d{self.devices}")
+        return "-".join(parts) or self.id
+
+
+DEFAULT_VARIANT = Variant()
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    """The plugin's settings, resolved once from the command line and the ini file."""
+
+    measure: bool = False
+    """``--jaxperf``: measure and compare with baselines (correctness checks run regardless)."""
+    baselines_dir: Path = Path("baselines")
+    update_baselines: bool = False
+    json_path: Path | None = None
+
+
+# --- marker parsing -------------------------------------------------------------------------------
+
+
+def _reject_unknown(marker: str, kwargs: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise MarkerError(
+            f"{marker}: unknown keyword argument {unknown[0]!r}={kwargs[unknown[0]]!r}; "
+            f"accepted: {', '.join(allowed) or 'none'}"
+        )
+
+
+def _positive_int(marker: str, name: str, value: Any, *, allow_zero: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
+        wanted = "a non-negative integer" if allow_zero else "a positive integer"
+        raise MarkerError(f"{marker}: {name} must be {wanted}, got {value!r}")
+    return value
+
+
+def parse_jit_warm(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> JitWarmSpec:
+    marker = "jaxperf_jit_warm"
+    if args:
+        raise MarkerError(f"{marker}: takes keyword arguments only (warmup=, max_compiles=), got {args[0]!r}")
+    _reject_unknown(marker, kwargs, ("warmup", "max_compiles"))
+    default = JitWarmSpec()
+    return JitWarmSpec(
+        warmup=_positive_int(marker, "warmup", kwargs.get("warmup", default.warmup)),
+        max_compiles=_positive_int(marker, "max_compiles", kwargs.get("max_compiles", default.max_compiles)),
+    )
+
+
+def canonical_dtype(marker: str, name: Any) -> str:
+    if not isinstance(name, str) or name.lower() not in DTYPE_NAMES:
+        raise MarkerError(f"{marker}: unknown dtype {name!r}; accepted: {', '.join(DTYPE_NAMES)}")
+    return DTYPE_NAMES[name.lower()]
+
+
+def parse_dtype(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> DtypeSpec:
+    marker = "jaxperf_dtype"
+    _reject_unknown(marker, kwargs, ("min_sqnr_db", "max_examples"))
+    if not args:
+        raise MarkerError(f"{marker}: name at least one dtype, e.g. dtype('bf16', 'int8')")
+    names = tuple(canonical_dtype(marker, a) for a in args)
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise MarkerError(f"{marker}: dtype {DTYPE_SHORT[duplicates[0]]!r} is named twice")
+    min_sqnr = kwargs.get("min_sqnr_db")
+    if isinstance(min_sqnr, Mapping):
+        min_sqnr = {
+            canonical_dtype(marker, k): _number(marker, f"min_sqnr_db[{k!r}]", v) for k, v in min_sqnr.items()
+        }
+    elif min_sqnr is not None:
+        min_sqnr = _number(marker, "min_sqnr_db", min_sqnr)
+    max_examples = kwargs.get("max_examples")
+    if max_examples is not None:
+        max_examples = _positive_int(marker, "max_examples", max_examples)
+    return DtypeSpec(names, min_sqnr, max_examples)
+
+
+def _number(marker: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MarkerError(f"{marker}: {name} must be a number of dB, got {value!r}")
+    return float(value)
+
+
+def parse_devices(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> DevicesSpec:
+    marker = "jaxperf_devices"
+    _reject_unknown(marker, kwargs, ("platform",))
+    if not args:
+        raise MarkerError(f"{marker}: name at least one device count, e.g. devices(1, 8)")
+    counts = tuple(_positive_int(marker, "device count", a) for a in args)
+    if len(set(counts)) != len(counts):
+        raise MarkerError(f"{marker}: a device count is named twice in {counts}")
+    platform = kwargs.get("platform")
+    if platform is not None and platform not in PLATFORMS:
+        raise MarkerError(f"{marker}: unknown platform {platform!r}; accepted: {', '.join(PLATFORMS)}")
+    return DevicesSpec(counts, platform)
+
+
+def parse_bytes(value: Any) -> int:
+    """``2048``, ``"512MiB"``, ``"2 GB"`` → bytes. Raises ValueError naming the value."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a byte count, got {value!r}")
+    if isinstance(value, int):
+        number, unit = float(value), ""
+    elif isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", value)
+        if not match or match.group(2).lower() not in _BYTE_UNITS:
+            raise ValueError(
+                f"cannot read {value!r} as a size: use a number with one of the units "
+                "B, KB, MB, GB, TB, KiB, MiB, GiB, TiB"
+            )
+        number, unit = float(match.group(1)), match.group(2).lower()
+    else:
+        raise ValueError(f"expected a byte count or a size string, got {value!r}")
+    size = int(number * _BYTE_UNITS[unit])
+    if size <= 0:
+        raise ValueError(f"a size must be positive, got {value!r}")
+    return size
+
+
+def parse_memory(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> MemorySpec:
+    marker = "jaxperf_memory"
+    if args:
+        raise MarkerError(f"{marker}: takes keyword arguments only (max_bytes=), got {args[0]!r}")
+    _reject_unknown(marker, kwargs, ("max_bytes",))
+    if "max_bytes" not in kwargs:
+        raise MarkerError(f"{marker}: max_bytes= is required, e.g. memory(max_bytes='2GiB')")
+    try:
+        return MemorySpec(parse_bytes(kwargs["max_bytes"]))
+    except ValueError as error:
+        raise MarkerError(f"{marker}: max_bytes: {error}") from None
+
+
+#: Marker name → parser of its (args, kwargs) into a spec, and the TestSpec field it fills.
+PARSERS = {
+    "jaxperf_jit_warm": ("jit_warm", parse_jit_warm),
+    "jaxperf_dtype": ("dtype", parse_dtype),
+    "jaxperf_devices": ("devices", parse_devices),
+    "jaxperf_memory": ("memory", parse_memory),
+}
+
+
+def build_spec(marks: Iterable[tuple[str, tuple[Any, ...], Mapping[str, Any]]]) -> TestSpec:
+    """Validate a test's jaxperf marks, closest first (as ``iter_markers`` yields them).
+
+    The closest mark of each name wins: a function's mark overrides its class's or module's.
+    """
+    fields: dict[str, Any] = {}
+    for name, args, kwargs in marks:
+        if name in PARSERS:
+            field, parse = PARSERS[name]
+            if field not in fields:
+                fields[field] = parse(args, kwargs)
+    return TestSpec(**fields)

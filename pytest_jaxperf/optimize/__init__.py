@@ -1,0 +1,1 @@
+"""The optimizations themselves, as plain library code usable without pytest."""

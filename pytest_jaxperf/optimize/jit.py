@@ -1,0 +1,205 @@
+"""JIT with warm-up: the model under test as one compiled, watched callable.
+
+A model is a ``flax.nnx.Module`` (called as ``model(*inputs)``) or a pure function, called as
+``fn(*inputs)`` or, with ``params``, as ``fn(params, *inputs)``.
+
+An NNX module is split once into its graph definition and its state, and the forward pass is a plain
+``jax.jit`` over the state: the idiom the NNX docs give for inference, without ``nnx.jit``'s per-call
+graph traversal (about 0.2–0.5 ms a call on a small model, which would swamp its run time). The wrapped
+callable therefore runs the module *as it was when wrapped*: wrap again after changing the model. A
+module that changes its own structure while being called (an attribute added in ``__call__``) would
+recompile on every such call under ``nnx.jit``; wrapping it raises :class:`ModelStructureError`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jax
+
+from ..checks.compiles import RecompileError, WatchedFunction, function_name
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+
+class ModelStructureError(RecompileError):
+    """An NNX module changed its own structure while being called."""
+
+
+@dataclass(frozen=True)
+class WarmupTimings:
+    """What the warm-up measured, each call blocked on its whole output."""
+
+    compile_seconds: float
+    """Trace + lowering + XLA compile of the first call, from jax's compile events."""
+    first_call_seconds: float
+    """Wall time of the first call, compile included."""
+    steady_call_seconds: tuple[float, ...]
+    """Wall time of each later warm-up call (no compile expected)."""
+
+
+class WrappedModel:
+    """The model under test with its optimizations applied, called with the example inputs only."""
+
+    def __init__(
+        self, name: str, call: Callable[..., Any], watched: WatchedFunction | None, jitted: bool
+    ) -> None:
+        self.name = name
+        self.watched = watched
+        self.jitted = jitted
+        self._call = call
+
+    def __call__(self, *inputs: Any) -> Any:
+        __tracebackhide__ = True
+        return self._call(*inputs)
+
+    def __repr__(self) -> str:
+        return f"<jaxperf wrapped {self.name} jit={self.jitted}>"
+
+
+def describe_model_error(model: Any, params: Any) -> str | None:
+    """Why ``model`` cannot be run by jaxperf, or None when it can."""
+    accepted = (
+        "jaxperf accepts a flax.nnx.Module (called as model(*inputs)) or a function (called as "
+        "fn(*inputs), or fn(params, *inputs) with params=)"
+    )
+    if isinstance(model, type):
+        return f"got the class {model.__qualname__}, not an instance: pass {model.__name__}(...); {accepted}"
+    linen = sys.modules.get("flax.linen")
+    if linen is not None and isinstance(model, linen.Module):
+        return (
+            f"got a flax.linen module {type(model).__name__}: pass its apply function with the "
+            f"variables, jaxperf.check(model.apply, *inputs, params=variables); {accepted}"
+        )
+    if _is_nnx_module(model):
+        if params is not None:
+            return (
+                f"params= was given with the flax.nnx.Module {type(model).__name__}, which holds its "
+                "own parameters: drop params=, or pass a pure function"
+            )
+        return None
+    if not callable(model):
+        text = repr(model)
+        text = text if len(text) <= 60 else text[:57] + "..."
+        return f"got {type(model).__name__} {text}, which is not callable; {accepted}"
+    return None
+
+
+def _is_nnx_module(model: Any) -> bool:
+    nnx = sys.modules.get("flax.nnx")
+    return nnx is not None and isinstance(model, nnx.Module)
+
+
+def wrap_model(
+    model: Any,
+    *,
+    params: Any = None,
+    jit: bool = True,
+    max_compiles: int | None = None,
+    explain: bool = True,
+) -> WrappedModel:
+    """Make ``model`` a callable of its inputs; with ``jit``, compiled and watched for recompiles.
+
+    Raises TypeError when ``model`` is neither an NNX module nor a function (see
+    :func:`describe_model_error`).
+    """
+    error = describe_model_error(model, params)
+    if error:
+        raise TypeError(error)
+    if _is_nnx_module(model):
+        return _wrap_module(model, jit=jit, max_compiles=max_compiles, explain=explain)
+    name = function_name(model)
+    if not jit:
+        call = model if params is None else (lambda *inputs: model(params, *inputs))
+        return WrappedModel(name, call, None, jitted=False)
+    # A function the user already jitted (static arguments and all) is watched as it is.
+    jitted = model if hasattr(model, "lower") else jax.jit(model)
+    watched = WatchedFunction(
+        jitted, name=name, max_compiles=max_compiles, signature_of=model, explain=explain
+    )
+    if params is None:
+        return WrappedModel(name, watched, watched, jitted=True)
+
+    def call_with_params(*inputs: Any) -> Any:
+        __tracebackhide__ = True
+        return watched(params, *inputs)
+
+    return WrappedModel(name, call_with_params, watched, jitted=True)
+
+
+def _wrap_module(module: Any, *, jit: bool, max_compiles: int | None, explain: bool) -> WrappedModel:
+    from flax import nnx
+
+    name = type(module).__name__
+    if not jit:
+        return WrappedModel(name, module, None, jitted=False)
+    graphdef, state = nnx.split(module)
+    state_paths = _variable_paths(state)
+
+    def forward(state: Any, *inputs: Any) -> Any:
+        live = nnx.merge(graphdef, state)
+        out = live(*inputs)
+        # Runs at trace time only: a free check that the forward pass left the module's structure alone.
+        new_graphdef, new_state = nnx.split(live)
+        if new_graphdef != graphdef:
+            raise ModelStructureError(_structure_change(name, state_paths, _variable_paths(new_state)))
+        return out
+
+    # jax reports compiles under the function's name: make it the model's, so events read jit(Decoder).
+    forward.__name__ = forward.__qualname__ = name
+    jitted = jax.jit(forward)
+
+    def call_module(*inputs: Any) -> Any:
+        __tracebackhide__ = True
+        return jitted(state, *inputs)
+
+    watched = WatchedFunction(
+        call_module,
+        name=name,
+        max_compiles=max_compiles,
+        signature_of=module.__call__,
+        explain=explain,
+    )
+    return WrappedModel(name, watched, watched, jitted=True)
+
+
+def _variable_paths(state: Any) -> dict[str, str]:
+    from pytest_jaxperf.checks.signature import describe_leaf
+
+    flat, _ = jax.tree_util.tree_flatten_with_path(state)
+    return {
+        ".".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path): describe_leaf(leaf).describe()
+        for path, leaf in flat
+    }
+
+
+def _structure_change(name: str, before: dict[str, str], after: dict[str, str]) -> str:
+    added = [f"{p} ({after[p]})" for p in sorted(set(after) - set(before))]
+    removed = [f"{p} ({before[p]})" for p in sorted(set(before) - set(after))]
+    changes = []
+    if added:
+        changes.append("added " + ", ".join(added))
+    if removed:
+        changes.append("removed " + ", ".join(removed))
+    what = "; ".join(changes) or "a static (non-array) attribute changed"
+    return (
+        f"{name} changes its own structure when called ({what}). Under nnx.jit every such call "
+        "compiles again, and under split/merge the change is lost: create all state in __init__ "
+        "(as nnx.Variable attributes) and update it in place"
+    )
+
+
+def warm_up(wrapped: WrappedModel, inputs: Sequence[Any], calls: int) -> WarmupTimings:
+    """Call ``wrapped(*inputs)`` ``calls`` times, blocking on each whole output, and time each."""
+    compiled_before = wrapped.watched.compile_seconds if wrapped.watched else 0.0
+    durations = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        jax.block_until_ready(wrapped(*inputs))  # type: ignore[no-untyped-call]
+        durations.append(time.perf_counter() - start)
+    compiled = (wrapped.watched.compile_seconds if wrapped.watched else 0.0) - compiled_before
+    return WarmupTimings(compiled, durations[0], tuple(durations[1:]))
