@@ -37,7 +37,7 @@ class Jaxperf:
         self.variant = variant
         self.config = config or PluginConfig()
         self.records: list[Record] = []
-        self._wrapped: list[WrappedModel] = []
+        self._wrapped: list[tuple[tuple[Any, Any], WrappedModel]] = []
         self._explaining: contextlib.ExitStack | None = None
 
     # --- public API -------------------------------------------------------------------------------
@@ -51,6 +51,11 @@ class Jaxperf:
         """
         __tracebackhide__ = True
         self._require_supported_variant()
+        # The same model (and params) wraps to the same callable: check() then wrap() share one
+        # compiled function and one compile history, as a user reusing the model would expect.
+        for (known_model, known_params), known in self._wrapped:
+            if known_model is model and known_params is params:
+                return known
         from .optimize.jit import wrap_model
 
         jit_spec = self.spec.jit_warm
@@ -64,7 +69,7 @@ class Jaxperf:
             # The fixture turns JAX's explanations on for the whole test: no per-call toggling.
             explain=False,
         )
-        self._wrapped.append(wrapped)
+        self._wrapped.append(((model, params), wrapped))
         return wrapped
 
     def check(self, model: Any, *example_inputs: Any, params: Any = None) -> CheckRecord:
@@ -138,7 +143,7 @@ class Jaxperf:
 
     def unreported_violation(self) -> RecompileError | None:
         """A recompile failure raised inside the test but swallowed before it reached pytest."""
-        for wrapped in self._wrapped:
+        for _, wrapped in self._wrapped:
             if wrapped.watched is not None and wrapped.watched.violation is not None:
                 return wrapped.watched.violation
         return None

@@ -33,7 +33,7 @@ TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
 _WATCHED_EVENTS = frozenset({BACKEND_COMPILE_EVENT, LOWERING_EVENT, TRACE_EVENT})
 
 #: How many JAX explanation lines to keep per compile: through ``nnx.jit`` a GraphDef diff runs to KBs.
-_HINT_LINES = 8
+_HINT_LINES = 5
 _RING_SIZE = 4096
 
 
@@ -333,7 +333,7 @@ def _trim(text: str) -> str:
         for line in text.splitlines()[1:]
         if not line.strip().startswith(("for ", "all previously seen"))
     ]
-    kept = [line[:200] for line in lines[:_HINT_LINES]]
+    kept = [line[:160] for line in lines[:_HINT_LINES]]
     if len(lines) > _HINT_LINES:
         kept.append(f"... ({len(lines) - _HINT_LINES} more lines)")
     return "\n".join(kept)

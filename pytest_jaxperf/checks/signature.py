@@ -121,7 +121,7 @@ def _describe_module(path: str, module: Any, out: dict[str, Leaf]) -> None:
             out[where] = Leaf("variable", leaf.dtype, leaf.shape, leaf.weak_type, "", type(node).__name__)
         elif isinstance(node, nnx.Module):
             for name, attr in vars(node).items():
-                if not name.startswith("_") and isinstance(attr, _PY_SCALARS | str | type(None)):
+                if not name.startswith("_") and isinstance(attr, (*_PY_SCALARS, str, type(None))):
                     out[f"{where}.{name}"] = Leaf("static", value=f"{type(attr).__name__} {attr!r}")
             out.setdefault(where or "<module>", Leaf("static", value=f"module {type(node).__name__}"))
 
@@ -217,8 +217,12 @@ def _changed_paths(old: Signature, new: Signature) -> list[str]:
 
 def _explain_path(path: str, before: Leaf | None, now: Leaf | None) -> str:
     if before is None and now is not None:
+        if now.kind == "variable":
+            return f"{path}: new {now.value} {now.describe()} (the module's structure changed)"
         return f"{path}: new argument leaf {now.describe()} (the pytree structure changed)"
     if now is None and before is not None:
+        if before.kind == "variable":
+            return f"{path}: {before.value} {before.describe()} is gone (the module's structure changed)"
         return f"{path}: leaf {before.describe()} is gone (the pytree structure changed)"
     assert before is not None
     assert now is not None

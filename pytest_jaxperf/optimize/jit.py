@@ -13,6 +13,7 @@ recompile on every such call under ``nnx.jit``; wrapping it raises :class:`Model
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from dataclasses import dataclass
@@ -53,9 +54,9 @@ class WrappedModel:
         self.jitted = jitted
         self._call = call
 
-    def __call__(self, *inputs: Any) -> Any:
+    def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        return self._call(*inputs)
+        return self._call(*inputs, **kwargs)
 
     def __repr__(self) -> str:
         return f"<jaxperf wrapped {self.name} jit={self.jitted}>"
@@ -114,7 +115,7 @@ def wrap_model(
         return _wrap_module(model, jit=jit, max_compiles=max_compiles, explain=explain)
     name = function_name(model)
     if not jit:
-        call = model if params is None else (lambda *inputs: model(params, *inputs))
+        call = model if params is None else functools.partial(model, params)
         return WrappedModel(name, call, None, jitted=False)
     # A function the user already jitted (static arguments and all) is watched as it is.
     jitted = model if hasattr(model, "lower") else jax.jit(model)
@@ -124,9 +125,9 @@ def wrap_model(
     if params is None:
         return WrappedModel(name, watched, watched, jitted=True)
 
-    def call_with_params(*inputs: Any) -> Any:
+    def call_with_params(*inputs: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        return watched(params, *inputs)
+        return watched(params, *inputs, **kwargs)
 
     return WrappedModel(name, call_with_params, watched, jitted=True)
 
@@ -139,23 +140,28 @@ def _wrap_module(module: Any, *, jit: bool, max_compiles: int | None, explain: b
         return WrappedModel(name, module, None, jitted=False)
     graphdef, state = nnx.split(module)
     state_paths = _variable_paths(state)
+    structure_changes: list[str] = []
 
-    def forward(state: Any, *inputs: Any) -> Any:
+    def forward(state: Any, *inputs: Any, **kwargs: Any) -> Any:
         live = nnx.merge(graphdef, state)
-        out = live(*inputs)
+        out = live(*inputs, **kwargs)
         # Runs at trace time only: a free check that the forward pass left the module's structure alone.
         new_graphdef, new_state = nnx.split(live)
         if new_graphdef != graphdef:
-            raise ModelStructureError(_structure_change(name, state_paths, _variable_paths(new_state)))
+            structure_changes.append(_structure_change(name, state_paths, _variable_paths(new_state)))
         return out
 
     # jax reports compiles under the function's name: make it the model's, so events read jit(Decoder).
     forward.__name__ = forward.__qualname__ = name
     jitted = jax.jit(forward)
 
-    def call_module(*inputs: Any) -> Any:
+    def call_module(*inputs: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        return jitted(state, *inputs)
+        out = jitted(state, *inputs, **kwargs)
+        if structure_changes:
+            # Raised here rather than inside the trace, so the traceback ends at the user's call.
+            raise ModelStructureError(structure_changes[-1])
+        return out
 
     watched = WatchedFunction(
         call_module,
@@ -171,8 +177,11 @@ def _variable_paths(state: Any) -> dict[str, str]:
     from pytest_jaxperf.checks.signature import describe_leaf
 
     flat, _ = jax.tree_util.tree_flatten_with_path(state)
+    # State paths end in the Variable's ".value" field: name the attribute, as the user wrote it.
     return {
-        ".".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path): describe_leaf(leaf).describe()
+        ".".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path).removesuffix(".value"): (
+            describe_leaf(leaf).describe()
+        )
         for path, leaf in flat
     }
 
@@ -195,6 +204,7 @@ def _structure_change(name: str, before: dict[str, str], after: dict[str, str]) 
 
 def warm_up(wrapped: WrappedModel, inputs: Sequence[Any], calls: int) -> WarmupTimings:
     """Call ``wrapped(*inputs)`` ``calls`` times, blocking on each whole output, and time each."""
+    __tracebackhide__ = True
     compiled_before = wrapped.watched.compile_seconds if wrapped.watched else 0.0
     durations = []
     for _ in range(calls):
