@@ -71,10 +71,13 @@ def test_jaxperf_prints_header_and_summary_and_writes_json(jaxperf_pytester: pyt
     assert document["schema_version"] == 1
     assert document["environment"].startswith("jaxperf: backend cpu")
     check, figure = document["records"]
-    assert check["kind"] == "check" and check["model"] == "Decoder" and check["compiles"] == 1
+    assert check["kind"] == "check"
+    assert check["model"] == "Decoder"
+    assert check["compiles"] == 1
     assert len(check["steady_call_seconds"]) == 2
     assert check["inputs"] == "[0]: f32[16,32] on cpu:0"
-    assert check["compile_seconds"] > 0 and check["first_call_seconds"] >= check["compile_seconds"]
+    assert check["compile_seconds"] > 0
+    assert check["first_call_seconds"] >= check["compile_seconds"]
     assert figure == {
         "kind": "figure",
         "name": "answer",

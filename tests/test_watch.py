@@ -56,7 +56,8 @@ def test_compile_watch_block_counts_only_named_functions() -> None:
         inside(jnp.ones(7))
         other(jnp.ones(7))
         jnp.arange(11.0)  # an eager op compiles too, under its own name
-    assert watch.count == 1 and watch.events[0].fun_name == "jit(inside)"
+    assert watch.count == 1
+    assert watch.events[0].fun_name == "jit(inside)"
     with pytest.raises(jaxperf.RecompileError, match="1 compile"), jaxperf.CompileWatch(other):
         other(jnp.ones(8))
 
