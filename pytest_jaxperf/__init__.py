@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .config import Variant
 from .markers import devices, dtype, jit_warm, memory
 
 if TYPE_CHECKING:
     from .checks.compiles import CompileWatch, RecompileError, WatchedFunction, watch_compiles
+    from .config import Variant
 
 __version__ = "0.1.0"
 
-# Loaded on first access: each of these imports jax.
+# Loaded on first access: the compile watch imports jax; Variant's module builds the marker specs.
 _LAZY = {
+    "Variant": "pytest_jaxperf.config",
     "watch_compiles": "pytest_jaxperf.checks.compiles",
     "CompileWatch": "pytest_jaxperf.checks.compiles",
     "RecompileError": "pytest_jaxperf.checks.compiles",

@@ -1,4 +1,4 @@
-"""Frozen configuration: the plugin's settings, the validated marker specs and the active Variant.
+"""Frozen marker specs and the active Variant (the plugin's own settings are in :mod:`.settings`).
 
 Pure data and validation; nothing here imports jax. Marker arguments are checked once, at collection,
 and a bad one raises :class:`MarkerError` naming the marker and the value, which the plugin turns into a
@@ -11,7 +11,6 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 #: Accepted dtype names → canonical name.
@@ -140,17 +139,6 @@ class Variant:
 
 
 DEFAULT_VARIANT = Variant()
-
-
-@dataclass(frozen=True)
-class PluginConfig:
-    """The plugin's settings, resolved once from the command line and the ini file."""
-
-    measure: bool = False
-    """``--jaxperf``: measure and compare with baselines (correctness checks run regardless)."""
-    baselines_dir: Path = Path("baselines")
-    update_baselines: bool = False
-    json_path: Path | None = None
 
 
 # --- marker parsing -------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .config import DEFAULT_VARIANT, PluginConfig, TestSpec, Variant
+from .config import DEFAULT_VARIANT, TestSpec, Variant
 from .records import CheckRecord, FigureRecord, Record
+from .settings import PluginConfig
 
 if TYPE_CHECKING:
     from collections.abc import Callable

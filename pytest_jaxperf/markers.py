@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 #: Registered markers and the help line ``pytest --markers`` shows for each.
 MARKERS = {
     "jaxperf_jit_warm": (
@@ -32,6 +30,9 @@ MARKERS = {
 
 
 def _mark(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # Imported here: `import pytest_jaxperf` stays cheap for scripts that only use the library.
+    import pytest
+
     # MarkDecorator applies itself when handed a single test function or class (the bare form) and
     # otherwise returns a new decorator carrying the arguments.
     return getattr(pytest.mark, name)(*args, **kwargs)

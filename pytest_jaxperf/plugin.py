@@ -11,21 +11,25 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .config import DEFAULT_VARIANT, MarkerError, PluginConfig, TestSpec, Variant, build_spec
-from .fixture import Jaxperf
 from .markers import MARKERS
-from .records import USER_PROPERTY
 from .session import PLUGIN_NAME, JaxperfSession
+from .settings import PluginConfig
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator
+
+    from .config import TestSpec, Variant
+    from .fixture import Jaxperf
+
+# Every pytest run loads this plugin, most of them without a jaxperf marker: the marker specs, the
+# fixture object and anything touching jax are imported on first use, not here.
 
 MEASURE_OPTION = "--jaxperf"
 BASELINES_OPTION = "--jaxperf-baselines"
 UPDATE_OPTION = "--jaxperf-update-baselines"
 JSON_OPTION = "--jaxperf-json"
 
-fixture_key = pytest.StashKey[Jaxperf]()
+fixture_key = pytest.StashKey["Jaxperf"]()
 
 
 def _directory(value: str) -> Path:
@@ -122,6 +126,8 @@ def _marks(node: Any) -> Iterator[tuple[str, tuple[Any, ...], dict[str, Any]]]:
 
 def _spec_or_fail(node: Any) -> TestSpec:
     __tracebackhide__ = True
+    from .config import MarkerError, build_spec
+
     try:
         return build_spec(_marks(node))
     except MarkerError as error:
@@ -132,9 +138,9 @@ def _spec_or_fail(node: Any) -> TestSpec:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     definition = metafunc.definition
-    spec = _spec_or_fail(definition)
-    if not spec.any:
+    if not any(mark.name in MARKERS for mark in definition.iter_markers()):
         return
+    spec = _spec_or_fail(definition)
     if "jaxperf" not in metafunc.fixturenames:
         own = sorted({m.name for m in definition.own_markers if m.name in MARKERS})
         if own:
@@ -167,6 +173,8 @@ def pytest_runtest_makereport(
 @pytest.fixture
 def jaxperf_variant(request: pytest.FixtureRequest) -> Variant:
     """The optimization variant of this test case (``bf16-d8``, ...), from its jaxperf markers."""
+    from .config import DEFAULT_VARIANT
+
     variant: Variant = getattr(request, "param", DEFAULT_VARIANT)
     return variant
 
@@ -180,6 +188,9 @@ def jaxperf(request: pytest.FixtureRequest, jaxperf_variant: Variant) -> Iterato
     optimized callable; ``jaxperf.variant`` is the active variant; ``with jaxperf.no_recompile(): ...``
     fails on compiles inside the block; ``jaxperf.record(name, value, unit)`` reports a figure.
     """
+    from .fixture import Jaxperf
+    from .records import USER_PROPERTY
+
     session = request.config.pluginmanager.get_plugin(PLUGIN_NAME)
     settings = session.settings if isinstance(session, JaxperfSession) else PluginConfig()
     fixture = Jaxperf(request.node.nodeid, _spec_or_fail(request.node), jaxperf_variant, settings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from typing import TYPE_CHECKING, Any
 
 from .records import CheckRecord, FigureRecord, Record
@@ -21,6 +20,8 @@ def summary_lines(records: Sequence[Record]) -> list[str]:
     """The terminal summary: one table of checks, one of recorded figures."""
     checks = [r for r in records if isinstance(r, CheckRecord)]
     figures = [r for r in records if isinstance(r, FigureRecord)]
+    import statistics
+
     lines: list[str] = []
     if checks:
         rows: list[tuple[str, ...]] = [

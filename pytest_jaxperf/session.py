@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from .records import USER_PROPERTY, Record, record_from_dict
-from .report import results_json, summary_lines
 
 if TYPE_CHECKING:
     import pytest
     from _pytest.terminal import TerminalReporter
 
-    from .config import PluginConfig
+    from .records import Record
+    from .settings import PluginConfig
 
 PLUGIN_NAME = "jaxperf-session"
 
@@ -34,8 +29,10 @@ class JaxperfSession:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # Every phase's report carries the item's user_properties; the teardown report is the last.
-        if report.when != "teardown":
+        if report.when != "teardown" or not report.user_properties:
             return
+        from .records import USER_PROPERTY, record_from_dict
+
         for key, value in report.user_properties:
             if key == USER_PROPERTY and isinstance(value, list):
                 self.records.extend(record_from_dict(entry) for entry in value)
@@ -43,7 +40,10 @@ class JaxperfSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker or self.settings.json_path is None:
             return
+        import json
+
         from .environment import describe_environment
+        from .report import results_json
 
         document = results_json(self.records, describe_environment())
         write_atomically(self.settings.json_path, json.dumps(document, indent=2, sort_keys=True) + "\n")
@@ -51,6 +51,8 @@ class JaxperfSession:
     def pytest_terminal_summary(self, terminalreporter: TerminalReporter) -> None:
         if self.is_worker or not self.settings.measure:
             return
+        from .report import summary_lines
+
         terminalreporter.write_sep("=", "jaxperf")
         for line in summary_lines(self.records):
             terminalreporter.write_line(line)
@@ -60,6 +62,9 @@ class JaxperfSession:
 
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
+    import os
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

@@ -101,7 +101,7 @@ def wrap_model(
     params: Any = None,
     jit: bool = True,
     max_compiles: int | None = None,
-    explain: bool = True,
+    explain: bool = False,
 ) -> WrappedModel:
     """Make ``model`` a callable of its inputs; with ``jit``, compiled and watched for recompiles.
 

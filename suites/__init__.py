@@ -1,0 +1,1 @@
+"""The performance-regression suites: run on purpose with ``pytest --jaxperf suites/``."""

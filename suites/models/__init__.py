@@ -1,0 +1,1 @@
+"""Realistic Flax NNX inference models the suites exercise."""
