@@ -98,10 +98,6 @@ class TestSpec:
     devices: DevicesSpec | None = None
     memory: MemorySpec | None = None
 
-    @property
-    def any(self) -> bool:
-        return any(dataclasses.astuple(self))
-
     def variants(self) -> list[Variant]:
         """One Variant per (dtype × device count) case the markers ask for."""
         dtypes = self.dtype.names if self.dtype else ("float32",)

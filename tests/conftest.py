@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 
 import pytest
 
@@ -50,6 +51,17 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess(*args)
 
 
-def lines(*patterns: str) -> list[str]:
+def globs(*patterns: str) -> list[str]:
     """fnmatch patterns in which ``[`` is literal (shapes such as ``f32[64,32]``), ``*`` still a glob."""
     return [pattern.replace("[", "[[]") for pattern in patterns]
+
+
+def expect(
+    pytester: pytest.Pytester, *args: str, lines: Sequence[str] = (), **outcomes: int
+) -> pytest.RunResult:
+    """Run pytest in a subprocess, check the outcome counts, then match ``lines`` in order."""
+    result = run(pytester, *args)
+    result.assert_outcomes(**outcomes)
+    if lines:
+        result.stdout.fnmatch_lines(globs(*lines))
+    return result

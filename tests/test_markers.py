@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import lines, run
+from .conftest import globs, run
 
 
 def test_markers_bare_called_and_as_pytest_marks(jaxperf_pytester: pytest.Pytester) -> None:
@@ -74,7 +74,7 @@ def test_dtype_and_devices_expand_into_cases(jaxperf_pytester: pytest.Pytester) 
     )
     result = run(jaxperf_pytester, "--collect-only", "-q")
     result.stdout.fnmatch_lines(
-        lines(
+        globs(
             "test_dtype_and_devices_expand_into_cases.py::test_dtypes[bf16]",
             "test_dtype_and_devices_expand_into_cases.py::test_dtypes[fp16]",
             "test_dtype_and_devices_expand_into_cases.py::test_dtypes[int8]",
@@ -183,7 +183,7 @@ def test_marker_misuse_is_a_collection_error_naming_test_marker_and_value(
     result = jaxperf_pytester.runpytest_inprocess("--collect-only", "-q", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(
-        lines("*ERROR collecting test_misuse.py*", f"test_misuse.py::test_misused: {message}")
+        globs("*ERROR collecting test_misuse.py*", f"test_misuse.py::test_misused: {message}")
     )
     result.stdout.no_fnmatch_line("*Traceback*")
 

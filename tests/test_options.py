@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from .conftest import lines, run
+from .conftest import expect, globs
 
 STABLE_TESTS = """
     import jax.numpy as jnp
@@ -29,7 +29,7 @@ STABLE_TESTS = """
 def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_inprocess("--help")
     result.stdout.fnmatch_lines(
-        lines(
+        globs(
             "JAX/Flax performance checks (pytest-jaxperf):",
             "  --jaxperf *Measure every jaxperf check and compare with the*",
             "  --jaxperf-baselines=DIR",
@@ -46,16 +46,14 @@ def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
 
 def test_without_jaxperf_no_header_and_no_summary(jaxperf_pytester: pytest.Pytester) -> None:
     jaxperf_pytester.makepyfile(STABLE_TESTS)
-    result = run(jaxperf_pytester)
-    result.assert_outcomes(passed=2)
+    result = expect(jaxperf_pytester, passed=2)
     result.stdout.no_fnmatch_line("jaxperf: backend*")
     result.stdout.no_fnmatch_line("*= jaxperf =*")
 
 
 def test_jaxperf_prints_header_and_summary_and_writes_json(jaxperf_pytester: pytest.Pytester) -> None:
     jaxperf_pytester.makepyfile(STABLE_TESTS)
-    result = run(jaxperf_pytester, "--jaxperf", "--jaxperf-json=out/results.json")
-    result.assert_outcomes(passed=2)
+    result = expect(jaxperf_pytester, "--jaxperf", "--jaxperf-json=out/results.json", passed=2)
     result.stdout.fnmatch_lines(
         [
             "jaxperf: backend cpu, 1 device(s) (1× cpu); jax 0.*, jaxlib 0.*, flax 0.*",
@@ -93,16 +91,14 @@ def test_ini_twins(jaxperf_pytester: pytest.Pytester) -> None:
         "[pytest]\naddopts = -p no:cacheprovider\njaxperf = true\njaxperf_json = from-ini.json\n"
     )
     jaxperf_pytester.makepyfile(STABLE_TESTS)
-    result = run(jaxperf_pytester)
-    result.assert_outcomes(passed=2)
+    result = expect(jaxperf_pytester, passed=2)
     result.stdout.fnmatch_lines(["jaxperf: backend cpu*", "*= jaxperf =*"])
     assert (jaxperf_pytester.path / "from-ini.json").exists()
 
 
 def test_records_from_xdist_workers_reach_the_controller(jaxperf_pytester: pytest.Pytester) -> None:
     jaxperf_pytester.makepyfile(STABLE_TESTS)
-    result = run(jaxperf_pytester, "-n", "2", "--jaxperf", "--jaxperf-json=results.json")
-    result.assert_outcomes(passed=2)
+    expect(jaxperf_pytester, "-n", "2", "--jaxperf", "--jaxperf-json=results.json", passed=2)
     records = json.loads((jaxperf_pytester.path / "results.json").read_text())["records"]
     assert sorted(r["kind"] for r in records) == ["check", "figure"]
 
@@ -152,6 +148,5 @@ def test_a_conftest_configures_jax_after_the_plugin_loaded(jaxperf_pytester: pyt
             assert len(jax.devices()) == 3
         """
     )
-    result = run(jaxperf_pytester, "--jaxperf")
-    result.assert_outcomes(passed=1)
+    result = expect(jaxperf_pytester, "--jaxperf", passed=1)
     result.stdout.fnmatch_lines(["jaxperf: backend cpu, 3 device(s) (3× cpu)*"])

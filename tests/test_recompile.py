@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from .conftest import lines, run
+from .conftest import expect
 
 
 def test_stable_models_pass_and_compile_once(jaxperf_pytester: pytest.Pytester) -> None:
@@ -45,8 +45,7 @@ def test_stable_models_pass_and_compile_once(jaxperf_pytester: pytest.Pytester) 
             assert not record.jit and record.compiles == 0
         """
     )
-    result = run(jaxperf_pytester)
-    result.assert_outcomes(passed=4)
+    expect(jaxperf_pytester, passed=4)
 
 
 def test_two_batch_sizes_fail_naming_both_shapes(jaxperf_pytester: pytest.Pytester) -> None:
@@ -66,18 +65,16 @@ def test_two_batch_sizes_fail_naming_both_shapes(jaxperf_pytester: pytest.Pytest
             decode(jnp.zeros((128, 32)))
         """
     )
-    result = run(jaxperf_pytester)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        lines(
-            *[
-                "*RecompileError: jit(Decoder) compiled 2 times, more than max_compiles=1*",
-                "*first compile, with z: f32[64,32] on cpu:0",
-                "*z: f32[64,32] on cpu:0 → f32[128,32] on cpu:0 (shape [64, 32] → [128, 32])",
-                # The traceback ends at the user's offending call, not inside jaxperf.
-                "test_two_batch_sizes_fail_naming_both_shapes.py:12: RecompileError",
-            ]
-        )
+    expect(
+        jaxperf_pytester,
+        failed=1,
+        lines=[
+            "*RecompileError: jit(Decoder) compiled 2 times, more than max_compiles=1*",
+            "*first compile, with z: f32[64,32] on cpu:0",
+            "*z: f32[64,32] on cpu:0 → f32[128,32] on cpu:0 (shape [64, 32] → [128, 32])",
+            # The traceback ends at the user's offending call, not inside jaxperf.
+            "test_two_batch_sizes_fail_naming_both_shapes.py:12: RecompileError",
+        ],
     )
 
 
@@ -96,15 +93,13 @@ def test_python_float_where_an_array_was(jaxperf_pytester: pytest.Pytester) -> N
             jaxperf.wrap(scale)(jnp.ones((8,)), 2.0)
         """
     )
-    result = run(jaxperf_pytester)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        lines(
-            *[
-                "*factor: Python float 2.0 now, f32[8] on cpu:0 before — a Python scalar is traced as a "
-                "weak-typed 0-d array*",
-            ]
-        )
+    expect(
+        jaxperf_pytester,
+        failed=1,
+        lines=[
+            "*factor: Python float 2.0 now, f32[8] on cpu:0 before — a Python scalar is traced as a "
+            "weak-typed 0-d array*"
+        ],
     )
 
 
@@ -138,16 +133,14 @@ def test_static_keyword_argument(jaxperf_pytester: pytest.Pytester) -> None:
             jaxperf.wrap(smooth)(jnp.ones((8,)), steps=2)
         """
     )
-    result = run(jaxperf_pytester)
-    result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines(
-        lines(
-            *[
-                "*steps: value changed int 2 → int 3 (a static argument: every distinct value compiles*",
-                "*steps: by keyword now, left at its default before — JAX keys its cache on how an argument "
-                "is passed*",
-            ]
-        )
+    expect(
+        jaxperf_pytester,
+        failed=2,
+        lines=[
+            "*steps: value changed int 2 → int 3 (a static argument: every distinct value compiles*",
+            "*steps: by keyword now, left at its default before — JAX keys its cache on how an argument "
+            "is passed*",
+        ],
     )
 
 
@@ -176,10 +169,10 @@ def test_input_moved_to_another_device(jaxperf_pytester: pytest.Pytester) -> Non
             decode(jax.device_put(z, jax.devices()[1]))
         """
     )
-    result = run(jaxperf_pytester)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        lines(*["*z: f32[64,32] on cpu:0 → f32[64,32] on cpu:1 (device/sharding cpu:0 → cpu:1)*"])
+    expect(
+        jaxperf_pytester,
+        failed=1,
+        lines=["*z: f32[64,32] on cpu:0 → f32[64,32] on cpu:1 (device/sharding cpu:0 → cpu:1)*"],
     )
 
 
@@ -215,16 +208,14 @@ def test_nnx_module_whose_structure_changes(jaxperf_pytester: pytest.Pytester) -
             step(model, jnp.zeros((4, 32)))
         """
     )
-    result = run(jaxperf_pytester)
-    result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines(
-        lines(
-            *[
-                "*ModelStructureError: Caching changes its own structure when called (added last*"
-                "Under nnx.jit every such call compiles again*",
-                "*m.extra: new Param f32[3] (the module's structure changed)*",
-            ]
-        )
+    expect(
+        jaxperf_pytester,
+        failed=2,
+        lines=[
+            "*ModelStructureError: Caching changes its own structure when called (added last*"
+            "Under nnx.jit every such call compiles again*",
+            "*m.extra: new Param f32[3] (the module's structure changed)*",
+        ],
     )
 
 
@@ -250,15 +241,13 @@ def test_guide_chunked_activation_compression_loop(jaxperf_pytester: pytest.Pyte
             compressed_forward(decode, jnp.zeros((100, 32)))
         """
     )
-    result = run(jaxperf_pytester)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        lines(
-            *[
-                "*compile 2 of Decoder, at call 4*",
-                "*z: f32[32,32] on cpu:0 → f32[4,32] on cpu:0 (shape [32, 32] → [4, 32])*",
-            ]
-        )
+    expect(
+        jaxperf_pytester,
+        failed=1,
+        lines=[
+            "*compile 2 of Decoder, at call 4*",
+            "*z: f32[32,32] on cpu:0 → f32[4,32] on cpu:0 (shape [32, 32] → [4, 32])*",
+        ],
     )
 
 
@@ -278,10 +267,10 @@ def test_a_swallowed_recompile_error_still_fails(jaxperf_pytester: pytest.Pytest
                     pass
         """
     )
-    result = run(jaxperf_pytester)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        lines(*["*jaxperf: jit(<lambda>) compiled 3 times, more than max_compiles=2*"])
+    expect(
+        jaxperf_pytester,
+        failed=1,
+        lines=["*jaxperf: jit(<lambda>) compiled 3 times, more than max_compiles=2*"],
     )
 
 
@@ -311,16 +300,15 @@ def test_no_recompile_block_and_max_compiles(jaxperf_pytester: pytest.Pytester) 
                 norm(jnp.ones((9,)))
         """
     )
-    result = run(jaxperf_pytester)
-    result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(
-        lines(
-            *[
-                "*RecompileError: 1 compile(s) of norm inside a no-recompile block (allowed: 0):",
-                "*jit(norm) compiled*",
-                "*JAX's own explanation: different input types:*",
-            ]
-        )
+    expect(
+        jaxperf_pytester,
+        passed=1,
+        failed=1,
+        lines=[
+            "*RecompileError: 1 compile(s) of norm inside a no-recompile block (allowed: 0):",
+            "*jit(norm) compiled*",
+            "*JAX's own explanation: different input types:*",
+        ],
     )
 
 
@@ -355,5 +343,4 @@ def test_model_of_the_wrong_kind_is_a_type_error(jaxperf_pytester: pytest.Pytest
             """
         )
     )
-    result = run(jaxperf_pytester)
-    result.assert_outcomes(passed=4)
+    expect(jaxperf_pytester, passed=4)
