@@ -6,17 +6,17 @@ Importing this module imports neither jax nor flax: a conftest must be able to c
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .markers import MARKERS
 from .session import PLUGIN_NAME, JaxperfSession
-from .settings import PluginConfig
+from .settings import PluginConfig, baselines_directory
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator
+    from pathlib import Path
 
     from .config import TestSpec, Variant
     from .fixture import Jaxperf
@@ -33,10 +33,10 @@ fixture_key = pytest.StashKey["Jaxperf"]()
 
 
 def _directory(value: str) -> Path:
-    path = Path(value)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{value!r} is a file, not a directory of baselines")
-    return path
+    try:
+        return baselines_directory(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,26 +78,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("jaxperf_json", "Write every jaxperf record of the run to this JSON file", default="")
 
 
-def _settings(config: pytest.Config) -> PluginConfig:
-    # An option given on the command line wins over its ini twin.
-    measure = config.getoption("jaxperf")
-    if measure is None:
-        measure = bool(config.getini("jaxperf"))
-    baselines = config.getoption("jaxperf_baselines") or _directory(config.getini("jaxperf_baselines"))
-    json_path = config.getoption("jaxperf_json") or config.getini("jaxperf_json") or None
-    update = bool(config.getoption("jaxperf_update_baselines"))
-    return PluginConfig(
-        measure=bool(measure) or update,
-        baselines_dir=Path(config.rootpath, baselines),
-        update_baselines=update,
-        json_path=Path(config.invocation_params.dir, json_path) if json_path else None,
-    )
-
-
 def pytest_configure(config: pytest.Config) -> None:
     for help_line in MARKERS.values():
         config.addinivalue_line("markers", help_line)
-    settings = _settings(config)
+    try:
+        settings = PluginConfig.from_pytest_config(config)
+    except ValueError as error:
+        raise pytest.UsageError(f"jaxperf: {error}") from None
     if settings.update_baselines:
         # Refuse rather than pretend: the regression gate that reads and writes baselines is not part
         # of this version, so nothing could be recorded.

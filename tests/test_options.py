@@ -118,6 +118,14 @@ def test_baselines_option_must_name_a_directory(jaxperf_pytester: pytest.Pyteste
     result.stderr.fnmatch_lines(["*'not_a_dir.json' is a file, not a directory of baselines*"])
 
 
+def test_baselines_ini_must_name_a_directory(jaxperf_pytester: pytest.Pytester) -> None:
+    jaxperf_pytester.makefile(".json", not_a_dir="{}")
+    jaxperf_pytester.makeini("[pytest]\njaxperf_baselines = not_a_dir.json\n")
+    result = jaxperf_pytester.runpytest_inprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*jaxperf: 'not_a_dir.json' is a file, not a directory of baselines*"])
+
+
 def test_importing_the_plugin_imports_neither_jax_nor_flax() -> None:
     code = textwrap.dedent(
         """
