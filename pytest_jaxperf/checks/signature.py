@@ -91,8 +91,11 @@ def _device_name(device: Any) -> str:
 def describe_leaf(value: Any) -> Leaf:
     """Describe one pytree leaf the way JAX's cache key sees it."""
     if isinstance(value, jax.Array):
-        # A tracer has no concrete placement; describe it without one.
-        placement = "" if isinstance(value, jax.core.Tracer) else _placement(value)
+        try:
+            placement = _placement(value)
+        except Exception:
+            # A tracer (a call from inside another trace) has no concrete placement.
+            placement = ""
         return Leaf(
             "array",
             str(value.dtype),
