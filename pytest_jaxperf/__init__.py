@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .markers import devices, dtype, jit_warm, memory
+from .markers import devices, dtype, gate, jit_warm, memory
 
 if TYPE_CHECKING:
     from .checks.compiles import CompileWatch, RecompileError, WatchedFunction, watch_compiles
@@ -42,6 +42,7 @@ __all__ = [
     "__version__",
     "devices",
     "dtype",
+    "gate",
     "jit_warm",
     "memory",
     "watch_compiles",

@@ -88,6 +88,15 @@ class MemorySpec:
 
 
 @dataclass(frozen=True)
+class GateSpec:
+    """``@jaxperf.gate(threshold=0.2, mode="throughput", budget_seconds=5)``: this test's measurement."""
+
+    threshold: float | None = None
+    mode: str | None = None
+    budget_seconds: float | None = None
+
+
+@dataclass(frozen=True)
 class TestSpec:
     """Everything a test's jaxperf markers ask for, validated."""
 
@@ -97,6 +106,7 @@ class TestSpec:
     dtype: DtypeSpec | None = None
     devices: DevicesSpec | None = None
     memory: MemorySpec | None = None
+    gate: GateSpec | None = None
 
     def variants(self) -> list[Variant]:
         """One Variant per (dtype × device count) case the markers ask for."""
@@ -251,12 +261,38 @@ def parse_memory(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> MemorySpec
         raise MarkerError(f"{marker}: max_bytes: {error}") from None
 
 
+def parse_gate(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> GateSpec:
+    marker = "jaxperf_gate"
+    if args:
+        raise MarkerError(
+            f"{marker}: takes keyword arguments only (threshold=, mode=, budget_seconds=), got {args[0]!r}"
+        )
+    _reject_unknown(marker, kwargs, ("threshold", "mode", "budget_seconds"))
+    threshold = kwargs.get("threshold")
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold < 10
+    ):
+        raise MarkerError(f"{marker}: threshold must be a fraction such as 0.1 (10%), got {threshold!r}")
+    mode = kwargs.get("mode")
+    if mode is not None and mode not in ("latency", "throughput"):
+        raise MarkerError(f"{marker}: unknown mode {mode!r}; accepted: latency, throughput")
+    budget = kwargs.get("budget_seconds")
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, int | float) or budget <= 0
+    ):
+        raise MarkerError(f"{marker}: budget_seconds must be a positive number, got {budget!r}")
+    return GateSpec(
+        None if threshold is None else float(threshold), mode, None if budget is None else float(budget)
+    )
+
+
 #: Marker name → parser of its (args, kwargs) into a spec, and the TestSpec field it fills.
 PARSERS = {
     "jaxperf_jit_warm": ("jit_warm", parse_jit_warm),
     "jaxperf_dtype": ("dtype", parse_dtype),
     "jaxperf_devices": ("devices", parse_devices),
     "jaxperf_memory": ("memory", parse_memory),
+    "jaxperf_gate": ("gate", parse_gate),
 }
 
 

@@ -3,19 +3,66 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .config import DEFAULT_VARIANT, TestSpec, Variant
-from .records import CheckRecord, FigureRecord, Record
+from .records import CheckRecord, ComparisonRecord, FigureRecord, Record
 from .settings import PluginConfig
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .baseline import BaselineStore
     from .checks.compiles import CompileWatch, RecompileError
+    from .gate import Verdict
+    from .measure import Comparison
     from .optimize.jit import WrappedModel
+
+
+INCONCLUSIVE = "inconclusive"
+
+
+class PerformanceRegression(AssertionError):
+    """A measurement regressed against its committed baseline."""
+
+
+class JaxperfInconclusive(UserWarning):
+    """A measurement whose change against its baseline could be neither confirmed nor ruled out."""
+
+
+def _describe_inputs(inputs: tuple[Any, ...]) -> str:
+    """``[0]: f32[64,32] on cpu:0; [1]: ...``: the inputs' abstract signature."""
+    from .checks.signature import describe_call
+
+    signature = describe_call(lambda *inputs: None, inputs, {})
+    return "; ".join(f"{path.removeprefix('inputs')}: {leaf.describe()}" for path, leaf in signature.items())
+
+
+def _roofline(metrics: dict[str, Any] | None, median: float, measure_peaks: bool) -> dict[str, Any] | None:
+    """Achieved FLOP/s and bytes/s, and their fraction of the device's peak where it is known."""
+    if not metrics or median <= 0:
+        return None
+    import jax
+
+    from .metrics import known_peak, measure_ceilings
+
+    flops, moved = metrics.get("flops"), metrics.get("bytes_accessed")
+    result: dict[str, Any] = {
+        "flops_per_second": flops / median if flops else None,
+        "bytes_per_second": moved / median if moved else None,
+    }
+    peak = measure_ceilings() if measure_peaks else known_peak(jax.devices()[0].device_kind)
+    if peak is not None:
+        result["peak_source"] = peak.source
+        result["fraction_of_peak_flops"] = result["flops_per_second"] / peak.flops if flops else None
+        result["fraction_of_peak_bytes"] = (
+            result["bytes_per_second"] / peak.bytes_per_second if moved else None
+        )
+    return result
 
 
 class Jaxperf:
@@ -32,12 +79,15 @@ class Jaxperf:
         spec: TestSpec,
         variant: Variant = DEFAULT_VARIANT,
         config: PluginConfig | None = None,
+        baselines: Callable[[], BaselineStore] | None = None,
     ) -> None:
         self.nodeid = nodeid
         self.spec = spec
         self.variant = variant
         self.config = config or PluginConfig()
         self.records: list[Record] = []
+        self._baselines = baselines
+        self._keys: set[str] = set()
         self._wrapped: list[tuple[tuple[Any, Any], WrappedModel]] = []
         self._explaining: contextlib.ExitStack | None = None
 
@@ -86,29 +136,105 @@ class Jaxperf:
                 "jaxperf.check(model, *example_inputs) needs at least one example input: "
                 "its shapes and dtypes are what the model is compiled and checked for"
             )
-        from .checks.signature import describe_call
         from .optimize.jit import warm_up
 
         wrapped = self.wrap(model, params=params)
         calls = self.spec.jit_warm.warmup if self.spec.jit_warm else 1
         timings = warm_up(wrapped, example_inputs, calls)
-        signature = describe_call(lambda *inputs: None, example_inputs, {})
-        inputs = "; ".join(
-            f"{path.removeprefix('inputs')}: {leaf.describe()}" for path, leaf in signature.items()
-        )
         record = CheckRecord(
             nodeid=self.nodeid,
             variant=self.variant.id,
             model=wrapped.name,
-            inputs=inputs,
+            inputs=_describe_inputs(example_inputs),
             jit=wrapped.jitted,
             compiles=len(wrapped.watched.compiles) if wrapped.watched else 0,
             compile_seconds=timings.compile_seconds,
             first_call_seconds=timings.first_call_seconds,
             steady_call_seconds=timings.steady_call_seconds,
+            key=self._unique_key(wrapped.name),
         )
+        if self.config.measure:
+            record = self._measure_and_gate(
+                record, wrapped, example_inputs, lambda: wrapped.lower(*example_inputs)
+            )
         self.records.append(record)
+        self._fail_on_regression(record)
         return record
+
+    def measure(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        name: str | None = None,
+        items: int | None = None,
+    ) -> CheckRecord | None:
+        """Measure ``fn(*args)`` under ``--jaxperf`` and gate it against its baseline.
+
+        Any callable: a jitted one also gets the deterministic metrics (FLOPs, bytes, memory, HLO).
+        ``items`` is the batch size for throughput (default: the first array argument's leading
+        dimension). Without ``--jaxperf`` nothing is measured and None is returned.
+        """
+        __tracebackhide__ = True
+        if not self.config.measure:
+            return None
+        from .checks.compiles import function_name
+
+        label = name or function_name(fn)
+        record = CheckRecord(
+            nodeid=self.nodeid,
+            variant=self.variant.id,
+            model=label,
+            inputs=_describe_inputs(args),
+            jit=hasattr(fn, "lower"),
+            compiles=None,
+            compile_seconds=0.0,
+            first_call_seconds=0.0,
+            steady_call_seconds=(),
+            key=self._unique_key(label),
+        )
+        lower = (lambda: fn.lower(*args)) if hasattr(fn, "lower") else None
+        record = self._measure_and_gate(record, fn, args, lower, items=items)
+        self.records.append(record)
+        self._fail_on_regression(record)
+        return record
+
+    def compare(
+        self,
+        a: Callable[..., Any],
+        b: Callable[..., Any],
+        *args: Any,
+        names: tuple[str, str] | None = None,
+    ) -> Comparison:
+        """Time ``a(*args)`` and ``b(*args)`` interleaved (ABBA…) and report B's time relative to A's.
+
+        Interleaving makes both share the machine's drift, so the ratio is far steadier than two
+        separate measurements (fp32 against bf16, say). Runs whether or not ``--jaxperf`` is given.
+        """
+        from .checks.compiles import function_name
+        from .measure import TimingConfig, compare_callables
+
+        labels = names or (function_name(a), function_name(b))
+        comparison = compare_callables(
+            lambda: a(*args),
+            lambda: b(*args),
+            names=labels,
+            config=TimingConfig(target=self.config.ci_target, budget_seconds=self._budget()),
+        )
+        self.records.append(
+            ComparisonRecord(
+                self.nodeid,
+                self.variant.id,
+                comparison.name_a,
+                comparison.name_b,
+                comparison.median_a,
+                comparison.median_b,
+                comparison.ratio,
+                comparison.ci_low,
+                comparison.ci_high,
+                comparison.rounds,
+            )
+        )
+        return comparison
 
     def no_recompile(self, *functions: Callable[..., Any], max_compiles: int = 0) -> CompileWatch:
         """A block that fails when ``functions`` (or, with none given, anything) compile in it.
@@ -139,6 +265,102 @@ class Jaxperf:
     def record(self, name: str, value: float, unit: str) -> None:
         """Report a figure this test measured; shown under ``--jaxperf`` and written to the JSON."""
         self.records.append(FigureRecord(self.nodeid, self.variant.id, name, float(value), unit))
+
+    # --- measurement and gate ------------------------------------------------------------------------
+
+    def _unique_key(self, name: str) -> str:
+        # The same model checked twice in one test gets #2, #3: each keeps its own baseline.
+        key, index = name, 1
+        while key in self._keys:
+            index += 1
+            key = f"{name}#{index}"
+        self._keys.add(key)
+        return key
+
+    def _budget(self) -> float:
+        gate = self.spec.gate
+        return gate.budget_seconds if gate and gate.budget_seconds else self.config.budget_seconds
+
+    def _measure_and_gate(
+        self,
+        record: CheckRecord,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        lower: Callable[[], Any] | None,
+        items: int | None = None,
+    ) -> CheckRecord:
+        __tracebackhide__ = True
+        from .measure import TimingConfig, items_along_batch, measure_callable
+        from .metrics import deterministic_metrics
+
+        gate = self.spec.gate
+        mode = (gate.mode if gate and gate.mode else None) or self.config.mode
+        timing_config = TimingConfig(mode=mode, target=self.config.ci_target, budget_seconds=self._budget())
+        lowered = lower() if lower is not None else None
+        metrics = deterministic_metrics(lowered).to_dict() if lowered is not None else None
+        items = items or items_along_batch(args)
+        timing = measure_callable(fn, args, items_per_call=items, config=timing_config)
+        current = dataclasses.replace(record, timing=timing.to_dict(), metrics=metrics)
+        verdict = self._verdict(current)
+        if verdict is not None and verdict.status == INCONCLUSIVE:
+            # One bounded re-measure with twice the budget; if still unclear it stays a warning.
+            longer = dataclasses.replace(timing_config, budget_seconds=2 * timing_config.budget_seconds)
+            timing = measure_callable(fn, args, items_per_call=items, config=longer)
+            current = dataclasses.replace(current, timing=timing.to_dict())
+            verdict = self._verdict(current)
+            if verdict is not None and verdict.status == INCONCLUSIVE:
+                warnings.warn(
+                    JaxperfInconclusive(f"{self.nodeid} {record.key}: inconclusive, {verdict.reason}"),
+                    stacklevel=3,
+                )
+        return dataclasses.replace(
+            current,
+            roofline=_roofline(metrics, timing.median, self.config.measure_peaks),
+            verdict=verdict.to_dict() if verdict is not None else None,
+        )
+
+    def _verdict(self, current: CheckRecord) -> Verdict | None:
+        from .gate import NEW, NOT_COMPARABLE, Verdict, verdict
+
+        if self._baselines is None or current.timing is None:
+            return None
+        from .baseline import BaselineError
+
+        try:
+            lookup = self._baselines().lookup(
+                current.module, f"{self.nodeid.split('::', 1)[-1]}::{current.key}"
+            )
+        except BaselineError as error:
+            message = f"jaxperf: {error}"
+        else:
+            message = ""
+        if message:
+            # Outside the except block: the report shows the message, not a chained traceback.
+            pytest.fail(message, pytrace=False)
+        if lookup.status == "new":
+            return Verdict(NEW, "no baseline yet: record one with --jaxperf-update-baselines")
+        if lookup.record is None:
+            return Verdict(NOT_COMPARABLE, lookup.reason)
+        gate = self.spec.gate
+        threshold = gate.threshold if gate and gate.threshold else self.config.threshold
+        now = {
+            "median": current.timing["median"],
+            "items_per_call": current.timing["items_per_call"],
+            "compiles": current.compiles,
+            "metrics": current.metrics,
+        }
+        return verdict(
+            now,
+            lookup.record,
+            current.timing["samples"],
+            lookup.record.get("samples", []),
+            threshold=threshold,
+        )
+
+    def _fail_on_regression(self, record: CheckRecord) -> None:
+        __tracebackhide__ = True
+        if record.verdict and record.verdict["status"] == "regressed" and not self.config.update_baselines:
+            raise PerformanceRegression(f"{record.model} ({self.variant.id}): {record.verdict['reason']}")
 
     # --- plugin side ------------------------------------------------------------------------------
 

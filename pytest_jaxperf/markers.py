@@ -22,6 +22,10 @@ MARKERS = {
     "jaxperf_devices": (
         "jaxperf_devices(*counts, platform=None): one case per device count the batch is sharded over"
     ),
+    "jaxperf_gate": (
+        "jaxperf_gate(threshold=None, mode=None, budget_seconds=None): this test's regression threshold "
+        "(a fraction), timing mode (latency or throughput) and sampling budget under --jaxperf"
+    ),
     "jaxperf_memory": (
         "jaxperf_memory(max_bytes): fail when the compiled model needs more device memory than "
         "max_bytes (an int or a string such as '512MiB')"
@@ -69,3 +73,12 @@ def devices(*args: Any, **kwargs: Any) -> Any:
 def memory(*args: Any, **kwargs: Any) -> Any:
     """Mark a test with a device-memory budget: ``@jaxperf.memory(max_bytes="2GiB")``."""
     return _mark("jaxperf_memory", args, kwargs)
+
+
+def gate(*args: Any, **kwargs: Any) -> Any:
+    """This test's measurement settings: ``@jaxperf.gate(threshold=0.2, mode="throughput")``.
+
+    ``threshold``: the smallest slowdown (a fraction) called a regression, before the noise floor raises
+    it; ``mode``: ``latency`` or ``throughput``; ``budget_seconds``: sampling time, at most.
+    """
+    return _mark("jaxperf_gate", args, kwargs)

@@ -12,11 +12,10 @@ import pytest
 
 from .markers import MARKERS
 from .session import PLUGIN_NAME, JaxperfSession
-from .settings import PluginConfig, baselines_directory
+from .settings import MODES, PluginConfig, baselines_directory, positive_float, positive_int
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator
-    from pathlib import Path
+    from collections.abc import Callable, Generator, Iterator
 
     from .config import TestSpec, Variant
     from .fixture import Jaxperf
@@ -32,11 +31,16 @@ JSON_OPTION = "--jaxperf-json"
 fixture_key = pytest.StashKey["Jaxperf"]()
 
 
-def _directory(value: str) -> Path:
-    try:
-        return baselines_directory(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+def _checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type=`` that reports a bad value as argparse does, naming it."""
+
+    def check(value: str) -> Any:
+        try:
+            return parse(value)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return check
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -53,7 +57,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         BASELINES_OPTION,
         dest="jaxperf_baselines",
         metavar="DIR",
-        type=_directory,
+        type=_checked(baselines_directory),
         default=None,
         help="Directory of committed baselines (default: ini jaxperf_baselines, else 'baselines')",
     )
@@ -62,20 +66,79 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         dest="jaxperf_update_baselines",
         default=False,
-        help="Record new baselines from this run (implies --jaxperf)",
+        help="Record new baselines from this run (implies --jaxperf); the noise floor comes from "
+        "--jaxperf-repeat processes",
+    )
+    group.addoption(
+        "--jaxperf-repeat",
+        dest="jaxperf_repeat",
+        metavar="N",
+        type=_checked(positive_int),
+        default=None,
+        help="Processes that measure each test when baselines are recorded (default 3)",
     )
     group.addoption(
         JSON_OPTION,
         dest="jaxperf_json",
         metavar="PATH",
         default=None,
-        help="Write every jaxperf record of the run to PATH as JSON",
+        help="Write every jaxperf record of the run, samples included, to PATH as JSON",
     )
-    parser.addini(
-        "jaxperf", "Measure and compare with baselines, as --jaxperf does", type="bool", default=False
+    group.addoption(
+        "--jaxperf-markdown",
+        dest="jaxperf_markdown",
+        metavar="PATH",
+        default=None,
+        help="Write the summary as Markdown to PATH (also appended to $GITHUB_STEP_SUMMARY when set)",
     )
-    parser.addini("jaxperf_baselines", "Directory of committed baselines", default="baselines")
-    parser.addini("jaxperf_json", "Write every jaxperf record of the run to this JSON file", default="")
+    group.addoption(
+        "--jaxperf-benchmark-json",
+        dest="jaxperf_benchmark_json",
+        metavar="PATH",
+        default=None,
+        help="Write the measurements in pytest-benchmark's JSON format to PATH",
+    )
+    group.addoption(
+        "--jaxperf-budget",
+        dest="jaxperf_budget",
+        metavar="SECONDS",
+        type=_checked(positive_float),
+        default=None,
+        help="Sampling time per measurement, at most (default 2)",
+    )
+    group.addoption(
+        "--jaxperf-threshold",
+        dest="jaxperf_threshold",
+        metavar="FRACTION",
+        type=_checked(positive_float),
+        default=None,
+        help="Smallest slowdown called a regression, e.g. 0.1 for 10%% (default 0.1)",
+    )
+    group.addoption(
+        "--jaxperf-mode",
+        dest="jaxperf_mode",
+        choices=MODES,
+        default=None,
+        help="latency: each call blocked; throughput: calls dispatched back to back (default latency)",
+    )
+    group.addoption(
+        "--jaxperf-measure-peaks",
+        dest="jaxperf_measure_peaks",
+        action="store_true",
+        default=False,
+        help="Measure the device's matmul and bandwidth ceilings on the spot instead of the table's",
+    )
+    ini = parser.addini
+    ini("jaxperf", "Measure and compare with baselines, as --jaxperf does", type="bool", default=False)
+    ini("jaxperf_baselines", "Directory of committed baselines", default="baselines")
+    ini("jaxperf_json", "Write every jaxperf record of the run to this JSON file", default="")
+    ini("jaxperf_markdown", "Write the summary as Markdown to this file", default="")
+    ini("jaxperf_benchmark_json", "Write measurements in pytest-benchmark's format to this file", default="")
+    ini("jaxperf_budget", "Sampling time per measurement in seconds, at most", default="2.0")
+    ini("jaxperf_ci_target", "Stop sampling when the median's 95% CI is within this fraction", default="0.02")
+    ini("jaxperf_threshold", "Smallest slowdown called a regression (a fraction)", default="0.10")
+    ini("jaxperf_mode", "Timing mode: latency or throughput", default="latency")
+    ini("jaxperf_repeat", "Processes measuring each test when baselines are recorded", default="3")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -85,14 +148,11 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = PluginConfig.from_pytest_config(config)
     except ValueError as error:
         raise pytest.UsageError(f"jaxperf: {error}") from None
-    if settings.update_baselines:
-        # Refuse rather than pretend: the regression gate that reads and writes baselines is not part
-        # of this version, so nothing could be recorded.
-        raise pytest.UsageError(
-            f"{UPDATE_OPTION}: this version of pytest-jaxperf measures but does not yet record "
-            f"baselines; nothing would be written to {settings.baselines_dir}"
-        )
-    session = JaxperfSession(settings, is_worker=hasattr(config, "workerinput"))
+    session = JaxperfSession(
+        settings,
+        is_worker=hasattr(config, "workerinput"),
+        invocation_args=tuple(config.invocation_params.args),
+    )
     config.pluginmanager.register(session, PLUGIN_NAME)
 
 
@@ -180,7 +240,13 @@ def jaxperf(request: pytest.FixtureRequest, jaxperf_variant: Variant) -> Iterato
 
     session = request.config.pluginmanager.get_plugin(PLUGIN_NAME)
     settings = session.settings if isinstance(session, JaxperfSession) else PluginConfig()
-    fixture = Jaxperf(request.node.nodeid, _spec_or_fail(request.node), jaxperf_variant, settings)
+    fixture = Jaxperf(
+        request.node.nodeid,
+        _spec_or_fail(request.node),
+        jaxperf_variant,
+        settings,
+        baselines=session.baseline_store if isinstance(session, JaxperfSession) else None,
+    )
     request.node.stash[fixture_key] = fixture
     try:
         yield fixture

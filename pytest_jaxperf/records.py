@@ -12,18 +12,31 @@ USER_PROPERTY = "jaxperf"
 
 @dataclass(frozen=True)
 class CheckRecord:
-    """One ``jaxperf.check`` call: the model, the variant, and what its warm-up measured."""
+    """One ``jaxperf.check`` or ``jaxperf.measure``: the model, the variant, and what was measured.
+
+    ``timing``, ``metrics``, ``roofline`` and ``verdict`` are filled under ``--jaxperf`` only.
+    """
 
     nodeid: str
     variant: str
     model: str
     inputs: str
-    """The example inputs' abstract signature, e.g. ``x: f32[64,32] on cpu:0``."""
+    """The example inputs' abstract signature, e.g. ``[0]: f32[64,32] on cpu:0``."""
     jit: bool
-    compiles: int
+    compiles: int | None
     compile_seconds: float
     first_call_seconds: float
     steady_call_seconds: tuple[float, ...]
+    key: str = ""
+    """The measurement's name in the baselines: unique within its test."""
+    timing: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    roofline: dict[str, Any] | None = None
+    verdict: dict[str, Any] | None = None
+
+    @property
+    def module(self) -> str:
+        return self.nodeid.split("::", 1)[0]
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "check", **dataclasses.asdict(self)}
@@ -43,13 +56,35 @@ class FigureRecord:
         return {"kind": "figure", **dataclasses.asdict(self)}
 
 
-Record = CheckRecord | FigureRecord
+@dataclass(frozen=True)
+class ComparisonRecord:
+    """``jaxperf.compare(a, b, ...)``: B's time relative to A's, timed interleaved."""
+
+    nodeid: str
+    variant: str
+    name_a: str
+    name_b: str
+    median_a: float
+    median_b: float
+    ratio: float
+    ci_low: float
+    ci_high: float
+    rounds: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "comparison", **dataclasses.asdict(self)}
+
+
+Record = CheckRecord | FigureRecord | ComparisonRecord
 
 
 def record_from_dict(data: dict[str, Any]) -> Record:
-    """Rebuild a record sent through ``user_properties`` (possibly from an xdist worker)."""
+    """Rebuild a record sent through ``user_properties`` (possibly from an xdist worker) or JSON."""
     fields = {k: v for k, v in data.items() if k != "kind"}
-    if data.get("kind") == "check":
+    kind = data.get("kind")
+    if kind == "check":
         fields["steady_call_seconds"] = tuple(fields["steady_call_seconds"])
         return CheckRecord(**fields)
+    if kind == "comparison":
+        return ComparisonRecord(**fields)
     return FigureRecord(**fields)

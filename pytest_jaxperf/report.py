@@ -1,52 +1,115 @@
-"""Results → terminal lines and JSON. Pure functions of the records."""
+"""Results → terminal lines, Markdown, JSON and pytest-benchmark's JSON. Pure functions of the records."""
 
 from __future__ import annotations
 
+import platform
 from typing import TYPE_CHECKING, Any
 
-from .records import CheckRecord, FigureRecord, Record
+from .records import CheckRecord, ComparisonRecord, FigureRecord
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from .records import Record
+
 JSON_SCHEMA_VERSION = 1
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3f}"
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:.3f}"
+
+
+def _vs_baseline(record: CheckRecord) -> str:
+    verdict = record.verdict or {}
+    ratio = verdict.get("ratio")
+    if ratio is None:
+        return "-"
+    items = (record.timing or {}).get("items_per_call") or 1
+    change = 1 / ratio - 1 if items > 1 else ratio - 1  # throughput up is good; time up is bad
+    return f"{change:+.1%}"
+
+
+def check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
+    """One row per check: the table both the terminal and Markdown show."""
+    rows: list[tuple[str, ...]] = [
+        (
+            "test",
+            "variant",
+            "model",
+            "compiles",
+            "compile ms",
+            "median ms",
+            "±CI %",
+            "items/s",
+            "vs baseline",
+            "verdict",
+        )
+    ]
+    for c in records:
+        if not isinstance(c, CheckRecord):
+            continue
+        timing = c.timing or {}
+        median = timing.get("median")
+        ci = (
+            f"{100 * max(median - timing['ci_low'], timing['ci_high'] - median) / median:.1f}"
+            if median
+            else "-"
+        )
+        throughput = f"{timing['items_per_call'] / median:.0f}" if median else "-"
+        rows.append(
+            (
+                c.nodeid,
+                c.variant,
+                c.model,
+                "-" if c.compiles is None else str(c.compiles) if c.jit else "no jit",
+                _ms(c.compile_seconds) if c.compiles is not None else "-",
+                _ms(median),
+                ci,
+                throughput,
+                _vs_baseline(c),
+                (c.verdict or {}).get("status", "-"),
+            )
+        )
+    return rows
 
 
 def summary_lines(records: Sequence[Record]) -> list[str]:
-    """The terminal summary: one table of checks, one of recorded figures."""
-    checks = [r for r in records if isinstance(r, CheckRecord)]
-    figures = [r for r in records if isinstance(r, FigureRecord)]
-    import statistics
-
+    """The terminal summary: checks with their verdicts, then comparisons, figures and explanations."""
     lines: list[str] = []
-    if checks:
-        rows: list[tuple[str, ...]] = [
-            ("test", "variant", "model", "compiles", "compile ms", "first call ms", "steady ms")
-        ]
-        for c in checks:
-            steady = _ms(statistics.median(c.steady_call_seconds)) if c.steady_call_seconds else "-"
-            rows.append(
-                (
-                    c.nodeid,
-                    c.variant,
-                    c.model,
-                    str(c.compiles) if c.jit else "no jit",
-                    _ms(c.compile_seconds),
-                    _ms(c.first_call_seconds),
-                    steady,
-                )
-            )
+    rows = check_rows(records)
+    if len(rows) > 1:
         lines += _table(rows)
+    comparisons = [r for r in records if isinstance(r, ComparisonRecord)]
+    if comparisons:
+        lines.append("")
+        comparison_rows: list[tuple[str, ...]] = [("test", "B / A", "ratio (time)", "95% CI", "rounds")]
+        comparison_rows += [
+            (
+                c.nodeid,
+                f"{c.name_b} / {c.name_a}",
+                f"{c.ratio:.3f}",
+                f"{c.ci_low:.3f}…{c.ci_high:.3f}",
+                str(c.rounds),
+            )
+            for c in comparisons
+        ]
+        lines += _table(comparison_rows)
+    figures = [r for r in records if isinstance(r, FigureRecord)]
     if figures:
-        if lines:
-            lines.append("")
+        lines.append("")
         figure_rows: list[tuple[str, ...]] = [("test", "variant", "figure", "value", "unit")]
         figure_rows += [(f.nodeid, f.variant, f.name, f"{f.value:.6g}", f.unit) for f in figures]
         lines += _table(figure_rows)
+    notes = [
+        f"{c.nodeid} {c.key}: {c.verdict['status']}: {c.verdict['reason']}"
+        for c in records
+        if isinstance(c, CheckRecord)
+        and c.verdict
+        and c.verdict.get("status") in ("regressed", "improved", "inconclusive", "not comparable")
+    ]
+    if notes:
+        lines.append("")
+        lines += notes
     return lines or ["no jaxperf checks or figures were recorded"]
 
 
@@ -68,16 +131,110 @@ def _table(rows: Sequence[Sequence[str]]) -> list[str]:
 
 def _is_number(text: str) -> bool:
     try:
-        float(text)
+        float(text.rstrip("%"))
     except ValueError:
         return text == "-"
     return True
 
 
+def markdown_summary(records: Sequence[Record]) -> str:
+    """The check table as GitHub-flavoured Markdown, for a pull-request comment or a step summary."""
+    rows = check_rows(records)
+    if len(rows) == 1:
+        return "### jaxperf\n\nNo measurement was recorded.\n"
+
+    def escape(cell: str) -> str:
+        return cell.replace("|", "\\|")
+
+    lines = ["### jaxperf", "", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows[1:]]
+    regressions = [
+        r for r in records if isinstance(r, CheckRecord) and (r.verdict or {}).get("status") == "regressed"
+    ]
+    if regressions:
+        lines += ["", "**Regressions**", ""]
+        lines += [f"- `{r.nodeid}` {r.key}: {r.verdict['reason']}" for r in regressions if r.verdict]
+    return "\n".join(lines) + "\n"
+
+
 def results_json(records: Sequence[Record], environment: str) -> dict[str, Any]:
-    """Everything recorded, as one JSON-ready document."""
+    """Everything recorded, samples included, as one JSON-ready document."""
     return {
         "schema_version": JSON_SCHEMA_VERSION,
         "environment": environment,
         "records": [r.to_dict() for r in records],
+    }
+
+
+def benchmark_json(records: Sequence[Record], environment: str) -> dict[str, Any]:
+    """The measured checks in pytest-benchmark's JSON format (its ``compare`` command reads it)."""
+    import datetime
+    import statistics
+
+    benchmarks = []
+    for record in records:
+        if not isinstance(record, CheckRecord) or not record.timing:
+            continue
+        data = list(record.timing["samples"])
+        ordered = sorted(data)
+        q1, q3 = (
+            (statistics.quantiles(ordered, n=4)[0], statistics.quantiles(ordered, n=4)[2])
+            if len(ordered) > 1
+            else (ordered[0], ordered[0])
+        )
+        mean = statistics.fmean(data)
+        stddev = statistics.stdev(data) if len(data) > 1 else 0.0
+        iqr = q3 - q1
+        name = record.nodeid.split("::", 1)[-1]
+        benchmarks.append(
+            {
+                "group": record.variant,
+                "name": f"{name}::{record.key}",
+                "fullname": f"{record.nodeid}::{record.key}",
+                "params": None,
+                "param": None,
+                "extra_info": {
+                    "jaxperf_mode": record.timing["mode"],
+                    "items_per_call": record.timing["items_per_call"],
+                    "verdict": (record.verdict or {}).get("status"),
+                    "metrics": record.metrics,
+                },
+                "options": {"timer": "perf_counter", "blocked_on_output": True, "warmup": True},
+                "stats": {
+                    "min": ordered[0],
+                    "max": ordered[-1],
+                    "mean": mean,
+                    "stddev": stddev,
+                    "rounds": len(data),
+                    "median": record.timing["median"],
+                    "iqr": iqr,
+                    "q1": q1,
+                    "q3": q3,
+                    "iqr_outliers": sum(1 for x in data if x < q1 - 1.5 * iqr or x > q3 + 1.5 * iqr),
+                    "stddev_outliers": sum(1 for x in data if abs(x - mean) > stddev),
+                    "outliers": "0;0",
+                    "ld15iqr": min((x for x in ordered if x >= q1 - 1.5 * iqr), default=ordered[0]),
+                    "hd15iqr": max((x for x in ordered if x <= q3 + 1.5 * iqr), default=ordered[-1]),
+                    "ops": 1 / mean if mean else 0.0,
+                    "total": sum(data),
+                    "data": data,
+                    "iterations": record.timing["calls_per_sample"],
+                },
+            }
+        )
+    return {
+        "machine_info": {
+            "node": platform.node(),
+            "processor": platform.processor(),
+            "machine": platform.machine(),
+            "python_implementation": platform.python_implementation(),
+            "python_version": platform.python_version(),
+            "system": platform.system(),
+            "release": platform.release(),
+            "jaxperf_environment": environment,
+        },
+        "commit_info": {"id": "unknown", "dirty": False, "project": "", "branch": "(unknown)"},
+        "benchmarks": benchmarks,
+        "datetime": datetime.datetime.now(datetime.UTC).isoformat(),
+        "version": "5.1.0",
     }

@@ -1,31 +1,49 @@
-"""The registered plugin object: gathers the records of every test (xdist-aware) and writes them."""
+"""The registered plugin object: gathers the records of every test (xdist-aware), writes what was asked.
+
+Records ride on ``report.user_properties``, so under xdist the workers' records reach the controller with
+their reports; only the controller writes files (results, reports, baselines).
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
+import os
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pytest
     from _pytest.terminal import TerminalReporter
 
-    from .records import Record
+    from .baseline import BaselineStore
+    from .records import CheckRecord, Record
     from .settings import PluginConfig
 
 PLUGIN_NAME = "jaxperf-session"
+#: Set in the extra processes that measure the noise floor, so that they never record baselines.
+REPEAT_CHILD_ENV = "JAXPERF_REPEAT_CHILD"
 
 
 class JaxperfSession:
-    """Session state: the settings and the records gathered from test reports.
+    """Session state: the settings, the baseline store and the records gathered from test reports."""
 
-    Records ride on ``report.user_properties``, so under xdist the workers' records reach the
-    controller with their reports; only the controller writes files.
-    """
-
-    def __init__(self, settings: PluginConfig, is_worker: bool) -> None:
+    def __init__(
+        self, settings: PluginConfig, is_worker: bool, invocation_args: tuple[str, ...] = ()
+    ) -> None:
         self.settings = settings
         self.is_worker = is_worker
+        self.invocation_args = invocation_args
         self.records: list[Record] = []
+        self.messages: list[str] = []
+        self._store: BaselineStore | None = None
+
+    def baseline_store(self) -> BaselineStore:
+        """The store of this environment's baselines (computing the fingerprint imports jax)."""
+        if self._store is None:
+            from .baseline import BaselineStore, environment_fingerprint
+
+            self._store = BaselineStore(self.settings.baselines_dir, environment_fingerprint())
+        return self._store
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # Every phase's report carries the item's user_properties; the teardown report is the last.
@@ -37,16 +55,17 @@ class JaxperfSession:
             if key == USER_PROPERTY and isinstance(value, list):
                 self.records.extend(record_from_dict(entry) for entry in value)
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.is_worker or self.settings.json_path is None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.is_worker:
             return
-        import json
+        import pytest
 
-        from .environment import describe_environment
-        from .report import results_json
-
-        document = results_json(self.records, describe_environment())
-        write_atomically(self.settings.json_path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+        if self.settings.update_baselines:
+            if exitstatus == pytest.ExitCode.INTERRUPTED:
+                self.messages.append("jaxperf: the run was interrupted; no baseline was written")
+            elif not self._write_baselines():
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        self._write_reports()
 
     def pytest_terminal_summary(self, terminalreporter: TerminalReporter) -> None:
         if self.is_worker or not self.settings.measure:
@@ -56,21 +75,141 @@ class JaxperfSession:
         terminalreporter.write_sep("=", "jaxperf")
         for line in summary_lines(self.records):
             terminalreporter.write_line(line)
-        if self.settings.json_path is not None:
-            terminalreporter.write_line(f"jaxperf: results written to {self.settings.json_path}")
+        for message in self.messages:
+            terminalreporter.write_line(message)
+
+    # --- files --------------------------------------------------------------------------------------
+
+    def _write_reports(self) -> None:
+        import json
+
+        from .baseline import write_atomically
+        from .environment import describe_environment
+        from .report import benchmark_json, markdown_summary, results_json
+
+        settings = self.settings
+        if settings.json_path is not None:
+            document = results_json(self.records, describe_environment())
+            write_atomically(settings.json_path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+            self.messages.append(f"jaxperf: results written to {settings.json_path}")
+        if settings.benchmark_json_path is not None:
+            document = benchmark_json(self.records, describe_environment())
+            write_atomically(settings.benchmark_json_path, json.dumps(document, indent=2) + "\n")
+            self.messages.append(f"jaxperf: pytest-benchmark JSON written to {settings.benchmark_json_path}")
+        if settings.measure:
+            markdown = markdown_summary(self.records)
+            if settings.markdown_path is not None:
+                write_atomically(settings.markdown_path, markdown)
+            step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+            if step_summary:
+                with open(step_summary, "a", encoding="utf-8") as stream:
+                    stream.write(markdown)
+
+    def _write_baselines(self) -> bool:
+        """Record the measured checks as baselines; False when a file could not be written."""
+        from .baseline import BaselineError, baseline_record
+        from .gate import noise_floor
+        from .records import CheckRecord
+
+        measured = [r for r in self.records if isinstance(r, CheckRecord) and r.timing is not None]
+        if not measured:
+            self.messages.append("jaxperf: nothing was measured, so no baseline was written")
+            return True
+        repeats = self._repeat_medians(measured)
+        commit = _git_commit(self.settings.rootdir)
+        by_module: dict[str, dict[str, dict[str, Any]]] = {}
+        for record in measured:
+            key = _baseline_key(record)
+            medians = (
+                [record.timing["median"], *repeats.get((record.module, key), [])] if record.timing else []
+            )
+            by_module.setdefault(record.module, {})[key] = baseline_record(
+                record, noise_floor(medians), len(medians), commit
+            )
+        store = self.baseline_store()
+        ok = True
+        for module, records in sorted(by_module.items()):
+            try:
+                path = store.write(module, records)
+            except BaselineError as error:
+                self.messages.append(f"jaxperf: {error}")
+                ok = False
+                continue
+            self.messages.append(f"jaxperf: {len(records)} baseline(s) written to {path}")
+        return ok
+
+    def _repeat_medians(self, measured: list[CheckRecord]) -> dict[tuple[str, str], list[float]]:
+        """Medians from ``repeat - 1`` extra processes running the same tests: the noise floor's data."""
+        if self.settings.repeat <= 1 or os.environ.get(REPEAT_CHILD_ENV):
+            return {}
+        import json
+        import subprocess
+        import sys
+        import tempfile
+        from pathlib import Path
+
+        from .records import CheckRecord, record_from_dict
+
+        nodeids = sorted({r.nodeid for r in measured})
+        medians: dict[tuple[str, str], list[float]] = {}
+        with tempfile.TemporaryDirectory(prefix="jaxperf-repeat-") as scratch:
+            for index in range(self.settings.repeat - 1):
+                results = Path(scratch, f"run{index}.json")
+                command = [
+                    sys.executable, "-m", "pytest", "--jaxperf", f"--jaxperf-json={results}",
+                    f"--jaxperf-baselines={self.settings.baselines_dir}", "-p", "no:cacheprovider", "-q",
+                    *_forwarded_options(self.invocation_args), *nodeids,
+                ]  # fmt: skip
+                env = {**os.environ, REPEAT_CHILD_ENV: "1"}
+                subprocess.run(command, cwd=self.settings.rootdir, env=env, capture_output=True, check=False)
+                if not results.exists():
+                    self.messages.append(f"jaxperf: noise-floor run {index + 2} wrote no results; skipped")
+                    continue
+                for entry in json.loads(results.read_text())["records"]:
+                    record = record_from_dict(entry)
+                    if isinstance(record, CheckRecord) and record.timing is not None:
+                        key = (record.module, _baseline_key(record))
+                        medians.setdefault(key, []).append(record.timing["median"])
+        self.messages.append(
+            f"jaxperf: noise floor from {self.settings.repeat} processes (this one and "
+            f"{self.settings.repeat - 1} more)"
+        )
+        return medians
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
-    import os
-    import tempfile
+def _baseline_key(record: CheckRecord) -> str:
+    return f"{record.nodeid.split('::', 1)[-1]}::{record.key}"
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+
+#: Options worth passing on to the noise-floor processes (the measurement settings).
+_FORWARDED = ("--jaxperf-budget", "--jaxperf-threshold", "--jaxperf-mode", "-p", "-c", "--rootdir")
+
+
+def _forwarded_options(args: tuple[str, ...]) -> list[str]:
+    forwarded: list[str] = []
+    iterator = iter(args)
+    for arg in iterator:
+        name = arg.split("=", 1)[0]
+        if name in _FORWARDED:
+            forwarded.append(arg)
+            if "=" not in arg and name in _FORWARDED:
+                following = next(iterator, None)
+                if following is not None:
+                    forwarded.append(following)
+    return forwarded
+
+
+def _git_commit(directory: Path) -> str:
+    import subprocess
+
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        result = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return "unknown"
+    return result.stdout.strip() or "unknown"

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pytest
+
+MODES = ("latency", "throughput")
 
 
 def baselines_directory(value: str) -> Path:
@@ -20,6 +22,33 @@ def baselines_directory(value: str) -> Path:
     if path.exists() and not path.is_dir():
         raise ValueError(f"{value!r} is a file, not a directory of baselines")
     return path
+
+
+def positive_float(value: str) -> float:
+    """A positive number from an option or ini value; ValueError naming it otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a positive number, got {value!r}") from None
+    if not number > 0:
+        raise ValueError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def timing_mode(value: str) -> str:
+    if value not in MODES:
+        raise ValueError(f"unknown timing mode {value!r}; accepted: {', '.join(MODES)}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -31,21 +60,49 @@ class PluginConfig:
     baselines_dir: Path = Path("baselines")
     update_baselines: bool = False
     json_path: Path | None = None
+    markdown_path: Path | None = None
+    benchmark_json_path: Path | None = None
+    budget_seconds: float = 2.0
+    """Time spent sampling one measurement, at most (warm-up and compile not counted)."""
+    ci_target: float = 0.02
+    """Stop sampling once the median's 95% interval is within ± this fraction."""
+    threshold: float = 0.10
+    """Smallest slowdown the timing tier calls a regression (raised by the noise floor)."""
+    mode: str = "latency"
+    repeat: int = 3
+    """Processes whose medians give the noise floor when baselines are recorded."""
+    measure_peaks: bool = False
+    rootdir: Path = Path()
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> PluginConfig:
         """Resolve the settings: an option given on the command line wins over its ini twin."""
+
+        def value(name: str) -> Any:
+            given = config.getoption(name, default=None)
+            return given if given not in (None, "") else config.getini(name)
+
+        def path(name: str, base: Path) -> Path | None:
+            given = value(name)
+            return Path(base, given) if given else None
+
         measure = config.getoption("jaxperf")
         if measure is None:
             measure = bool(config.getini("jaxperf"))
-        baselines = config.getoption("jaxperf_baselines") or baselines_directory(
-            config.getini("jaxperf_baselines")
-        )
-        json_path = config.getoption("jaxperf_json") or config.getini("jaxperf_json") or None
         update = bool(config.getoption("jaxperf_update_baselines"))
+        here = config.invocation_params.dir
         return cls(
             measure=bool(measure) or update,
-            baselines_dir=Path(config.rootpath, baselines),
+            baselines_dir=Path(config.rootpath, baselines_directory(str(value("jaxperf_baselines")))),
             update_baselines=update,
-            json_path=Path(config.invocation_params.dir, json_path) if json_path else None,
+            json_path=path("jaxperf_json", here),
+            markdown_path=path("jaxperf_markdown", here),
+            benchmark_json_path=path("jaxperf_benchmark_json", here),
+            budget_seconds=positive_float(value("jaxperf_budget")),
+            ci_target=positive_float(value("jaxperf_ci_target")),
+            threshold=positive_float(value("jaxperf_threshold")),
+            mode=timing_mode(str(value("jaxperf_mode"))),
+            repeat=positive_int(value("jaxperf_repeat")),
+            measure_peaks=bool(config.getoption("jaxperf_measure_peaks")),
+            rootdir=config.rootpath,
         )

@@ -42,7 +42,8 @@ MODELS = textwrap.dedent(
 def jaxperf_pytester(pytester: pytest.Pytester) -> pytest.Pytester:
     """A pytester directory with ``models.py`` and no cache directory, run in subprocesses."""
     pytester.makepyfile(models=MODELS)
-    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider -p no:randomly\n")
+    # A short sampling budget keeps measured runs quick; the gate's logic does not depend on it.
+    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider -p no:randomly\njaxperf_budget = 0.3\n")
     return pytester
 
 

@@ -47,12 +47,22 @@ class WrappedModel:
     """The model under test with its optimizations applied, called with the example inputs only."""
 
     def __init__(
-        self, name: str, call: Callable[..., Any], watched: WatchedFunction | None, jitted: bool
+        self,
+        name: str,
+        call: Callable[..., Any],
+        watched: WatchedFunction | None,
+        jitted: bool,
+        lower: Callable[..., Any] | None = None,
     ) -> None:
         self.name = name
         self.watched = watched
         self.jitted = jitted
         self._call = call
+        self._lower = lower
+
+    def lower(self, *inputs: Any, **kwargs: Any) -> Any:
+        """The ``jax.stages.Lowered`` program for these inputs (None when not jitted)."""
+        return self._lower(*inputs, **kwargs) if self._lower is not None else None
 
     def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
@@ -123,13 +133,15 @@ def wrap_model(
         jitted, name=name, max_compiles=max_compiles, signature_of=model, explain=explain
     )
     if params is None:
-        return WrappedModel(name, watched, watched, jitted=True)
+        return WrappedModel(name, watched, watched, jitted=True, lower=jitted.lower)
 
     def call_with_params(*inputs: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
         return watched(params, *inputs, **kwargs)
 
-    return WrappedModel(name, call_with_params, watched, jitted=True)
+    return WrappedModel(
+        name, call_with_params, watched, jitted=True, lower=functools.partial(jitted.lower, params)
+    )
 
 
 def _wrap_module(module: Any, *, jit: bool, max_compiles: int | None, explain: bool) -> WrappedModel:
@@ -170,7 +182,7 @@ def _wrap_module(module: Any, *, jit: bool, max_compiles: int | None, explain: b
         signature_of=module.__call__,
         explain=explain,
     )
-    return WrappedModel(name, watched, watched, jitted=True)
+    return WrappedModel(name, watched, watched, jitted=True, lower=functools.partial(jitted.lower, state))
 
 
 def _variable_paths(state: Any) -> dict[str, str]:

@@ -1,0 +1,287 @@
+"""The baseline store: committed, reviewable JSON, one file per environment and test module.
+
+Layout: ``<baselines>/<environment id>/<test module>.json``. The environment id is readable (backend,
+device kind and count) and ends in a hash of the whole fingerprint, so two machines never share a file and
+a baseline is compared only with runs of the same environment. Files are written only on request, only by
+the xdist controller, through a temporary file and a rename; a file that cannot be read is reported and
+left untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from .records import CheckRecord
+
+SCHEMA_VERSION = 1
+#: Environment variables that change what XLA compiles or how it runs.
+_ENV_PREFIXES = ("XLA_FLAGS", "JAX_", "XLA_PYTHON_CLIENT_", "XLA_CLIENT_", "TF_GPU_ALLOCATOR", "CUDA_VISIBLE")
+#: ... except these, which only say where things are kept.
+_ENV_IGNORED = ("JAX_COMPILATION_CACHE_DIR", "JAXPERF_REPEAT_CHILD")
+
+
+class BaselineError(Exception):
+    """A baseline file that cannot be used: unreadable, corrupt or of another schema."""
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment_fingerprint() -> dict[str, str]:
+    """What a timing depends on besides the code: hardware, versions, precision, XLA settings."""
+    import jax
+
+    from .environment import _version
+
+    devices = jax.devices()
+    env = {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES) and k not in _ENV_IGNORED}
+    return {
+        "backend": jax.default_backend(),
+        "device_kind": devices[0].device_kind,
+        "device_count": str(len(devices)),
+        "jax": jax.__version__,
+        "jaxlib": _version("jaxlib"),
+        "flax": _version("flax"),
+        "python": platform.python_version(),
+        "matmul_precision": str(getattr(jax.config, "jax_default_matmul_precision", None)),
+        "xla_env": " ".join(f"{k}={env[k]}" for k in sorted(env)),
+        "cpu_model": _cpu_model(),
+    }
+
+
+def environment_id(fingerprint: Mapping[str, str]) -> str:
+    """A directory name: ``cpu-cpu-x1-3fa2b1c4`` (backend, device kind, count, fingerprint hash)."""
+    digest = hashlib.sha256(json.dumps(dict(fingerprint), sort_keys=True).encode()).hexdigest()[:8]
+    kind = _slug(fingerprint.get("device_kind", "unknown"))
+    backend, count = _slug(fingerprint.get("backend", "unknown")), fingerprint.get("device_count", "?")
+    return f"{backend}-{kind}-x{count}-{digest}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def module_file_name(module: str) -> str:
+    """A safe file name for a test module path (``suites/test_x.py`` → ``suites.test_x.py-1a2b3c.json``).
+
+    Only ``[A-Za-z0-9._-]`` survive, leading dots are dropped, and a hash of the original keeps distinct
+    paths distinct: nothing in a test id can escape the baselines folder.
+    """
+    readable = re.sub(r"[^A-Za-z0-9._-]+", ".", module.replace("\\", "/").replace("/", ".")).lstrip(".")
+    digest = hashlib.sha256(module.encode()).hexdigest()[:6]
+    return f"{readable[:80] or 'module'}-{digest}.json"
+
+
+def stable_numbers(value: Any) -> Any:
+    """Floats to 6 significant digits, recursively, so files diff cleanly and read the same everywhere."""
+    if isinstance(value, float):
+        return value if not math.isfinite(value) else float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {k: stable_numbers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [stable_numbers(v) for v in value]
+    return value
+
+
+def dumps(document: Mapping[str, Any]) -> str:
+    """The file format: sorted keys, one item per line, stable numbers, UTF-8."""
+    return json.dumps(stable_numbers(dict(document)), sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+
+
+@dataclass
+class BaselineFile:
+    """One module's baselines for one environment."""
+
+    path: Path
+    environment: dict[str, str]
+    module: str
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "environment": self.environment,
+            "module": self.module,
+            "records": self.records,
+        }
+
+
+def read_file(path: Path) -> BaselineFile:
+    """Load one baseline file; BaselineError says what is wrong with it and that it was left alone."""
+    left_alone = (
+        "the file was left as it is: repair it, or delete it and record anew with --jaxperf-update-baselines"
+    )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise BaselineError(f"baseline file {path} is not UTF-8 text ({error}); {left_alone}") from None
+    except json.JSONDecodeError as error:
+        raise BaselineError(f"baseline file {path} is corrupt or truncated ({error}); {left_alone}") from None
+    except OSError as error:
+        raise BaselineError(f"baseline file {path} cannot be read ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("records"), dict):
+        raise BaselineError(f"baseline file {path} is not a jaxperf baseline (no records); {left_alone}")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BaselineError(
+            f"baseline file {path} has schema version {version!r}; this pytest-jaxperf reads version "
+            f"{SCHEMA_VERSION}; {left_alone}"
+        )
+    environment = data.get("environment")
+    if not isinstance(environment, dict):
+        raise BaselineError(f"baseline file {path} has no environment fingerprint; {left_alone}")
+    return BaselineFile(path, environment, str(data.get("module", "")), data["records"])
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The result of looking a measurement up: a record, or why there is none."""
+
+    status: str
+    """``found``, ``new`` or ``not comparable``."""
+    record: dict[str, Any] | None = None
+    reason: str = ""
+
+
+def differing_fields(ours: Mapping[str, str], theirs: Mapping[str, str]) -> list[str]:
+    """The fingerprint fields that differ, each as ``field: 'theirs' there, 'ours' here``."""
+    return [
+        f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here"
+        for k in sorted(set(ours) | set(theirs))
+        if ours.get(k) != theirs.get(k)
+    ]
+
+
+class BaselineStore:
+    """Reads and writes the baselines of one environment under ``directory``."""
+
+    def __init__(self, directory: Path, fingerprint: Mapping[str, str]) -> None:
+        self.directory = directory
+        self.fingerprint = dict(fingerprint)
+        self.environment_dir = directory / environment_id(fingerprint)
+        self._cache: dict[Path, BaselineFile | BaselineError | None] = {}
+
+    def path_for(self, module: str, environment_dir: Path | None = None) -> Path:
+        base = environment_dir or self.environment_dir
+        path = base / module_file_name(module)
+        # module_file_name already confines the name; this guards the invariant itself.
+        if path.resolve().parent != base.resolve():
+            raise BaselineError(f"refusing baseline path {path} outside {base}")
+        return path
+
+    def _load(self, path: Path) -> BaselineFile | None:
+        if path not in self._cache:
+            try:
+                self._cache[path] = read_file(path) if path.exists() else None
+            except BaselineError as error:
+                self._cache[path] = error
+        cached = self._cache[path]
+        if isinstance(cached, BaselineError):
+            raise cached
+        return cached
+
+    def lookup(self, module: str, key: str) -> Lookup:
+        """This environment's record for ``key``; else whether another environment has one."""
+        current = self._load(self.path_for(module))
+        if current is not None:
+            if current.environment != self.fingerprint:
+                fields = "; ".join(differing_fields(self.fingerprint, current.environment))
+                return Lookup("not comparable", None, f"{current.path} was recorded elsewhere ({fields})")
+            if key in current.records:
+                return Lookup("found", current.records[key])
+        others = sorted(p for p in self.directory.glob("*/") if p.is_dir() and p != self.environment_dir)
+        for other_dir in others:
+            try:
+                other = self._load(self.path_for(module, other_dir))
+            except BaselineError:
+                continue
+            if other is not None and key in other.records:
+                fields = "; ".join(differing_fields(self.fingerprint, other.environment))
+                return Lookup("not comparable", None, f"only a baseline of another environment ({fields})")
+        return Lookup("new")
+
+    def write(self, module: str, records: Mapping[str, dict[str, Any]]) -> Path:
+        """Merge ``records`` into the module's file (others kept) and write it atomically."""
+        path = self.path_for(module)
+        existing = self._load(path)  # raises on a corrupt file: it is never overwritten
+        if existing is not None and existing.environment != self.fingerprint:
+            raise BaselineError(
+                f"baseline file {path} holds another environment's records; it was not overwritten"
+            )
+        merged = dict(existing.records) if existing else {}
+        merged.update(records)
+        document = BaselineFile(path, self.fingerprint, module, merged).document()
+        write_atomically(path, dumps(document))
+        self._cache.pop(path, None)
+        return path
+
+
+#: Samples kept in a baseline: evenly spaced order statistics, enough for the bootstrap of the median.
+_BASELINE_SAMPLES = 41
+
+
+def baseline_record(record: CheckRecord, noise_floor: float, processes: int, commit: str) -> dict[str, Any]:
+    """What a baseline keeps of a measured check."""
+    import datetime
+
+    import numpy as np
+
+    timing = record.timing or {}
+    ordered = np.sort(np.asarray(timing.get("samples", []), dtype=float))
+    sketch = np.quantile(ordered, np.linspace(0, 1, _BASELINE_SAMPLES)) if len(ordered) else ordered
+    q1, q3 = np.quantile(ordered, [0.25, 0.75]) if len(ordered) else (0.0, 0.0)
+    return {
+        "variant": record.variant,
+        "model": record.model,
+        "inputs": record.inputs,
+        "mode": timing.get("mode"),
+        "median": timing.get("median"),
+        "ci_low": timing.get("ci_low"),
+        "ci_high": timing.get("ci_high"),
+        "p90": timing.get("p90"),
+        "p99": timing.get("p99"),
+        "iqr": float(q3 - q1),
+        "sample_count": timing.get("sample_count"),
+        "samples": [float(s) for s in sketch],
+        "items_per_call": timing.get("items_per_call"),
+        "noise_floor": noise_floor,
+        "processes": processes,
+        "compiles": record.compiles,
+        "metrics": record.metrics,
+        "date": datetime.datetime.now(datetime.UTC).date().isoformat(),
+        "commit": commit,
+    }
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

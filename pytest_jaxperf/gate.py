@@ -1,0 +1,188 @@
+"""Verdicts: a measurement against its baseline. Pure functions of data.
+
+Two tiers. The deterministic tier compares what the compiler reports (compiles, FLOPs, bytes accessed,
+memory): exact, so a small tolerance suffices and it holds even on a noisy runner. The timing tier compares
+the ratio of medians, with a bootstrap confidence interval, against ``max(threshold, k × noise floor)``,
+where the noise floor is the spread of medians across the processes that recorded the baseline: a run on
+a shared machine moves by more than its own samples show, and only the spread across processes says by how
+much.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+PASS = "pass"
+REGRESSED = "regressed"
+IMPROVED = "improved"
+INCONCLUSIVE = "inconclusive"
+NEW = "new"
+NOT_COMPARABLE = "not comparable"
+
+DEFAULT_THRESHOLD = 0.10
+#: How many noise floors a change must clear: the floor is a range over a few processes, not a bound.
+NOISE_MULTIPLE = 3.0
+#: Relative tolerance of the deterministic tier (FLOP counts move by a few ops with an XLA update).
+DETERMINISTIC_TOLERANCE = 0.01
+
+#: Deterministic metrics that must not grow, and how they read in a message.
+GATED_METRICS = {
+    "flops": "FLOPs",
+    "bytes_accessed": "bytes accessed",
+    "memory_bytes": "memory (arguments + outputs + temporaries)",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's word on one measurement."""
+
+    status: str
+    reason: str = ""
+    ratio: float | None = None
+    """Current median time / baseline median time."""
+    ci_low: float | None = None
+    ci_high: float | None = None
+    limit: float | None = None
+    deterministic: tuple[str, ...] = ()
+    """Deterministic changes found (regressions or improvements), one line each."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "deterministic": list(self.deterministic)}
+
+    @property
+    def fails(self) -> bool:
+        return self.status == REGRESSED
+
+
+def _format_count(value: float) -> str:
+    return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.3e}"
+
+
+def deterministic_changes(
+    current: Mapping[str, Any], baseline: Mapping[str, Any], tolerance: float = DETERMINISTIC_TOLERANCE
+) -> tuple[list[str], list[str]]:
+    """(regressions, improvements) among compiles and GATED_METRICS; both are exact figures."""
+    regressions: list[str] = []
+    improvements: list[str] = []
+    now, before = current.get("compiles"), baseline.get("compiles")
+    if isinstance(now, int) and isinstance(before, int) and now != before:
+        (regressions if now > before else improvements).append(f"compiles {now} vs baseline {before}")
+    for key, label in GATED_METRICS.items():
+        now, before = (current.get("metrics") or {}).get(key), (baseline.get("metrics") or {}).get(key)
+        if not isinstance(now, int | float) or not isinstance(before, int | float) or before <= 0:
+            continue
+        change = now / before - 1
+        if abs(change) > tolerance:
+            line = f"{label} {_format_count(now)} vs baseline {_format_count(before)} ({change:+.1%})"
+            (regressions if change > 0 else improvements).append(line)
+    return regressions, improvements
+
+
+def _percent(x: float) -> str:
+    return f"{x:+.1%}".replace("-", "−")
+
+
+def timing_verdict(
+    current: Mapping[str, Any],
+    baseline: Mapping[str, Any],
+    ratio_ci: tuple[float, float],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> Verdict:
+    """Timing tier: ``current`` and ``baseline`` hold ``median`` (s per call) and ``items_per_call``."""
+    noise = float(baseline.get("noise_floor") or 0.0)
+    limit = max(threshold, NOISE_MULTIPLE * noise)
+    ratio = current["median"] / baseline["median"]
+    low, high = ratio_ci
+    reason = _timing_reason(current, baseline, ratio, low, high, limit)
+    if low - 1 > limit:
+        status = REGRESSED
+    elif high - 1 < -limit / (1 + limit):
+        # Faster beyond the same limit expressed the other way: 1/(1+limit) of the baseline time.
+        status = IMPROVED
+    elif high - 1 <= limit and low - 1 >= -limit / (1 + limit):
+        status = PASS
+    else:
+        status = INCONCLUSIVE
+    return Verdict(status, reason, ratio, low, high, limit)
+
+
+def _timing_reason(
+    current: Mapping[str, Any],
+    baseline: Mapping[str, Any],
+    ratio: float,
+    low: float,
+    high: float,
+    limit: float,
+) -> str:
+    items = int(current.get("items_per_call") or 1)
+    if items > 1:
+        # Throughput reads the other way round: a slowdown is a drop.
+        now, before = items / current["median"], items / baseline["median"]
+        return (
+            f"throughput {now:.4g} items/s vs baseline {before:.4g} ({_percent(1 / ratio - 1)}, "
+            f"95% CI {_percent(1 / high - 1)}…{_percent(1 / low - 1)}, "
+            f"limit {_percent(-limit / (1 + limit))})"
+        )
+    return (
+        f"median {current['median'] * 1e3:.4g} ms vs baseline {baseline['median'] * 1e3:.4g} ms "
+        f"({_percent(ratio - 1)}, 95% CI {_percent(low - 1)}…{_percent(high - 1)}, limit {_percent(limit)})"
+    )
+
+
+def verdict(
+    current: Mapping[str, Any],
+    baseline: Mapping[str, Any],
+    current_samples: Sequence[float],
+    baseline_samples: Sequence[float],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> Verdict:
+    """Both tiers: a deterministic regression fails whatever the timing says."""
+    from .measure import ratio_ci
+
+    regressions, improvements = deterministic_changes(current, baseline)
+    if baseline_samples and current_samples and baseline.get("median"):
+        timing = timing_verdict(
+            current, baseline, ratio_ci(baseline_samples, current_samples), threshold=threshold
+        )
+    else:
+        timing = Verdict(PASS, "no timing to compare")
+    if regressions:
+        return Verdict(
+            REGRESSED,
+            "; ".join(regressions) + f" — {timing.reason}",
+            timing.ratio,
+            timing.ci_low,
+            timing.ci_high,
+            timing.limit,
+            tuple(regressions + improvements),
+        )
+    return Verdict(
+        timing.status,
+        timing.reason,
+        timing.ratio,
+        timing.ci_low,
+        timing.ci_high,
+        timing.limit,
+        tuple(improvements),
+    )
+
+
+def noise_floor(medians: Sequence[float]) -> float:
+    """The spread of medians measured in separate processes: (max − min) / median of them."""
+    finite = sorted(m for m in medians if m > 0 and math.isfinite(m))
+    if len(finite) < 2:
+        return 0.0
+    middle = (
+        finite[len(finite) // 2]
+        if len(finite) % 2
+        else (finite[len(finite) // 2 - 1] + finite[len(finite) // 2]) / 2
+    )
+    return (finite[-1] - finite[0]) / middle

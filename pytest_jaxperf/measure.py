@@ -1,0 +1,308 @@
+"""The timing engine: correct for JAX by construction.
+
+* Every timed call is blocked on its whole output pytree (``jax.block_until_ready``): without it only the
+  asynchronous dispatch is timed.
+* The callable is warmed up until its call time is steady before any sample counts; compile time and the
+  first call are figures of their own (see :mod:`.optimize.jit`), never samples.
+* A compile inside the timed region fails the measurement: the sample would time XLA, not the model.
+* Sampling goes on in rounds until the median's confidence interval is within ``target`` of the median, or
+  the time budget is spent.
+
+Two modes: ``latency`` blocks each call (median, p90, p99 of single calls); ``throughput`` dispatches a
+round of calls back to back and blocks once (the pipelined rate, items per second).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jax
+import numpy as np
+
+from .checks.compiles import BACKEND_COMPILE_EVENT, event_log
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+MODES = ("latency", "throughput")
+#: Round length aimed at: long enough for the timer and the dispatch to be small beside it.
+_ROUND_SECONDS = 0.01
+_MIN_SAMPLES = 10
+#: At most this many samples are kept in a result (evenly spaced order statistics beyond).
+_KEPT_SAMPLES = 200
+
+
+class MeasurementError(AssertionError):
+    """A measurement that cannot be trusted (for instance, something compiled while it was timed)."""
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    """How long and how precisely to measure."""
+
+    mode: str = "latency"
+    target: float = 0.02
+    """Stop when the median's 95% confidence interval is within ±target of the median..."""
+    budget_seconds: float = 2.0
+    """...or when this much time has been spent sampling (warm-up not included)."""
+    min_seconds: float = 0.2
+    """Sample at least this long, whatever the interval: a few lucky samples are not a median."""
+    warmup_seconds: float = 0.2
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What the timing engine measured for one callable."""
+
+    mode: str
+    samples: tuple[float, ...]
+    """Seconds per call: one sample per call (latency) or per round divided by its calls (throughput);
+    at most 200 kept, as evenly spaced order statistics."""
+    sample_count: int
+    calls_per_sample: int
+    items_per_call: int
+    median: float
+    ci_low: float
+    ci_high: float
+    """The median's distribution-free 95% confidence interval (order statistics)."""
+    p90: float
+    p99: float
+    warmup_calls: int
+    seconds_spent: float
+
+    @property
+    def throughput(self) -> float:
+        """Items per second along the batch axis, at the median."""
+        return self.items_per_call / self.median if self.median > 0 else math.inf
+
+    @property
+    def relative_ci(self) -> float:
+        return max(self.median - self.ci_low, self.ci_high - self.median) / self.median
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["samples"] = list(self.samples)
+        data["throughput"] = self.throughput
+        return data
+
+
+def median_ci(samples: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval of the median, from binomial order statistics."""
+    ordered = sorted(samples)
+    n = len(ordered)
+    if n < 6:
+        return ordered[0], ordered[-1]
+    z = 1.959963984540054 if confidence == 0.95 else _z(confidence)
+    half = z * math.sqrt(n) / 2
+    low = max(0, math.floor(n / 2 - half))
+    high = min(n - 1, math.ceil(n / 2 + half))
+    return ordered[low], ordered[high]
+
+
+def _z(confidence: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
+def _compiles_since(count_before: int) -> list[str]:
+    log = event_log()
+    new = log.count - count_before
+    events = log.events_since(count_before) if new > 0 else []
+    return [e.fun_name for e in events if e.event == BACKEND_COMPILE_EVENT]
+
+
+def _time_round(fn: Callable[[], Any], calls: int, blocked_each: bool) -> float:
+    start = time.perf_counter()
+    if blocked_each:
+        jax.block_until_ready(fn())  # type: ignore[no-untyped-call]
+    else:
+        out = None
+        for _ in range(calls):
+            out = fn()
+        jax.block_until_ready(out)  # type: ignore[no-untyped-call]
+    return time.perf_counter() - start
+
+
+def _warm_up(fn: Callable[[], Any], seconds: float) -> tuple[int, float]:
+    """Call until steady: at least 3 calls and ``seconds``, and two consecutive medians within 5%."""
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while True:
+        times.append(_time_round(fn, 1, True))
+        if len(times) >= 6 and time.perf_counter() >= deadline:
+            last, before = float(np.median(times[-3:])), float(np.median(times[-6:-3]))
+            if abs(last - before) <= 0.05 * before or len(times) >= 200:
+                return len(times), float(np.median(times[-3:]))
+        if len(times) >= 1000:
+            return len(times), float(np.median(times[-3:]))
+
+
+def measure_callable(
+    fn: Callable[..., Any],
+    args: Sequence[Any] = (),
+    *,
+    items_per_call: int = 1,
+    config: TimingConfig | None = None,
+) -> Timing:
+    """Time ``fn(*args)`` as the module docstring describes; raise MeasurementError on a compile."""
+    config = config or TimingConfig()
+    if config.mode not in MODES:
+        raise ValueError(f"unknown timing mode {config.mode!r}; accepted: {', '.join(MODES)}")
+
+    def call() -> Any:
+        return fn(*args)
+
+    warmup_calls, call_seconds = _warm_up(call, config.warmup_seconds)
+    blocked_each = config.mode == "latency"
+    calls = 1 if blocked_each else max(1, min(1000, int(_ROUND_SECONDS / max(call_seconds, 1e-7))))
+    log = event_log()
+    compiles_before = log.count
+    samples: list[float] = []
+    start = time.perf_counter()
+    while True:
+        samples.append(_time_round(call, calls, blocked_each) / calls)
+        spent = time.perf_counter() - start
+        if len(samples) >= _MIN_SAMPLES and len(samples) % 5 == 0:
+            low, high = median_ci(samples)
+            median = float(np.median(samples))
+            precise = max(median - low, high - median) <= config.target * median
+            if (precise and spent >= config.min_seconds) or spent >= config.budget_seconds:
+                break
+    compiled = _compiles_since(compiles_before)
+    if compiled:
+        raise MeasurementError(
+            f"{len(compiled)} compile(s) inside the timed region ({', '.join(sorted(set(compiled)))}): "
+            "the samples would time XLA, not the model; make the call's shapes, dtypes and static "
+            "arguments the same on every call"
+        )
+    low, high = median_ci(samples)
+    ordered = np.sort(np.asarray(samples))
+    return Timing(
+        mode=config.mode,
+        samples=tuple(float(s) for s in _keep(ordered)),
+        sample_count=len(samples),
+        calls_per_sample=calls,
+        items_per_call=items_per_call,
+        median=float(np.median(ordered)),
+        ci_low=low,
+        ci_high=high,
+        p90=float(np.quantile(ordered, 0.9)),
+        p99=float(np.quantile(ordered, 0.99)),
+        warmup_calls=warmup_calls,
+        seconds_spent=time.perf_counter() - start,
+    )
+
+
+def _keep(ordered: np.ndarray) -> np.ndarray:
+    """At most _KEPT_SAMPLES samples: evenly spaced order statistics, which keep the distribution."""
+    if len(ordered) <= _KEPT_SAMPLES:
+        return ordered
+    kept: np.ndarray = np.quantile(ordered, np.linspace(0, 1, _KEPT_SAMPLES))
+    return kept
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two callables timed interleaved (ABAB…): B's time relative to A's, with its interval."""
+
+    name_a: str
+    name_b: str
+    median_a: float
+    median_b: float
+    ratio: float
+    """median(B) / median(A): below 1, B is faster."""
+    ci_low: float
+    ci_high: float
+    rounds: int
+
+    def describe(self) -> str:
+        return (
+            f"{self.name_b} / {self.name_a}: {self.ratio:.3f}× time "
+            f"(95% CI {self.ci_low:.3f}…{self.ci_high:.3f}, {self.rounds} interleaved rounds)"
+        )
+
+
+def compare_callables(
+    a: Callable[[], Any],
+    b: Callable[[], Any],
+    *,
+    names: tuple[str, str] = ("A", "B"),
+    config: TimingConfig | None = None,
+) -> Comparison:
+    """Time ``a()`` and ``b()`` in alternating rounds, so drift in the machine's speed hits both alike."""
+    config = config or TimingConfig()
+    _warm_up(a, config.warmup_seconds)
+    _warm_up(b, config.warmup_seconds)
+    compiles_before = event_log().count
+    times_a: list[float] = []
+    times_b: list[float] = []
+    start = time.perf_counter()
+    while True:
+        # ABBA order within each pair of rounds cancels a linear drift exactly.
+        first, second = (
+            ((a, times_a), (b, times_b)) if len(times_a) % 2 == 0 else ((b, times_b), (a, times_a))
+        )
+        for fn, times in (first, second):
+            times.append(_time_round(fn, 1, True))
+        if len(times_a) >= _MIN_SAMPLES and len(times_a) % 5 == 0:
+            low, high = ratio_ci(times_a, times_b)
+            ratio = float(np.median(times_b) / np.median(times_a))
+            done = max(ratio - low, high - ratio) <= config.target * ratio
+            if done or time.perf_counter() - start >= config.budget_seconds:
+                break
+    compiled = _compiles_since(compiles_before)
+    if compiled:
+        raise MeasurementError(f"compile(s) inside the timed region: {', '.join(sorted(set(compiled)))}")
+    low, high = ratio_ci(times_a, times_b)
+    return Comparison(
+        names[0],
+        names[1],
+        float(np.median(times_a)),
+        float(np.median(times_b)),
+        float(np.median(times_b) / np.median(times_a)),
+        low,
+        high,
+        len(times_a),
+    )
+
+
+def ratio_ci(
+    a: Sequence[float], b: Sequence[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Bootstrap confidence interval of median(b) / median(a); the seed keeps verdicts reproducible."""
+    rng = np.random.default_rng(seed)
+    sa, sb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    medians_a = np.median(sa[rng.integers(0, len(sa), (resamples, len(sa)))], axis=1)
+    medians_b = np.median(sb[rng.integers(0, len(sb), (resamples, len(sb)))], axis=1)
+    ratios = medians_b / medians_a
+    tail = (1 - confidence) / 2
+    return float(np.quantile(ratios, tail)), float(np.quantile(ratios, 1 - tail))
+
+
+def items_along_batch(inputs: Sequence[Any]) -> int:
+    """Items per call: the leading dimension of the first array input (1 when there is none)."""
+    for value in inputs:
+        for leaf in jax.tree_util.tree_leaves(value):
+            shape: tuple[int, ...] = tuple(getattr(leaf, "shape", ()))
+            if len(shape) >= 1:
+                return int(shape[0])
+    return 1
+
+
+__all__ = [
+    "MODES",
+    "Comparison",
+    "MeasurementError",
+    "Timing",
+    "TimingConfig",
+    "compare_callables",
+    "items_along_batch",
+    "measure_callable",
+    "median_ci",
+    "ratio_ci",
+]
