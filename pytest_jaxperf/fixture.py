@@ -346,6 +346,7 @@ class Jaxperf:
         now = {
             "median": current.timing["median"],
             "items_per_call": current.timing["items_per_call"],
+            "sample_count": current.timing["sample_count"],
             "compiles": current.compiles,
             "metrics": current.metrics,
         }

@@ -149,9 +149,9 @@ def verdict(
 
     regressions, improvements = deterministic_changes(current, baseline)
     if baseline_samples and current_samples and baseline.get("median"):
-        timing = timing_verdict(
-            current, baseline, ratio_ci(baseline_samples, current_samples), threshold=threshold
-        )
+        sizes = (baseline.get("sample_count"), current.get("sample_count"))
+        interval = ratio_ci(baseline_samples, current_samples, sizes=sizes)
+        timing = timing_verdict(current, baseline, interval, threshold=threshold)
     else:
         timing = Verdict(PASS, "no timing to compare")
     if regressions:
