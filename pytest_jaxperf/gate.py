@@ -79,7 +79,7 @@ def deterministic_changes(
             continue
         change = now / before - 1
         if abs(change) > tolerance:
-            line = f"{label} {_format_count(now)} vs baseline {_format_count(before)} ({change:+.1%})"
+            line = f"{label} {_format_count(now)} vs baseline {_format_count(before)} ({_percent(change)})"
             (regressions if change > 0 else improvements).append(line)
     return regressions, improvements
 

@@ -9,6 +9,7 @@ configuration so that the fingerprint changes only when the program does.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import re
 import time
@@ -161,6 +162,7 @@ def known_peak(device_kind: str) -> Peak | None:
     return None
 
 
+@functools.cache
 def measure_ceilings(size: int = 2048, copy_bytes: int = 256 * 1024**2) -> Peak:
     """Measure this device's ceilings on the spot: a square bf16 matmul and a large copy, best of 5."""
     import jax

@@ -224,3 +224,22 @@ def test_pytest_benchmark_fixture_and_exports(jaxperf_pytester: pytest.Pytester)
     compare = jaxperf_pytester.run("pytest-benchmark", "compare", str(jaxperf_pytester.path / "bench.json"))
     assert compare.ret == 0
     compare.stdout.fnmatch_lines(["*test_ours::cumsum*"])
+
+
+def test_an_interrupted_update_writes_nothing(jaxperf_pytester: pytest.Pytester) -> None:
+    jaxperf_pytester.makepyfile(
+        """
+        import jax
+        import jax.numpy as jnp
+
+        def test_measured(jaxperf):
+            jaxperf.measure(jax.jit(jnp.sum), jnp.ones((8,)))
+
+        def test_ctrl_c():
+            raise KeyboardInterrupt
+        """
+    )
+    result = jaxperf_pytester.runpytest_subprocess("--jaxperf-update-baselines", "--jaxperf-repeat=1")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["jaxperf: the run was interrupted; no baseline was written"])
+    assert not (jaxperf_pytester.path / "baselines").exists()

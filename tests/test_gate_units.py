@@ -1,0 +1,182 @@
+"""Pure logic of the gate, the statistics and the baseline files (no pytester, no jax compile)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_jaxperf.baseline import (
+    BaselineError,
+    BaselineStore,
+    dumps,
+    environment_id,
+    module_file_name,
+    read_file,
+    stable_numbers,
+)
+from pytest_jaxperf.gate import (
+    IMPROVED,
+    INCONCLUSIVE,
+    PASS,
+    REGRESSED,
+    deterministic_changes,
+    noise_floor,
+    timing_verdict,
+    verdict,
+)
+from pytest_jaxperf.measure import median_ci, ratio_ci
+from pytest_jaxperf.metrics import hlo_counts, known_peak, normalized_hlo
+
+FINGERPRINT = {"backend": "cpu", "device_kind": "cpu", "device_count": "1", "jax": "0.10.2"}
+
+
+def test_timing_verdicts_against_the_limit() -> None:
+    base = {"median": 1.0, "items_per_call": 1, "noise_floor": 0.01}
+    assert timing_verdict({"median": 1.3}, base, (1.25, 1.35)).status == REGRESSED
+    assert timing_verdict({"median": 1.02}, base, (0.99, 1.05)).status == PASS
+    assert timing_verdict({"median": 0.7}, base, (0.65, 0.75)).status == IMPROVED
+    assert timing_verdict({"median": 1.1}, base, (1.05, 1.15)).status == INCONCLUSIVE
+    # A noisy baseline raises the limit: 3 × 8% noise floor = 24% > the 10% threshold.
+    noisy = {**base, "noise_floor": 0.08}
+    assert timing_verdict({"median": 1.2}, noisy, (1.15, 1.22)).status == PASS
+    verdict_ = timing_verdict({"median": 1.5}, noisy, (1.45, 1.55))
+    assert verdict_.status == REGRESSED
+    assert verdict_.limit == pytest.approx(0.24)
+    assert (
+        verdict_.reason == "median 1500 ms vs baseline 1000 ms (+50.0%, 95% CI +45.0%…+55.0%, limit +24.0%)"
+    )
+
+
+def test_throughput_message_reads_as_a_drop() -> None:
+    base = {"median": 1e-3, "items_per_call": 1000, "noise_floor": 0.0}
+    result = timing_verdict({"median": 1.25e-3, "items_per_call": 1000}, base, (1.2, 1.3))
+    assert result.status == REGRESSED
+    assert result.reason == (
+        "throughput 8e+05 items/s vs baseline 1e+06 (−20.0%, 95% CI −23.1%…−16.7%, limit −9.1%)"
+    )
+
+
+def test_deterministic_tier_is_exact_and_wins() -> None:
+    base = {"compiles": 1, "metrics": {"flops": 1000.0, "bytes_accessed": 500.0, "memory_bytes": 4096}}
+    same = {"compiles": 1, "metrics": {"flops": 1005.0, "bytes_accessed": 500.0, "memory_bytes": 4096}}
+    assert deterministic_changes(same, base) == ([], [])  # within the 1% tolerance
+    worse = {"compiles": 2, "metrics": {"flops": 2000.0, "bytes_accessed": 400.0, "memory_bytes": 8192}}
+    regressions, improvements = deterministic_changes(worse, base)
+    assert regressions == [
+        "compiles 2 vs baseline 1",
+        "FLOPs 2000 vs baseline 1000 (+100.0%)",
+        "memory (arguments + outputs + temporaries) 8192 vs baseline 4096 (+100.0%)",
+    ]
+    assert improvements == ["bytes accessed 400 vs baseline 500 (−20.0%)"]
+    # Even when the time looks fine, more FLOPs fail.
+    samples = list(np.linspace(0.99, 1.01, 50))
+    result = verdict(
+        {**worse, "median": 1.0, "items_per_call": 1},
+        {**base, "median": 1.0, "noise_floor": 0.0},
+        samples,
+        samples,
+    )
+    assert result.status == REGRESSED
+    assert result.reason.startswith("compiles 2 vs baseline 1; FLOPs 2000 vs baseline 1000 (+100.0%)")
+
+
+def test_noise_floor_is_the_relative_range_of_medians() -> None:
+    assert noise_floor([1.0]) == 0.0
+    assert noise_floor([0.9, 1.0, 1.2]) == pytest.approx(0.3)
+    assert noise_floor([2.0, 2.0]) == 0.0
+
+
+def test_median_ci_covers_the_median() -> None:
+    rng = np.random.default_rng(1)
+    samples = list(rng.lognormal(0, 0.2, 500))
+    low, high = median_ci(samples)
+    assert low < float(np.median(samples)) < high
+    # About 95% coverage of the true median (1.0) over repeated samples.
+    covered = sum(
+        lo <= 1.0 <= hi for lo, hi in (median_ci(list(rng.lognormal(0, 0.2, 200))) for _ in range(400))
+    )
+    assert 0.9 < covered / 400 <= 1.0
+
+
+def test_ratio_ci_from_a_sketch_uses_the_real_sample_count() -> None:
+    rng = np.random.default_rng(2)
+    full = rng.lognormal(0, 0.3, 5000)
+    sketch = list(np.quantile(full, np.linspace(0, 1, 41)))
+    naive = ratio_ci(sketch, sketch)
+    sized = ratio_ci(sketch, sketch, sizes=(5000, 5000))
+    assert sized[1] - sized[0] < (naive[1] - naive[0]) / 3
+    assert sized[0] < 1.0 < sized[1]
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.text(min_size=1, max_size=60))
+def test_module_file_names_never_escape(module: str) -> None:
+    name = module_file_name(module)
+    assert "/" not in name
+    assert "\\" not in name
+    assert not name.startswith(".")
+    assert name.endswith(".json")
+    assert all(c.isascii() and (c.isalnum() or c in "._-") for c in name)
+
+
+def test_distinct_modules_get_distinct_files() -> None:
+    assert module_file_name("a/b.py") != module_file_name("a.b.py")
+    assert module_file_name("tests/test_x.py").startswith("tests.test_x.py-")
+    assert environment_id(FINGERPRINT).startswith("cpu-cpu-x1-")
+
+
+def test_stable_numbers_and_dumps() -> None:
+    assert stable_numbers({"a": [0.123456789, 1, float("inf")]}) == {"a": [0.123457, 1, float("inf")]}
+    text = dumps({"b": 1.0 / 3, "a": "é"})
+    assert text == '{\n "a": "é",\n "b": 0.333333\n}\n'
+
+
+def test_store_round_trip_merges_and_reports_corrupt_files(tmp_path: Path) -> None:
+    store = BaselineStore(tmp_path, FINGERPRINT)
+    path = store.write("tests/test_x.py", {"test_a::m": {"median": 1.0}})
+    store.write("tests/test_x.py", {"test_b::m": {"median": 2.0}})
+    assert sorted(read_file(path).records) == ["test_a::m", "test_b::m"]
+    assert store.lookup("tests/test_x.py", "test_a::m").status == "found"
+    assert store.lookup("tests/test_x.py", "test_c::m").status == "new"
+    other = BaselineStore(tmp_path, {**FINGERPRINT, "jax": "0.11.2"})
+    lookup = other.lookup("tests/test_x.py", "test_a::m")
+    assert lookup.status == "not comparable"
+    assert "jax: '0.10.2' there, '0.11.2' here" in lookup.reason
+    path.write_text(path.read_text()[:40])
+    fresh = BaselineStore(tmp_path, FINGERPRINT)
+    with pytest.raises(BaselineError, match="is corrupt or truncated"):
+        fresh.lookup("tests/test_x.py", "test_a::m")
+    with pytest.raises(BaselineError, match="is corrupt or truncated"):
+        fresh.write("tests/test_x.py", {"test_a::m": {"median": 3.0}})
+    assert len(path.read_text()) == 40  # left as it was
+    assert json.loads(dumps({"x": 1}))["x"] == 1
+
+
+def test_hlo_normalization_drops_locations_and_tuning() -> None:
+    text = (
+        'HloModule jit_f\n\nFileNames\n1 "/home/me/x.py"\n\n'
+        "ENTRY %main (p: f32[4]) -> f32[4] {\n"
+        "  %p = f32[4]{0} parameter(0)\n"
+        '  %f = f32[4]{0} fusion(%p), kind=kLoop, calls=%c, metadata={op_name="jit(f)/add" '
+        'source_file="/home/me/x.py" source_line=3}, backend_config={"a":{"b":1}}\n'
+        '  ROOT %cc = f32[4]{0} custom-call(%f), custom_call_target="x"\n}\n'
+    )
+    normalized = normalized_hlo(text)
+    assert "x.py" not in normalized
+    assert "backend_config" not in normalized
+    assert hlo_counts(normalized) == (2, 1, 1)
+
+
+def test_peak_table_matches_device_kinds() -> None:
+    h100 = known_peak("NVIDIA H100 80GB HBM3")
+    assert h100 is not None
+    assert h100.bytes_per_second == 3.35e12
+    h200 = known_peak("NVIDIA H200")
+    assert h200 is not None
+    assert h200.bytes_per_second == 4.8e12
+    assert known_peak("cpu") is None
