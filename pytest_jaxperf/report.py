@@ -81,7 +81,7 @@ def summary_lines(records: Sequence[Record]) -> list[str]:
         lines += _table(rows)
     comparisons = [r for r in records if isinstance(r, ComparisonRecord)]
     if comparisons:
-        lines.append("")
+        lines += [""] if lines else []
         comparison_rows: list[tuple[str, ...]] = [("test", "B / A", "ratio (time)", "95% CI", "rounds")]
         comparison_rows += [
             (
@@ -96,7 +96,7 @@ def summary_lines(records: Sequence[Record]) -> list[str]:
         lines += _table(comparison_rows)
     figures = [r for r in records if isinstance(r, FigureRecord)]
     if figures:
-        lines.append("")
+        lines += [""] if lines else []
         figure_rows: list[tuple[str, ...]] = [("test", "variant", "figure", "value", "unit")]
         figure_rows += [(f.nodeid, f.variant, f.name, f"{f.value:.6g}", f.unit) for f in figures]
         lines += _table(figure_rows)
@@ -108,7 +108,7 @@ def summary_lines(records: Sequence[Record]) -> list[str]:
         and c.verdict.get("status") in ("regressed", "improved", "inconclusive", "not comparable")
     ]
     if notes:
-        lines.append("")
+        lines += [""] if lines else []
         lines += notes
     return lines or ["no jaxperf checks or figures were recorded"]
 
