@@ -177,9 +177,16 @@ class Jaxperf:
         __tracebackhide__ = True
         if not self.config.measure:
             return None
-        from .checks.compiles import function_name
+        from .checks.compiles import BACKEND_COMPILE_EVENT, event_log, function_name
+        from .optimize.jit import first_call
 
         label = name or function_name(fn)
+        # The first call apart: it may compile, and it is no sample. What it compiled is counted, not
+        # attributed: fn may be any callable, calling any number of jitted functions.
+        log = event_log()
+        before = log.count
+        first_seconds = first_call(fn, args)
+        compile_events = [e for e in log.events_since(before) if e.event == BACKEND_COMPILE_EVENT]
         record = CheckRecord(
             nodeid=self.nodeid,
             variant=self.variant.id,
@@ -187,8 +194,8 @@ class Jaxperf:
             inputs=_describe_inputs(args),
             jit=hasattr(fn, "lower"),
             compiles=None,
-            compile_seconds=0.0,
-            first_call_seconds=0.0,
+            compile_seconds=sum(e.seconds for e in compile_events),
+            first_call_seconds=first_seconds,
             steady_call_seconds=(),
             key=self._unique_key(label),
         )

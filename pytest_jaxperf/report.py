@@ -62,7 +62,7 @@ def check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
                 c.variant,
                 c.model,
                 "-" if c.compiles is None else str(c.compiles) if c.jit else "no jit",
-                _ms(c.compile_seconds) if c.compiles is not None else "-",
+                _ms(c.compile_seconds) if c.compiles is not None or c.compile_seconds else "-",
                 _ms(median),
                 ci,
                 throughput,
@@ -111,6 +111,17 @@ def summary_lines(records: Sequence[Record]) -> list[str]:
         lines += [""] if lines else []
         lines += notes
     return lines or ["no jaxperf checks or figures were recorded"]
+
+
+def verdict_counts(records: Sequence[Record]) -> str:
+    """One line: how many measurements got each verdict."""
+    counts: dict[str, int] = {}
+    for record in records:
+        if isinstance(record, CheckRecord) and record.verdict:
+            counts[record.verdict["status"]] = counts.get(record.verdict["status"], 0) + 1
+    if not counts:
+        return "jaxperf: nothing measured"
+    return "jaxperf: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:

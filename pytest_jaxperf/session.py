@@ -70,10 +70,12 @@ class JaxperfSession:
     def pytest_terminal_summary(self, terminalreporter: TerminalReporter) -> None:
         if self.is_worker or not self.settings.measure:
             return
-        from .report import summary_lines
+        from .report import summary_lines, verdict_counts
 
         terminalreporter.write_sep("=", "jaxperf")
-        for line in summary_lines(self.records):
+        # -qq and quieter: one line of counts instead of the table.
+        quiet = terminalreporter.config.get_verbosity() < -1
+        for line in [verdict_counts(self.records)] if quiet else summary_lines(self.records):
             terminalreporter.write_line(line)
         for message in self.messages:
             terminalreporter.write_line(message)

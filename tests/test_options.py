@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from .conftest import expect, globs
+from .conftest import expect, globs, run
 
 STABLE_TESTS = """
     import jax.numpy as jnp
@@ -93,6 +93,14 @@ def test_jaxperf_prints_header_and_summary_and_writes_json(jaxperf_pytester: pyt
         "value": 42.0,
         "variant": "fp32-d1",
     }
+
+
+def test_very_quiet_prints_one_line_of_verdicts(jaxperf_pytester: pytest.Pytester) -> None:
+    jaxperf_pytester.makepyfile(STABLE_TESTS)
+    result = run(jaxperf_pytester, "--jaxperf", "-qq")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["jaxperf: 1 new"])
+    result.stdout.no_fnmatch_line("*median ms*")
 
 
 def test_ini_twins(jaxperf_pytester: pytest.Pytester) -> None:

@@ -225,3 +225,10 @@ def warm_up(wrapped: WrappedModel, inputs: Sequence[Any], calls: int) -> WarmupT
         durations.append(time.perf_counter() - start)
     compiled = (wrapped.watched.compile_seconds if wrapped.watched else 0.0) - compiled_before
     return WarmupTimings(compiled, durations[0], tuple(durations[1:]))
+
+
+def first_call(fn: Callable[..., Any], args: Sequence[Any]) -> float:
+    """Wall time of ``fn(*args)`` blocked on its whole output (compile included, if it compiles)."""
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))  # type: ignore[no-untyped-call]
+    return time.perf_counter() - start
