@@ -227,20 +227,7 @@ class Jaxperf:
             names=labels,
             config=TimingConfig(target=self.config.ci_target, budget_seconds=self._budget()),
         )
-        self.records.append(
-            ComparisonRecord(
-                self.nodeid,
-                self.variant.id,
-                comparison.name_a,
-                comparison.name_b,
-                comparison.median_a,
-                comparison.median_b,
-                comparison.ratio,
-                comparison.ci_low,
-                comparison.ci_high,
-                comparison.rounds,
-            )
-        )
+        self.records.append(ComparisonRecord(self.nodeid, self.variant.id, dataclasses.asdict(comparison)))
         return comparison
 
     def no_recompile(self, *functions: Callable[..., Any], max_compiles: int = 0) -> CompileWatch:

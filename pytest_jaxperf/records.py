@@ -62,14 +62,8 @@ class ComparisonRecord:
 
     nodeid: str
     variant: str
-    name_a: str
-    name_b: str
-    median_a: float
-    median_b: float
-    ratio: float
-    ci_low: float
-    ci_high: float
-    rounds: int
+    comparison: dict[str, Any]
+    """:class:`pytest_jaxperf.measure.Comparison` as a dict: names, medians, ratio, interval, rounds."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "comparison", **dataclasses.asdict(self)}

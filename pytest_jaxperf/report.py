@@ -83,16 +83,17 @@ def summary_lines(records: Sequence[Record]) -> list[str]:
     if comparisons:
         lines += [""] if lines else []
         comparison_rows: list[tuple[str, ...]] = [("test", "B / A", "ratio (time)", "95% CI", "rounds")]
-        comparison_rows += [
-            (
-                c.nodeid,
-                f"{c.name_b} / {c.name_a}",
-                f"{c.ratio:.3f}",
-                f"{c.ci_low:.3f}…{c.ci_high:.3f}",
-                str(c.rounds),
+        for record in comparisons:
+            c = record.comparison
+            comparison_rows.append(
+                (
+                    record.nodeid,
+                    f"{c['name_b']} / {c['name_a']}",
+                    f"{c['ratio']:.3f}",
+                    f"{c['ci_low']:.3f}…{c['ci_high']:.3f}",
+                    str(c["rounds"]),
+                )
             )
-            for c in comparisons
-        ]
         lines += _table(comparison_rows)
     figures = [r for r in records if isinstance(r, FigureRecord)]
     if figures:
