@@ -243,3 +243,39 @@ def test_an_interrupted_update_writes_nothing(jaxperf_pytester: pytest.Pytester)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["jaxperf: the run was interrupted; no baseline was written"])
     assert not (jaxperf_pytester.path / "baselines").exists()
+
+
+def test_throughput_mode_and_roofline(jaxperf_pytester: pytest.Pytester) -> None:
+    jaxperf_pytester.makepyfile(
+        """
+        import jax
+        import jax.numpy as jnp
+        import pytest_jaxperf as jaxperf
+
+        @jaxperf.gate(mode="throughput", budget_seconds=0.2)
+        def test_pipelined(jaxperf):
+            record = jaxperf.measure(jax.jit(lambda x: x @ x), jnp.ones((128, 128)))
+            timing = record.timing
+            assert timing["mode"] == "throughput"
+            assert timing["calls_per_sample"] > 1  # a round of back-to-back calls, one block
+            assert record.roofline["flops_per_second"] == record.metrics["flops"] / timing["median"]
+            assert record.roofline["fraction_of_peak_flops"] > 0  # measured ceilings on the spot
+            assert "measured on the spot" in record.roofline["peak_source"]
+        """
+    )
+    expect(jaxperf_pytester, "--jaxperf", "--jaxperf-measure-peaks", passed=1)
+
+
+def test_options_with_bad_values_name_them(jaxperf_pytester: pytest.Pytester) -> None:
+    for args, message in (
+        (["--jaxperf-budget=0"], "*--jaxperf-budget: expected a positive number, got '0'*"),
+        (["--jaxperf-repeat=two"], "*--jaxperf-repeat: expected a positive integer, got 'two'*"),
+        (["--jaxperf-mode=fast"], "*--jaxperf-mode: invalid choice: 'fast'*"),
+    ):
+        result = jaxperf_pytester.runpytest_inprocess(*args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([message])
+    jaxperf_pytester.makeini("[pytest]\njaxperf_threshold = lots\n")
+    result = jaxperf_pytester.runpytest_inprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*jaxperf: expected a positive number, got 'lots'*"])

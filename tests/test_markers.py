@@ -161,6 +161,16 @@ def test_variants_not_yet_applied_fail_instead_of_passing(jaxperf_pytester: pyte
         ("@jaxperf.memory(max_bytes=0)", "jaxperf_memory: max_bytes: a size must be positive, got 0"),
         ("@jaxperf.memory(max_bytes=-5)", "jaxperf_memory: max_bytes: a size must be positive, got -5"),
         ("@jaxperf.memory()", "jaxperf_memory: max_bytes= is required*"),
+        (
+            "@jaxperf.gate(threshold=0)",
+            "jaxperf_gate: threshold must be a fraction such as 0.1 (10%), got 0",
+        ),
+        ('@jaxperf.gate(mode="fast")', "jaxperf_gate: unknown mode 'fast'; accepted: latency, throughput"),
+        (
+            "@jaxperf.gate(budget_seconds=-1)",
+            "jaxperf_gate: budget_seconds must be a positive number, got -1",
+        ),
+        ("@jaxperf.gate(0.2)", "jaxperf_gate: takes keyword arguments only*got 0.2"),
     ],
 )
 def test_marker_misuse_is_a_collection_error_naming_test_marker_and_value(
