@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 
     from .baseline import BaselineStore
     from .checks.compiles import CompileWatch, RecompileError
-    from .gate import Verdict
     from .measure import Comparison
     from .optimize.jit import WrappedModel
+    from .verdicts import Verdict
 
 
 INCONCLUSIVE = "inconclusive"
@@ -32,6 +32,16 @@ class PerformanceRegression(AssertionError):
 
 class JaxperfInconclusive(UserWarning):
     """A measurement whose change against its baseline could be neither confirmed nor ruled out."""
+
+
+#: Relative and absolute tolerance of a sharded output against the single-device one, per dtype.
+_TOLERANCE = {"float32": 1e-5, "float64": 1e-12, "bfloat16": 1e-2, "float16": 1e-3}
+
+
+def _items(inputs: tuple[Any, ...]) -> int:
+    from .measure import items_along_batch
+
+    return items_along_batch(inputs)
 
 
 def _describe_inputs(inputs: tuple[Any, ...]) -> str:
@@ -110,15 +120,18 @@ class Jaxperf:
         from .optimize.jit import wrap_model
 
         jit_spec = self.spec.jit_warm
-        if jit_spec is not None:
+        mesh = self._device_mesh()
+        if jit_spec is not None or mesh is not None:
             self._explain_cache_misses()
         wrapped = wrap_model(
             model,
             params=params,
-            jit=jit_spec is not None,
+            # Sharding over devices is a compiled program: devices() implies JIT.
+            jit=jit_spec is not None or mesh is not None,
             max_compiles=jit_spec.max_compiles if jit_spec else None,
             # The fixture turns JAX's explanations on for the whole test: no per-call toggling.
             explain=False,
+            mesh=mesh,
         )
         self._wrapped.append(((model, params), wrapped))
         return wrapped
@@ -140,7 +153,18 @@ class Jaxperf:
 
         wrapped = self.wrap(model, params=params)
         calls = self.spec.jit_warm.warmup if self.spec.jit_warm else 1
-        timings = warm_up(wrapped, example_inputs, calls)
+        try:
+            timings = warm_up(wrapped, example_inputs, calls)
+        except ValueError as error:
+            if wrapped.mesh is None:
+                raise
+            message = f"jaxperf {self.variant.case_id}: {error}"  # an input that cannot be sharded
+        else:
+            message = ""
+        if message:
+            pytest.fail(message, pytrace=False)
+        if wrapped.mesh is not None:
+            self._check_sharded(model, params, wrapped, example_inputs)
         record = CheckRecord(
             nodeid=self.nodeid,
             variant=self.variant.id,
@@ -155,7 +179,11 @@ class Jaxperf:
         )
         if self.config.measure:
             record = self._measure_and_gate(
-                record, wrapped, example_inputs, lambda: wrapped.lower(*example_inputs)
+                record,
+                wrapped.run,
+                wrapped.place(*example_inputs),
+                lambda: wrapped.lower(*example_inputs),
+                items=_items(example_inputs),
             )
         self.records.append(record)
         self._fail_on_regression(record)
@@ -314,7 +342,7 @@ class Jaxperf:
         )
 
     def _verdict(self, current: CheckRecord) -> Verdict | None:
-        from .gate import NEW, NOT_COMPARABLE, Verdict, verdict
+        from .verdicts import NEW, NOT_COMPARABLE, Verdict, verdict
 
         if self._baselines is None or current.timing is None:
             return None
@@ -380,6 +408,68 @@ class Jaxperf:
             self._explaining = contextlib.ExitStack()
             self._explaining.enter_context(explaining_cache_misses())
 
+    def _device_mesh(self) -> Any:
+        """The mesh for the variant's device count (None for one device); skips when it cannot be had."""
+        __tracebackhide__ = True
+        devices = self.spec.devices
+        if devices is None:
+            return None
+        import jax
+
+        from .optimize.sharding import DeviceShortage, batch_mesh
+
+        backend = jax.default_backend()
+        if devices.platform and devices.platform != backend:
+            pytest.skip(
+                f"jaxperf {self.variant.case_id}: needs platform {devices.platform}, running on {backend}"
+            )
+        if self.variant.devices == 1:
+            return None
+        try:
+            return batch_mesh(self.variant.devices, devices.platform)
+        except DeviceShortage as error:
+            message = f"jaxperf {self.variant.case_id}: {error}"
+        pytest.skip(message)
+
+    def _check_sharded(self, model: Any, params: Any, wrapped: WrappedModel, inputs: tuple[Any, ...]) -> None:
+        """The compiled program really spans the mesh, and it computes what one device computes."""
+        __tracebackhide__ = True
+        import jax
+        import numpy as np
+
+        from .optimize.jit import wrap_model
+        from .optimize.sharding import participating_devices
+
+        expected = wrapped.mesh.devices.size
+        lowered = wrapped.lower(*inputs)
+        found = participating_devices(lowered.compile())
+        if found != expected:
+            pytest.fail(
+                f"jaxperf {self.variant.case_id}: the compiled {wrapped.name} runs on {found} device(s), "
+                f"not the {expected} its inputs are sharded over",
+                pytrace=False,
+            )
+        single = wrap_model(model, params=params, jit=True)
+        sharded_out = jax.device_get(wrapped(*inputs))
+        single_out = jax.device_get(single(*inputs))
+        problems = []
+        for (path, got), want in zip(
+            jax.tree_util.tree_flatten_with_path(sharded_out)[0],
+            jax.tree_util.tree_leaves(single_out),
+            strict=True,
+        ):
+            tolerance = _TOLERANCE.get(str(np.asarray(got).dtype), 1e-5)
+            got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+            if not np.allclose(got, want, rtol=tolerance, atol=tolerance):
+                worst = float(np.max(np.abs(got - want)))
+                problems.append(f"output{jax.tree_util.keystr(path)}: max abs difference {worst:.3g}")
+        if problems:
+            pytest.fail(
+                f"jaxperf {self.variant.case_id}: the {expected}-device output differs from the "
+                f"single-device output beyond the tolerance: {'; '.join(problems)}",
+                pytrace=False,
+            )
+
     def _require_supported_variant(self) -> None:
         __tracebackhide__ = True
         # The markers are validated and expanded into cases now; applying these variants comes with
@@ -387,8 +477,6 @@ class Jaxperf:
         unsupported = []
         if self.variant.dtype != "float32":
             unsupported.append(f"compute dtype {self.variant.dtype} (@jaxperf.dtype)")
-        if self.variant.devices != 1:
-            unsupported.append(f"{self.variant.devices} devices (@jaxperf.devices)")
         if self.spec.memory is not None:
             unsupported.append(f"a memory budget of {self.spec.memory.max_bytes} bytes (@jaxperf.memory)")
         if unsupported:

@@ -128,6 +128,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="Measure the device's matmul and bandwidth ceilings on the spot instead of the table's",
     )
+    group.addoption(
+        "--jaxperf-cpu-devices",
+        dest="jaxperf_cpu_devices",
+        metavar="N",
+        type=_checked(positive_int),
+        default=None,
+        help="Give jax's CPU backend N virtual devices (for @jaxperf.devices on a machine without GPUs)",
+    )
     ini = parser.addini
     ini("jaxperf", "Measure and compare with baselines, as --jaxperf does", type="bool", default=False)
     ini("jaxperf_baselines", "Directory of committed baselines", default="baselines")
@@ -139,6 +147,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     ini("jaxperf_threshold", "Smallest slowdown called a regression (a fraction)", default="0.10")
     ini("jaxperf_mode", "Timing mode: latency or throughput", default="latency")
     ini("jaxperf_repeat", "Processes measuring each test when baselines are recorded", default="3")
+    ini("jaxperf_cpu_devices", "Virtual CPU devices for jax, applied before conftests load", default="")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    # Runs before any conftest is imported: the last moment jax's CPU device count can still be set.
+    count = early_config.known_args_namespace.jaxperf_cpu_devices or early_config.getini(
+        "jaxperf_cpu_devices"
+    )
+    if not count:
+        return
+    from .environment import provide_cpu_devices
+
+    try:
+        provide_cpu_devices(positive_int(count))
+    except (RuntimeError, ValueError) as error:
+        raise pytest.UsageError(f"jaxperf_cpu_devices: {error}") from None
 
 
 def pytest_configure(config: pytest.Config) -> None:

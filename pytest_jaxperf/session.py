@@ -110,8 +110,8 @@ class JaxperfSession:
     def _write_baselines(self) -> bool:
         """Record the measured checks as baselines; False when a file could not be written."""
         from .baseline import BaselineError, baseline_record
-        from .gate import noise_floor
         from .records import CheckRecord
+        from .verdicts import noise_floor
 
         measured = [r for r in self.records if isinstance(r, CheckRecord) and r.timing is not None]
         if not measured:

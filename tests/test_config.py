@@ -83,3 +83,16 @@ def test_dtype_aliases_and_sqnr_per_name() -> None:
     assert set(DTYPE_NAMES.values()) == {"float32", "bfloat16", "float16", "int8", "int8-dynamic"}
     with pytest.raises(MarkerError, match=r"min_sqnr_db\['fp8'\]|unknown dtype 'fp8'"):
         parse_dtype(("bf16",), {"min_sqnr_db": {"fp8": 3}})
+
+
+def test_importing_every_submodule_leaves_the_public_decorators_in_place() -> None:
+    # A submodule named like a public function would replace it on the package once imported.
+    import importlib
+    import pkgutil
+
+    import pytest_jaxperf
+
+    for module in pkgutil.walk_packages(pytest_jaxperf.__path__, "pytest_jaxperf."):
+        importlib.import_module(module.name)
+    for name in ("jit_warm", "dtype", "devices", "memory", "gate"):
+        assert getattr(pytest_jaxperf, name).__module__ == "pytest_jaxperf.markers", name

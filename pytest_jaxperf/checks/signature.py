@@ -80,7 +80,11 @@ def _placement(array: jax.Array) -> str:
     if len(devices) == 1:
         return _device_name(devices[0])
     spec = getattr(sharding, "spec", None)
-    names = ",".join(_device_name(d) for d in devices)
+    names = (
+        ",".join(_device_name(d) for d in devices)
+        if len(devices) <= 4
+        else f"{_device_name(devices[0])}…{_device_name(devices[-1])}"
+    )
     return f"{len(devices)} devices [{names}]" + (f" as {spec}" if spec is not None else "")
 
 

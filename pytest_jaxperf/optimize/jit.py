@@ -53,20 +53,36 @@ class WrappedModel:
         watched: WatchedFunction | None,
         jitted: bool,
         lower: Callable[..., Any] | None = None,
+        mesh: Any = None,
     ) -> None:
         self.name = name
         self.watched = watched
         self.jitted = jitted
+        self.mesh = mesh
+        """The device mesh the batch is sharded over (None: one device)."""
         self._call = call
         self._lower = lower
 
+    def place(self, *inputs: Any) -> tuple[Any, ...]:
+        """The inputs as this callable runs them: with a mesh, the batch axis split over its devices."""
+        if self.mesh is None:
+            return inputs
+        from .sharding import shard_batch
+
+        return shard_batch(inputs, self.mesh)
+
+    def run(self, *placed: Any, **kwargs: Any) -> Any:
+        """Call with inputs already :meth:`place`-d (what measurements time: no transfer per call)."""
+        __tracebackhide__ = True
+        return self._call(*placed, **kwargs)
+
     def lower(self, *inputs: Any, **kwargs: Any) -> Any:
         """The ``jax.stages.Lowered`` program for these inputs (None when not jitted)."""
-        return self._lower(*inputs, **kwargs) if self._lower is not None else None
+        return self._lower(*self.place(*inputs), **kwargs) if self._lower is not None else None
 
     def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        return self._call(*inputs, **kwargs)
+        return self._call(*self.place(*inputs), **kwargs)
 
     def __repr__(self) -> str:
         return f"<jaxperf wrapped {self.name} jit={self.jitted}>"
@@ -112,17 +128,25 @@ def wrap_model(
     jit: bool = True,
     max_compiles: int | None = None,
     explain: bool = False,
+    mesh: Any = None,
 ) -> WrappedModel:
     """Make ``model`` a callable of its inputs; with ``jit``, compiled and watched for recompiles.
 
-    Raises TypeError when ``model`` is neither an NNX module nor a function (see
-    :func:`describe_model_error`).
+    With ``mesh`` (see :func:`.sharding.batch_mesh`), the parameters are replicated on its devices and
+    every call splits the inputs' batch axis over them. Raises TypeError when ``model`` is neither an NNX
+    module nor a function (see :func:`describe_model_error`).
     """
     error = describe_model_error(model, params)
     if error:
         raise TypeError(error)
+    if mesh is not None and not jit:
+        raise ValueError("sharding over several devices needs jit: combine devices() with jit_warm")
     if _is_nnx_module(model):
-        return _wrap_module(model, jit=jit, max_compiles=max_compiles, explain=explain)
+        return _wrap_module(model, jit=jit, max_compiles=max_compiles, explain=explain, mesh=mesh)
+    if mesh is not None and params is not None:
+        from .sharding import replicate
+
+        params = replicate(params, mesh)
     name = function_name(model)
     if not jit:
         call = model if params is None else functools.partial(model, params)
@@ -133,18 +157,25 @@ def wrap_model(
         jitted, name=name, max_compiles=max_compiles, signature_of=model, explain=explain
     )
     if params is None:
-        return WrappedModel(name, watched, watched, jitted=True, lower=jitted.lower)
+        return WrappedModel(name, watched, watched, jitted=True, lower=jitted.lower, mesh=mesh)
 
     def call_with_params(*inputs: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
         return watched(params, *inputs, **kwargs)
 
     return WrappedModel(
-        name, call_with_params, watched, jitted=True, lower=functools.partial(jitted.lower, params)
+        name,
+        call_with_params,
+        watched,
+        jitted=True,
+        lower=functools.partial(jitted.lower, params),
+        mesh=mesh,
     )
 
 
-def _wrap_module(module: Any, *, jit: bool, max_compiles: int | None, explain: bool) -> WrappedModel:
+def _wrap_module(
+    module: Any, *, jit: bool, max_compiles: int | None, explain: bool, mesh: Any
+) -> WrappedModel:
     from flax import nnx
 
     name = type(module).__name__
@@ -152,6 +183,10 @@ def _wrap_module(module: Any, *, jit: bool, max_compiles: int | None, explain: b
         return WrappedModel(name, module, None, jitted=False)
     graphdef, state = nnx.split(module)
     state_paths = _variable_paths(state)
+    if mesh is not None:
+        from .sharding import replicate
+
+        state = replicate(state, mesh)
     structure_changes: list[str] = []
 
     def forward(state: Any, *inputs: Any, **kwargs: Any) -> Any:
@@ -182,7 +217,9 @@ def _wrap_module(module: Any, *, jit: bool, max_compiles: int | None, explain: b
         signature_of=module.__call__,
         explain=explain,
     )
-    return WrappedModel(name, watched, watched, jitted=True, lower=functools.partial(jitted.lower, state))
+    return WrappedModel(
+        name, watched, watched, jitted=True, lower=functools.partial(jitted.lower, state), mesh=mesh
+    )
 
 
 def _variable_paths(state: Any) -> dict[str, str]:
@@ -219,9 +256,10 @@ def warm_up(wrapped: WrappedModel, inputs: Sequence[Any], calls: int) -> WarmupT
     __tracebackhide__ = True
     compiled_before = wrapped.watched.compile_seconds if wrapped.watched else 0.0
     durations = []
+    placed = wrapped.place(*inputs)
     for _ in range(calls):
         start = time.perf_counter()
-        jax.block_until_ready(wrapped(*inputs))  # type: ignore[no-untyped-call]
+        jax.block_until_ready(wrapped.run(*placed))  # type: ignore[no-untyped-call]
         durations.append(time.perf_counter() - start)
     compiled = (wrapped.watched.compile_seconds if wrapped.watched else 0.0) - compiled_before
     return WarmupTimings(compiled, durations[0], tuple(durations[1:]))

@@ -19,7 +19,9 @@ from pytest_jaxperf.baseline import (
     read_file,
     stable_numbers,
 )
-from pytest_jaxperf.gate import (
+from pytest_jaxperf.measure import median_ci, ratio_ci
+from pytest_jaxperf.metrics import hlo_counts, known_peak, normalized_hlo
+from pytest_jaxperf.verdicts import (
     IMPROVED,
     INCONCLUSIVE,
     PASS,
@@ -29,8 +31,6 @@ from pytest_jaxperf.gate import (
     timing_verdict,
     verdict,
 )
-from pytest_jaxperf.measure import median_ci, ratio_ci
-from pytest_jaxperf.metrics import hlo_counts, known_peak, normalized_hlo
 
 FINGERPRINT = {"backend": "cpu", "device_kind": "cpu", "device_count": "1", "jax": "0.10.2"}
 
