@@ -14,11 +14,12 @@ from .records import CheckRecord, ComparisonRecord, FigureRecord, Record
 from .settings import PluginConfig
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from .baseline import BaselineStore
     from .checks.compiles import CompileWatch, RecompileError
     from .measure import Comparison
+    from .optimize.batching import PipelineTiming, Sweep
     from .optimize.jit import WrappedModel
     from .verdicts import Verdict
 
@@ -287,6 +288,67 @@ class Jaxperf:
     def record(self, name: str, value: float, unit: str) -> None:
         """Report a figure this test measured; shown under ``--jaxperf`` and written to the JSON."""
         self.records.append(FigureRecord(self.nodeid, self.variant.id, name, float(value), unit))
+
+    def batch_sweep(
+        self,
+        model: Any,
+        example_input: Any,
+        sizes: Sequence[int] = (1, 8, 64, 512),
+        *,
+        params: Any = None,
+    ) -> Sweep:
+        """Throughput and latency of ``model`` per batch size, one compile per size, and the saturation.
+
+        The example input's first row is repeated to each size; each point is reported as a figure.
+        """
+        from .measure import TimingConfig
+        from .optimize.batching import batch_sweep
+        from .optimize.jit import wrap_model
+
+        wrapped = wrap_model(model, params=params, jit=True)
+        assert wrapped.watched is not None
+        sweep = batch_sweep(
+            wrapped.watched,
+            example_input,
+            sizes,
+            config=TimingConfig(target=self.config.ci_target, budget_seconds=min(self._budget(), 1.0)),
+        )
+        for point in sweep.points:
+            self.record(f"{wrapped.name} batch {point.batch}: throughput", point.throughput, "items/s")
+            self.record(f"{wrapped.name} batch {point.batch}: latency", point.latency_seconds * 1e3, "ms")
+        self.record(f"{wrapped.name}: throughput saturates at batch", sweep.saturation, "rows")
+        return sweep
+
+    def pipeline(self, stage_one: Any, stage_two: Any, x: Any) -> tuple[Any, PipelineTiming]:
+        """Stage one on device 0, stage two on device 1: the output, checked against one device, and
+        the time of each stage and of the transfer between them (reported as figures).
+
+        Skips with the reason when fewer than two devices exist.
+        """
+        __tracebackhide__ = True
+        import jax
+        import numpy as np
+
+        from .optimize.batching import on_device, pipeline_split
+
+        if len(jax.devices()) < 2:
+            pytest.skip("jaxperf pipeline: needs 2 devices, 1 available (--jaxperf-cpu-devices gives more)")
+        output, timing = pipeline_split(stage_one, stage_two, x)
+        device = jax.devices()[0]
+        reference = on_device(stage_two, device)(on_device(stage_one, device)(x))
+        np.testing.assert_allclose(
+            np.asarray(output), np.asarray(reference), rtol=1e-5, atol=1e-6,
+            err_msg="the pipeline's output differs from both stages run on one device",
+        )  # fmt: skip
+        self.record("pipeline stage one", timing.stage_one_seconds * 1e3, "ms")
+        self.record(
+            f"pipeline transfer {timing.devices[0]} → {timing.devices[1]}",
+            timing.transfer_seconds * 1e3,
+            "ms",
+        )
+        self.record("pipeline transfer size", timing.transferred_bytes, "bytes")
+        self.record("pipeline stage two", timing.stage_two_seconds * 1e3, "ms")
+        return output, timing
 
     # --- measurement and gate ------------------------------------------------------------------------
 

@@ -101,6 +101,10 @@ def summary_lines(records: Sequence[Record]) -> list[str]:
         figure_rows: list[tuple[str, ...]] = [("test", "variant", "figure", "value", "unit")]
         figure_rows += [(f.nodeid, f.variant, f.name, f"{f.value:.6g}", f.unit) for f in figures]
         lines += _table(figure_rows)
+    scaling = scaling_lines(records)
+    if scaling:
+        lines += [""] if lines else []
+        lines += scaling
     notes = [
         f"{c.nodeid} {c.key}: {c.verdict['status']}: {c.verdict['reason']}"
         for c in records
@@ -112,6 +116,30 @@ def summary_lines(records: Sequence[Record]) -> list[str]:
         lines += [""] if lines else []
         lines += notes
     return lines or ["no jaxperf checks or figures were recorded"]
+
+
+def scaling_lines(records: Sequence[Record]) -> list[str]:
+    """Throughput per device count of the same test and model, and its fraction of linear scaling."""
+    import re
+
+    groups: dict[tuple[str, str], dict[int, float]] = {}
+    for record in records:
+        if not isinstance(record, CheckRecord) or not record.timing:
+            continue
+        devices = int(record.variant.rsplit("-d", 1)[1])
+        base = re.sub(r"(?<=[\[-])d\d+(?=[\]-])", "d*", record.nodeid)
+        groups.setdefault((base, record.model), {})[devices] = record.timing["throughput"]
+    lines = []
+    for (base, model), by_count in sorted(groups.items()):
+        if len(by_count) < 2:
+            continue
+        one = by_count.get(1)
+        parts = []
+        for count, throughput in sorted(by_count.items()):
+            efficiency = f" ({throughput / (count * one):.2f} of linear)" if one and count > 1 else ""
+            parts.append(f"d{count} {throughput:.0f} items/s{efficiency}")
+        lines.append(f"scaling {base} {model}: " + "; ".join(parts))
+    return lines
 
 
 def verdict_counts(records: Sequence[Record]) -> str:

@@ -1,0 +1,191 @@
+"""Batching done right: fixed buckets (one compile each), batch sweeps, and a pipeline split over devices.
+
+A jitted function compiles once per input shape. Serving arbitrary batch sizes therefore needs a small,
+fixed set of bucket sizes: a request of 5 rows runs in the 8 bucket, padded with zeros, and the padding
+rows are sliced off the result. :func:`batch_sweep` measures throughput and latency per bucket and finds
+where throughput stops growing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+
+from ..checks.compiles import WatchedFunction
+from ..measure import TimingConfig, measure_callable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+
+def bucket_for(size: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket that holds ``size`` rows; ValueError when none does."""
+    fitting = [b for b in sorted(buckets) if b >= size]
+    if not fitting:
+        raise ValueError(f"a batch of {size} rows exceeds the largest bucket, {max(buckets)}")
+    return fitting[0]
+
+
+def pad_batch(tree: Any, size: int, xp: Any = jnp) -> Any:
+    """Pad axis 0 of every array leaf with zeros up to ``size`` rows (``xp``: jax.numpy or numpy)."""
+
+    def pad(leaf: Any) -> Any:
+        missing = size - leaf.shape[0]
+        if missing == 0:
+            return leaf
+        return xp.concatenate([leaf, xp.zeros((missing, *leaf.shape[1:]), leaf.dtype)])
+
+    return jax.tree_util.tree_map(pad, tree)
+
+
+def take_rows(tree: Any, rows: int) -> Any:
+    """The first ``rows`` rows of every array leaf (padding sliced off)."""
+    return jax.tree_util.tree_map(lambda leaf: leaf[:rows], tree)
+
+
+class BucketedModel:
+    """``fn`` called on batches padded to fixed bucket sizes: at most one compile per bucket.
+
+    ``BucketedModel(jitted, buckets=(1, 8, 64))(x)`` with ``x`` of 5 rows runs the 8-row program and
+    returns 5 rows. ``watched.compiles`` shows the compiles (one per bucket used).
+    """
+
+    def __init__(self, fn: Callable[..., Any], buckets: Sequence[int]) -> None:
+        if not buckets or any(b < 1 for b in buckets):
+            raise ValueError(f"buckets must be positive sizes, got {tuple(buckets)!r}")
+        self.buckets = tuple(sorted(set(buckets)))
+        self.watched = fn if isinstance(fn, WatchedFunction) else WatchedFunction(fn)
+
+    def __call__(self, *inputs: Any) -> Any:
+        rows = inputs[0].shape[0]
+        bucket = bucket_for(rows, self.buckets)
+        return take_rows(self.watched(*pad_batch(inputs, bucket)), rows)
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One batch size of a sweep."""
+
+    batch: int
+    latency_seconds: float
+    """Median time of one blocked call."""
+    throughput: float
+    """Items per second at that latency."""
+    compiles: int
+    """Compiles this size caused (1 when each size compiles exactly once)."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Throughput and latency against batch size, and where throughput stops growing."""
+
+    points: tuple[SweepPoint, ...]
+    saturation: int
+    """The smallest batch after which doubling-or-more the batch gains less than ``gain`` throughput."""
+
+    def lines(self) -> list[str]:
+        rows = [f"{'batch':>7} {'latency ms':>11} {'items/s':>12} {'compiles':>8}"]
+        rows += [
+            f"{p.batch:>7} {p.latency_seconds * 1e3:>11.3f} {p.throughput:>12.0f} {p.compiles:>8}"
+            for p in self.points
+        ]
+        rows.append(f"throughput saturates at batch {self.saturation}")
+        return rows
+
+
+def batch_sweep(
+    fn: Callable[..., Any],
+    example_input: Any,
+    sizes: Sequence[int] = (1, 8, 64, 512),
+    *,
+    config: TimingConfig | None = None,
+    gain: float = 0.10,
+) -> Sweep:
+    """Measure ``fn`` (a jitted callable of one batched input) at each batch size.
+
+    The example input's first row is repeated to each size. Each size must compile exactly once: a
+    second compile for the same size fails the sweep (MeasurementError from the timing engine).
+    """
+    config = config or TimingConfig(budget_seconds=0.5)
+    watched = fn if isinstance(fn, WatchedFunction) else WatchedFunction(fn)
+    row = jax.tree_util.tree_map(lambda leaf: leaf[:1], example_input)
+    points = []
+    for size in sorted(set(sizes)):
+        batch = jax.tree_util.tree_map(lambda leaf, n=size: jnp.repeat(leaf, n, axis=0), row)
+        before = len(watched.compiles)
+        jax.block_until_ready(watched(batch))  # type: ignore[no-untyped-call]
+        timing = measure_callable(watched, (batch,), items_per_call=size, config=config)
+        points.append(SweepPoint(size, timing.median, timing.throughput, len(watched.compiles) - before))
+    saturation = points[-1].batch
+    for current, following in itertools.pairwise(points):
+        if following.throughput < (1 + gain) * current.throughput:
+            saturation = current.batch
+            break
+    return Sweep(tuple(points), saturation)
+
+
+@dataclass(frozen=True)
+class PipelineTiming:
+    """A two-stage pipeline over two devices: each stage and the transfer between them."""
+
+    stage_one_seconds: float
+    transfer_seconds: float
+    stage_two_seconds: float
+    transferred_bytes: int
+    devices: tuple[str, str]
+
+
+def on_device(model: Any, device: Any) -> Callable[..., Any]:
+    """``model`` (an NNX module or a function of one input) compiled with its parameters on ``device``."""
+    import sys
+
+    nnx = sys.modules.get("flax.nnx")
+    if nnx is not None and isinstance(model, nnx.Module):
+        graphdef, state = nnx.split(model)
+        state = jax.device_put(state, device)
+        forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+        return lambda x: forward(state, x)
+    return jax.jit(model)
+
+
+def pipeline_split(
+    stage_one: Any, stage_two: Any, x: Any, devices: Sequence[Any] | None = None, repeats: int = 20
+) -> tuple[Any, PipelineTiming]:
+    """Run stage one on device 0 and stage two on device 1, timing both stages and the transfer.
+
+    Returns the output (on device 1) and the medians over ``repeats`` runs, each part blocked on its own.
+    """
+    chosen = list(devices) if devices is not None else jax.devices()[:2]
+    if len(chosen) < 2:
+        raise ValueError(f"a pipeline split needs 2 devices, {len(chosen)} available")
+    first, second = on_device(stage_one, chosen[0]), on_device(stage_two, chosen[1])
+    x = jax.device_put(x, chosen[0])
+
+    def timed(fn: Callable[..., Any], arg: Any) -> tuple[Any, float]:
+        start = time.perf_counter()
+        out = jax.block_until_ready(fn(arg))  # type: ignore[no-untyped-call]
+        return out, time.perf_counter() - start
+
+    def transfer_to_second(tree: Any) -> Any:
+        return jax.device_put(tree, chosen[1])
+
+    one, transfer, two = [], [], []
+    for index in range(repeats + 1):  # the first round compiles both stages and is not counted
+        middle, seconds_one = timed(first, x)
+        moved, seconds_transfer = timed(transfer_to_second, middle)
+        output, seconds_two = timed(second, moved)
+        if index:
+            one.append(seconds_one)
+            transfer.append(seconds_transfer)
+            two.append(seconds_two)
+    nbytes = sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(middle))
+    names = (f"{chosen[0].platform}:{chosen[0].id}", f"{chosen[1].platform}:{chosen[1].id}")
+    return output, PipelineTiming(
+        statistics.median(one), statistics.median(transfer), statistics.median(two), nbytes, names
+    )

@@ -1,0 +1,13 @@
+"""The suites run with 8 virtual CPU devices (on a CPU machine), so that ``@jaxperf.devices(1, 2, 8)``
+cases run for real; on a GPU machine the real devices are used and this changes nothing."""
+
+from __future__ import annotations
+
+
+def pytest_configure(config):
+    # Same effect as `jaxperf_cpu_devices = 8` in an ini file, kept here so the plugin's own tests
+    # (and their subprocesses) keep one device.
+    if not config.getoption("jaxperf_cpu_devices"):
+        from pytest_jaxperf.environment import provide_cpu_devices
+
+        provide_cpu_devices(8)

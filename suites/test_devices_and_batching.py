@@ -1,0 +1,85 @@
+"""Devices and batching on the suite models: throughput per device count, batch sweeps, the batcher.
+
+Figures are reported with ``jaxperf.record`` (and the device-count cases through ``--jaxperf``'s table and
+its scaling lines). On this 2-core machine the 8 "devices" are virtual: they share two cores, so the
+figures show the plugin working, not a speed-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import pytest_jaxperf as jaxperf
+from pytest_jaxperf.serving import DynamicBatcher
+from suites.models.vae import VAEDecoder
+
+REQUEST_RATES = (500, 2000)  # requests per second, open loop
+REQUESTS = 2000
+
+
+@jaxperf.jit_warm
+@jaxperf.devices(1, 2, 8)
+@pytest.mark.parametrize("hidden", [(128, 256), (1024, 1024)], ids=["vae", "wide"])
+def test_decoder_throughput_per_device_count(jaxperf, hidden):
+    record = jaxperf.check(VAEDecoder(hidden=hidden, rngs=nnx.Rngs(0)), jnp.zeros((512, 32)))
+    assert record.compiles == 1
+
+
+def test_decoder_batch_sweep(jaxperf):
+    sweep = jaxperf.batch_sweep(VAEDecoder(rngs=nnx.Rngs(0)), jnp.zeros((1, 32)), sizes=(1, 8, 64, 512))
+    # Expectation: one compile per batch size, and more rows per call never lowers throughput much.
+    assert [p.compiles for p in sweep.points] == [1, 1, 1, 1]
+    assert sweep.points[-1].throughput > sweep.points[0].throughput
+
+
+@pytest.mark.parametrize("rate", REQUEST_RATES)
+def test_batcher_at_a_fixed_request_rate(jaxperf, rate):
+    forward = jax.jit(VAEDecoder(rngs=nnx.Rngs(0)))
+    rows_in = np.linspace(0, 1, REQUESTS * 32, dtype=np.float32).reshape(REQUESTS, 32)
+
+    async def main():
+        async with DynamicBatcher(forward, max_batch_size=64, timeout=0.002) as batcher:
+            await batcher.warm_up(rows_in[0])  # one compile per bucket, before the clock starts
+            start = time.perf_counter()
+            tasks = []
+            for i in range(REQUESTS):
+                # Open loop: requests arrive on schedule whether or not earlier ones are answered.
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.ensure_future(batcher.submit(rows_in[i])))
+            rows = await asyncio.gather(*tasks)
+            elapsed = time.perf_counter() - start
+        return batcher, rows, elapsed
+
+    batcher, rows, elapsed = asyncio.run(main())
+    assert len(rows) == REQUESTS
+    np.testing.assert_allclose(rows[7], np.asarray(forward(rows_in[7:8]))[0], rtol=1e-5, atol=1e-6)
+    jaxperf.record(f"batcher, {rate} requests/s offered: answered", REQUESTS / elapsed, "requests/s")
+    jaxperf.record(f"batcher, {rate} requests/s: p50 latency", batcher.stats.percentile(0.5) * 1e3, "ms")
+    jaxperf.record(f"batcher, {rate} requests/s: p99 latency", batcher.stats.percentile(0.99) * 1e3, "ms")
+    jaxperf.record(
+        f"batcher, {rate} requests/s: mean batch", batcher.stats.rows / batcher.stats.batches, "rows"
+    )
+
+
+def test_encoder_decoder_pipeline_split(jaxperf):
+    class Encoder(nnx.Module):
+        def __init__(self, *, rngs):
+            self.linear = nnx.Linear(784, 32, rngs=rngs)
+
+        def __call__(self, x):
+            return nnx.relu(self.linear(x))
+
+    output, timing = jaxperf.pipeline(
+        Encoder(rngs=nnx.Rngs(0)), VAEDecoder(rngs=nnx.Rngs(1)), jnp.ones((256, 784))
+    )
+    assert output.shape == (256, 784)
+    assert timing.transferred_bytes == 256 * 32 * 4
