@@ -238,14 +238,25 @@ class BaselineStore:
 _BASELINE_SAMPLES = 41
 
 
-def baseline_record(record: CheckRecord, noise_floor: float, processes: int, commit: str) -> dict[str, Any]:
-    """What a baseline keeps of a measured check."""
+def baseline_record(
+    record: CheckRecord, process_medians: list[float], noise_floor: float, commit: str
+) -> dict[str, Any]:
+    """What a baseline keeps of a measured check.
+
+    With medians from several processes, the baseline sits at their median (one process can be lucky or
+    slow by more than its own samples show); this process's samples are scaled to that centre, so the
+    bootstrap keeps their spread around the more robust location.
+    """
     import datetime
+    import statistics
 
     import numpy as np
 
     timing = record.timing or {}
-    ordered = np.sort(np.asarray(timing.get("samples", []), dtype=float))
+    own_median = float(timing.get("median") or 0.0)
+    centre = statistics.median(process_medians) if process_medians else own_median
+    scale = centre / own_median if own_median else 1.0
+    ordered = np.sort(np.asarray(timing.get("samples", []), dtype=float)) * scale
     sketch = np.quantile(ordered, np.linspace(0, 1, _BASELINE_SAMPLES)) if len(ordered) else ordered
     q1, q3 = np.quantile(ordered, [0.25, 0.75]) if len(ordered) else (0.0, 0.0)
     return {
@@ -253,17 +264,18 @@ def baseline_record(record: CheckRecord, noise_floor: float, processes: int, com
         "model": record.model,
         "inputs": record.inputs,
         "mode": timing.get("mode"),
-        "median": timing.get("median"),
-        "ci_low": timing.get("ci_low"),
-        "ci_high": timing.get("ci_high"),
-        "p90": timing.get("p90"),
-        "p99": timing.get("p99"),
+        "median": centre,
+        "ci_low": (timing.get("ci_low") or 0.0) * scale,
+        "ci_high": (timing.get("ci_high") or 0.0) * scale,
+        "p90": (timing.get("p90") or 0.0) * scale,
+        "p99": (timing.get("p99") or 0.0) * scale,
+        "process_medians": process_medians,
         "iqr": float(q3 - q1),
         "sample_count": timing.get("sample_count"),
         "samples": [float(s) for s in sketch],
         "items_per_call": timing.get("items_per_call"),
         "noise_floor": noise_floor,
-        "processes": processes,
+        "processes": len(process_medians),
         "compiles": record.compiles,
         "metrics": record.metrics,
         "date": datetime.datetime.now(datetime.UTC).date().isoformat(),

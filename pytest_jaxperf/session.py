@@ -126,7 +126,7 @@ class JaxperfSession:
                 [record.timing["median"], *repeats.get((record.module, key), [])] if record.timing else []
             )
             by_module.setdefault(record.module, {})[key] = baseline_record(
-                record, noise_floor(medians), len(medians), commit
+                record, medians, noise_floor(medians), commit
             )
         store = self.baseline_store()
         ok = True

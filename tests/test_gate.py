@@ -68,6 +68,9 @@ def test_life_cycle(gated: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> 
     assert document["module"] == "test_gated.py"
     record = document["records"]["test_stack[fp32]::Stack"]
     assert record["processes"] == 2
+    assert len(record["process_medians"]) == 2
+    # The baseline sits at the median of the processes' medians (here: their mean, rounded as stored).
+    assert record["median"] == pytest.approx(sum(record["process_medians"]) / 2, rel=1e-5)
     assert record["compiles"] == 1
     assert record["metrics"]["flops"] > 2 * 64 * 512 * 512 * 4
     assert len(record["samples"]) == 41
