@@ -111,7 +111,7 @@ class JaxperfSession:
         """Record the measured checks as baselines; False when a file could not be written."""
         from .baseline import BaselineError, baseline_record
         from .records import CheckRecord
-        from .verdicts import noise_floor
+        from .verdicts import noise_floor, noise_floor_of_run
 
         measured = [r for r in self.records if isinstance(r, CheckRecord) and r.timing is not None]
         if not measured:
@@ -119,14 +119,20 @@ class JaxperfSession:
             return True
         repeats = self._repeat_medians(measured)
         commit = _git_commit(self.settings.rootdir)
+        medians = {
+            id(record): [record.timing["median"], *repeats.get((record.module, _baseline_key(record)), [])]
+            for record in measured
+            if record.timing
+        }
+        # Most of the spread between processes is the machine's, common to every measurement: a floor
+        # taken from one measurement's three processes can come out small by chance. Each baseline keeps
+        # the larger of its own spread and the median spread of the whole recording.
+        machine_noise = noise_floor_of_run([noise_floor(m) for m in medians.values()])
         by_module: dict[str, dict[str, dict[str, Any]]] = {}
         for record in measured:
-            key = _baseline_key(record)
-            medians = (
-                [record.timing["median"], *repeats.get((record.module, key), [])] if record.timing else []
-            )
-            by_module.setdefault(record.module, {})[key] = baseline_record(
-                record, medians, noise_floor(medians), commit
+            own = noise_floor(medians[id(record)])
+            by_module.setdefault(record.module, {})[_baseline_key(record)] = baseline_record(
+                record, medians[id(record)], max(own, machine_noise), commit
             )
         store = self.baseline_store()
         ok = True

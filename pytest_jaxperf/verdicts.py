@@ -186,3 +186,11 @@ def noise_floor(medians: Sequence[float]) -> float:
         else (finite[len(finite) // 2 - 1] + finite[len(finite) // 2]) / 2
     )
     return (finite[-1] - finite[0]) / middle
+
+
+def noise_floor_of_run(floors: Sequence[float]) -> float:
+    """The machine's noise floor in one recording: the median of its measurements' own floors."""
+    import statistics
+
+    measured = [f for f in floors if f > 0]
+    return statistics.median(measured) if len(measured) >= 3 else 0.0
