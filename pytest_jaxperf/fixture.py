@@ -35,10 +35,6 @@ class JaxperfInconclusive(UserWarning):
     """A measurement whose change against its baseline could be neither confirmed nor ruled out."""
 
 
-#: Relative and absolute tolerance of a sharded output against the single-device one, per dtype.
-_TOLERANCE = {"float32": 1e-5, "float64": 1e-12, "bfloat16": 1e-2, "float16": 1e-3}
-
-
 def _items(inputs: tuple[Any, ...]) -> int:
     from .measure import items_along_batch
 
@@ -51,29 +47,6 @@ def _describe_inputs(inputs: tuple[Any, ...]) -> str:
 
     signature = describe_call(lambda *inputs: None, inputs, {})
     return "; ".join(f"{path.removeprefix('inputs')}: {leaf.describe()}" for path, leaf in signature.items())
-
-
-def _roofline(metrics: dict[str, Any] | None, median: float, measure_peaks: bool) -> dict[str, Any] | None:
-    """Achieved FLOP/s and bytes/s, and their fraction of the device's peak where it is known."""
-    if not metrics or median <= 0:
-        return None
-    import jax
-
-    from .metrics import known_peak, measure_ceilings
-
-    flops, moved = metrics.get("flops"), metrics.get("bytes_accessed")
-    result: dict[str, Any] = {
-        "flops_per_second": flops / median if flops else None,
-        "bytes_per_second": moved / median if moved else None,
-    }
-    peak = measure_ceilings() if measure_peaks else known_peak(jax.devices()[0].device_kind)
-    if peak is not None:
-        result["peak_source"] = peak.source
-        result["fraction_of_peak_flops"] = result["flops_per_second"] / peak.flops if flops else None
-        result["fraction_of_peak_bytes"] = (
-            result["bytes_per_second"] / peak.bytes_per_second if moved else None
-        )
-    return result
 
 
 class Jaxperf:
@@ -375,7 +348,7 @@ class Jaxperf:
     ) -> CheckRecord:
         __tracebackhide__ = True
         from .measure import TimingConfig, items_along_batch, measure_callable
-        from .metrics import deterministic_metrics
+        from .metrics import deterministic_metrics, roofline
 
         gate = self.spec.gate
         mode = (gate.mode if gate and gate.mode else None) or self.config.mode
@@ -399,7 +372,7 @@ class Jaxperf:
                 )
         return dataclasses.replace(
             current,
-            roofline=_roofline(metrics, timing.median, self.config.measure_peaks),
+            roofline=roofline(metrics, timing.median, self.config.measure_peaks),
             verdict=verdict.to_dict() if verdict is not None else None,
         )
 
@@ -496,41 +469,12 @@ class Jaxperf:
     def _check_sharded(self, model: Any, params: Any, wrapped: WrappedModel, inputs: tuple[Any, ...]) -> None:
         """The compiled program really spans the mesh, and it computes what one device computes."""
         __tracebackhide__ = True
-        import jax
-        import numpy as np
-
+        from .checks.sharding import sharding_problems
         from .optimize.jit import wrap_model
-        from .optimize.sharding import participating_devices
 
-        expected = wrapped.mesh.devices.size
-        lowered = wrapped.lower(*inputs)
-        found = participating_devices(lowered.compile())
-        if found != expected:
-            pytest.fail(
-                f"jaxperf {self.variant.case_id}: the compiled {wrapped.name} runs on {found} device(s), "
-                f"not the {expected} its inputs are sharded over",
-                pytrace=False,
-            )
-        single = wrap_model(model, params=params, jit=True)
-        sharded_out = jax.device_get(wrapped(*inputs))
-        single_out = jax.device_get(single(*inputs))
-        problems = []
-        for (path, got), want in zip(
-            jax.tree_util.tree_flatten_with_path(sharded_out)[0],
-            jax.tree_util.tree_leaves(single_out),
-            strict=True,
-        ):
-            tolerance = _TOLERANCE.get(str(np.asarray(got).dtype), 1e-5)
-            got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-            if not np.allclose(got, want, rtol=tolerance, atol=tolerance):
-                worst = float(np.max(np.abs(got - want)))
-                problems.append(f"output{jax.tree_util.keystr(path)}: max abs difference {worst:.3g}")
+        problems = sharding_problems(wrapped, wrap_model(model, params=params, jit=True), inputs)
         if problems:
-            pytest.fail(
-                f"jaxperf {self.variant.case_id}: the {expected}-device output differs from the "
-                f"single-device output beyond the tolerance: {'; '.join(problems)}",
-                pytrace=False,
-            )
+            pytest.fail(f"jaxperf {self.variant.case_id}: {'; '.join(problems)}", pytrace=False)
 
     def _require_supported_variant(self) -> None:
         __tracebackhide__ = True

@@ -185,3 +185,24 @@ def measure_ceilings(size: int = 2048, copy_bytes: int = 256 * 1024**2) -> Peak:
     flops = 2 * size**3 / best(matmul, a)
     bandwidth = 2 * copy_bytes / best(copy, source)  # read once, write once
     return Peak(flops, bandwidth, f"measured on the spot ({size}³ bf16 matmul, {copy_bytes >> 20} MiB copy)")
+
+
+def roofline(metrics: dict[str, Any] | None, median: float, measure_peaks: bool) -> dict[str, Any] | None:
+    """Achieved FLOP/s and bytes/s, and their fraction of the device's peak where it is known."""
+    if not metrics or median <= 0:
+        return None
+    import jax
+
+    flops, moved = metrics.get("flops"), metrics.get("bytes_accessed")
+    result: dict[str, Any] = {
+        "flops_per_second": flops / median if flops else None,
+        "bytes_per_second": moved / median if moved else None,
+    }
+    peak = measure_ceilings() if measure_peaks else known_peak(jax.devices()[0].device_kind)
+    if peak is not None:
+        result["peak_source"] = peak.source
+        result["fraction_of_peak_flops"] = result["flops_per_second"] / peak.flops if flops else None
+        result["fraction_of_peak_bytes"] = (
+            result["bytes_per_second"] / peak.bytes_per_second if moved else None
+        )
+    return result

@@ -1,0 +1,49 @@
+"""Did data parallelism really happen, and does it compute what one device computes?"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import jax
+import numpy as np
+
+from ..optimize.sharding import participating_devices
+
+if TYPE_CHECKING:
+    from ..optimize.jit import WrappedModel
+
+#: Relative and absolute tolerance of a sharded output against the single-device one, per dtype.
+TOLERANCE = {"float32": 1e-5, "float64": 1e-12, "bfloat16": 1e-2, "float16": 1e-3}
+
+
+def sharding_problems(sharded: WrappedModel, single: WrappedModel, inputs: tuple[Any, ...]) -> list[str]:
+    """What is wrong with ``sharded`` (a model wrapped over a mesh) against ``single`` (one device).
+
+    The compiled program must span the mesh (its ``num_partitions``), and every output leaf must match the
+    single-device run within its dtype's tolerance. An empty list: nothing is wrong.
+    """
+    assert sharded.mesh is not None
+    expected = sharded.mesh.devices.size
+    found = participating_devices(sharded.lower(*inputs).compile())
+    if found != expected:
+        return [
+            f"the compiled {sharded.name} runs on {found} device(s), "
+            f"not the {expected} its inputs are sharded over"
+        ]
+    sharded_out = jax.device_get(sharded(*inputs))
+    single_out = jax.device_get(single(*inputs))
+    problems = []
+    for (path, got), want in zip(
+        jax.tree_util.tree_flatten_with_path(sharded_out)[0],
+        jax.tree_util.tree_leaves(single_out),
+        strict=True,
+    ):
+        tolerance = TOLERANCE.get(str(np.asarray(got).dtype), 1e-5)
+        got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+        if not np.allclose(got, want, rtol=tolerance, atol=tolerance):
+            worst = float(np.max(np.abs(got - want)))
+            problems.append(
+                f"the {expected}-device output{jax.tree_util.keystr(path)} differs from the single-device "
+                f"output by up to {worst:.3g} (tolerance {tolerance:g})"
+            )
+    return problems
