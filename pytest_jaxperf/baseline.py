@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .verdicts import NEW, NOT_COMPARABLE
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -204,7 +206,7 @@ class BaselineStore:
         if current is not None:
             if current.environment != self.fingerprint:
                 fields = "; ".join(differing_fields(self.fingerprint, current.environment))
-                return Lookup("not comparable", None, f"{current.path} was recorded elsewhere ({fields})")
+                return Lookup(NOT_COMPARABLE, None, f"{current.path} was recorded elsewhere ({fields})")
             if key in current.records:
                 return Lookup("found", current.records[key])
         others = sorted(p for p in self.directory.glob("*/") if p.is_dir() and p != self.environment_dir)
@@ -215,8 +217,8 @@ class BaselineStore:
                 continue
             if other is not None and key in other.records:
                 fields = "; ".join(differing_fields(self.fingerprint, other.environment))
-                return Lookup("not comparable", None, f"only a baseline of another environment ({fields})")
-        return Lookup("new")
+                return Lookup(NOT_COMPARABLE, None, f"only a baseline of another environment ({fields})")
+        return Lookup(NEW)
 
     def write(self, module: str, records: Mapping[str, dict[str, Any]]) -> Path:
         """Merge ``records`` into the module's file (others kept) and write it atomically."""

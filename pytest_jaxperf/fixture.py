@@ -12,6 +12,7 @@ import pytest
 from .config import DEFAULT_VARIANT, TestSpec, Variant
 from .records import CheckRecord, ComparisonRecord, FigureRecord, Record
 from .settings import PluginConfig
+from .verdicts import INCONCLUSIVE, NEW, REGRESSED
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -22,9 +23,6 @@ if TYPE_CHECKING:
     from .optimize.batching import PipelineTiming, Sweep
     from .optimize.jit import WrappedModel
     from .verdicts import Verdict
-
-
-INCONCLUSIVE = "inconclusive"
 
 
 class PerformanceRegression(AssertionError):
@@ -179,16 +177,16 @@ class Jaxperf:
         __tracebackhide__ = True
         if not self.config.measure:
             return None
-        from .checks.compiles import BACKEND_COMPILE_EVENT, event_log, function_name
-        from .optimize.jit import first_call
+        from .checks.compiles import event_log, function_name
+        from .measure import timed_call
 
         label = name or function_name(fn)
         # The first call apart: it may compile, and it is no sample. What it compiled is counted, not
         # attributed: fn may be any callable, calling any number of jitted functions.
         log = event_log()
         before = log.count
-        first_seconds = first_call(fn, args)
-        compile_events = [e for e in log.events_since(before) if e.event == BACKEND_COMPILE_EVENT]
+        _, first_seconds = timed_call(fn, *args)
+        compile_events = log.backend_compiles_since(before)
         record = CheckRecord(
             nodeid=self.nodeid,
             variant=self.variant.id,
@@ -377,16 +375,14 @@ class Jaxperf:
         )
 
     def _verdict(self, current: CheckRecord) -> Verdict | None:
-        from .verdicts import NEW, NOT_COMPARABLE, Verdict, verdict
+        from .verdicts import NOT_COMPARABLE, Verdict, verdict
 
         if self._baselines is None or current.timing is None:
             return None
         from .baseline import BaselineError
 
         try:
-            lookup = self._baselines().lookup(
-                current.module, f"{self.nodeid.split('::', 1)[-1]}::{current.key}"
-            )
+            lookup = self._baselines().lookup(current.module, current.baseline_key)
         except BaselineError as error:
             message = f"jaxperf: {error}"
         else:
@@ -394,7 +390,7 @@ class Jaxperf:
         if message:
             # Outside the except block: the report shows the message, not a chained traceback.
             pytest.fail(message, pytrace=False)
-        if lookup.status == "new":
+        if lookup.status == NEW:
             return Verdict(NEW, "no baseline yet: record one with --jaxperf-update-baselines")
         if lookup.record is None:
             return Verdict(NOT_COMPARABLE, lookup.reason)
@@ -417,7 +413,7 @@ class Jaxperf:
 
     def _fail_on_regression(self, record: CheckRecord) -> None:
         __tracebackhide__ = True
-        if record.verdict and record.verdict["status"] == "regressed" and not self.config.update_baselines:
+        if record.verdict and record.verdict["status"] == REGRESSED and not self.config.update_baselines:
             raise PerformanceRegression(f"{record.model} ({self.variant.id}): {record.verdict['reason']}")
 
     # --- plugin side ------------------------------------------------------------------------------

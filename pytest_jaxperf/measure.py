@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from .checks.compiles import BACKEND_COMPILE_EVENT, event_log
+from .checks.compiles import event_log
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -110,21 +110,24 @@ def _z(confidence: float) -> float:
 
 
 def _compiles_since(count_before: int) -> list[str]:
-    log = event_log()
-    new = log.count - count_before
-    events = log.events_since(count_before) if new > 0 else []
-    return [e.fun_name for e in events if e.event == BACKEND_COMPILE_EVENT]
+    return [e.fun_name for e in event_log().backend_compiles_since(count_before)]
+
+
+def timed_call(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    """``fn(*args)`` blocked on its whole output pytree: (output, wall seconds)."""
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))  # type: ignore[no-untyped-call]
+    return out, time.perf_counter() - start
 
 
 def _time_round(fn: Callable[[], Any], calls: int, blocked_each: bool) -> float:
-    start = time.perf_counter()
     if blocked_each:
-        jax.block_until_ready(fn())  # type: ignore[no-untyped-call]
-    else:
-        out = None
-        for _ in range(calls):
-            out = fn()
-        jax.block_until_ready(out)  # type: ignore[no-untyped-call]
+        return timed_call(fn)[1]
+    start = time.perf_counter()
+    out = None
+    for _ in range(calls):
+        out = fn()  # dispatched back to back: only the last output is waited for
+    jax.block_until_ready(out)  # type: ignore[no-untyped-call]
     return time.perf_counter() - start
 
 
@@ -317,4 +320,5 @@ __all__ = [
     "measure_callable",
     "median_ci",
     "ratio_ci",
+    "timed_call",
 ]

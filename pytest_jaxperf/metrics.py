@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import hashlib
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,14 +172,11 @@ def measure_ceilings(size: int = 2048, copy_bytes: int = 256 * 1024**2) -> Peak:
     source = jnp.ones((copy_bytes // 4,), jnp.float32)
     copy = jax.jit(lambda x: x + 1)
 
+    from .measure import timed_call
+
     def best(fn: Any, arg: Any) -> float:
-        jax.block_until_ready(fn(arg))  # type: ignore[no-untyped-call]
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            jax.block_until_ready(fn(arg))  # type: ignore[no-untyped-call]
-            times.append(time.perf_counter() - start)
-        return min(times)
+        timed_call(fn, arg)  # compiles
+        return min(timed_call(fn, arg)[1] for _ in range(5))
 
     flops = 2 * size**3 / best(matmul, a)
     bandwidth = 2 * copy_bytes / best(copy, source)  # read once, write once

@@ -38,6 +38,11 @@ class CheckRecord:
     def module(self) -> str:
         return self.nodeid.split("::", 1)[0]
 
+    @property
+    def baseline_key(self) -> str:
+        """The record's name inside its module's baseline file: ``test_x[bf16]::Decoder``."""
+        return f"{self.nodeid.split('::', 1)[-1]}::{self.key}"
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "check", **dataclasses.asdict(self)}
 

@@ -6,6 +6,7 @@ import platform
 from typing import TYPE_CHECKING, Any
 
 from .records import CheckRecord, ComparisonRecord, FigureRecord
+from .verdicts import IMPROVED, INCONCLUSIVE, NOT_COMPARABLE, REGRESSED
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -110,7 +111,7 @@ def summary_lines(records: Sequence[Record]) -> list[str]:
         for c in records
         if isinstance(c, CheckRecord)
         and c.verdict
-        and c.verdict.get("status") in ("regressed", "improved", "inconclusive", "not comparable")
+        and c.verdict.get("status") in (REGRESSED, IMPROVED, INCONCLUSIVE, NOT_COMPARABLE)
     ]
     if notes:
         lines += [""] if lines else []
@@ -189,7 +190,7 @@ def markdown_summary(records: Sequence[Record]) -> str:
     lines = ["### jaxperf", "", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows[1:]]
     regressions = [
-        r for r in records if isinstance(r, CheckRecord) and (r.verdict or {}).get("status") == "regressed"
+        r for r in records if isinstance(r, CheckRecord) and (r.verdict or {}).get("status") == REGRESSED
     ]
     if regressions:
         lines += ["", "**Regressions**", ""]

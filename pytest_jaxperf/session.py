@@ -120,7 +120,7 @@ class JaxperfSession:
         repeats = self._repeat_medians(measured)
         commit = _git_commit(self.settings.rootdir)
         medians = {
-            id(record): [record.timing["median"], *repeats.get((record.module, _baseline_key(record)), [])]
+            id(record): [record.timing["median"], *repeats.get((record.module, record.baseline_key), [])]
             for record in measured
             if record.timing
         }
@@ -131,7 +131,7 @@ class JaxperfSession:
         by_module: dict[str, dict[str, dict[str, Any]]] = {}
         for record in measured:
             own = noise_floor(medians[id(record)])
-            by_module.setdefault(record.module, {})[_baseline_key(record)] = baseline_record(
+            by_module.setdefault(record.module, {})[record.baseline_key] = baseline_record(
                 record, medians[id(record)], max(own, machine_noise), commit
             )
         store = self.baseline_store()
@@ -176,17 +176,13 @@ class JaxperfSession:
                 for entry in json.loads(results.read_text())["records"]:
                     record = record_from_dict(entry)
                     if isinstance(record, CheckRecord) and record.timing is not None:
-                        key = (record.module, _baseline_key(record))
+                        key = (record.module, record.baseline_key)
                         medians.setdefault(key, []).append(record.timing["median"])
         self.messages.append(
             f"jaxperf: noise floor from {self.settings.repeat} processes (this one and "
             f"{self.settings.repeat - 1} more)"
         )
         return medians
-
-
-def _baseline_key(record: CheckRecord) -> str:
-    return f"{record.nodeid.split('::', 1)[-1]}::{record.key}"
 
 
 #: Options worth passing on to the noise-floor processes (the measurement settings).

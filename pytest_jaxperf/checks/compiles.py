@@ -91,6 +91,10 @@ class _EventLog:
         new = self.count - count
         return list(self.events)[-new:] if new > 0 else []
 
+    def backend_compiles_since(self, count: int) -> list[CompileEvent]:
+        """The XLA compiles (not traces or lowerings) logged since ``count``."""
+        return [e for e in self.events_since(count) if e.event == BACKEND_COMPILE_EVENT]
+
     def hints_since(self, count: int) -> list[str]:
         new = self.hint_count - count
         return list(self.hints)[-new:] if new > 0 else []
@@ -283,9 +287,8 @@ class CompileWatch:
         self._exit_stack.close()
         self.events = [
             e
-            for e in self._log.events_since(self._events_before)
-            if e.event == BACKEND_COMPILE_EVENT
-            and (not self._names or any(_is_event_of(e, n) for n in self._names))
+            for e in self._log.backend_compiles_since(self._events_before)
+            if not self._names or any(_is_event_of(e, n) for n in self._names)
         ]
         self.hints = self._log.hints_since(self._hints_before)
         if exc_type is None and self.max_compiles is not None and self.count > self.max_compiles:

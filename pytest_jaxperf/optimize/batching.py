@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import statistics
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ..checks.compiles import WatchedFunction
-from ..measure import TimingConfig, measure_callable
+from ..measure import TimingConfig, measure_callable, timed_call
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -167,19 +166,14 @@ def pipeline_split(
     first, second = on_device(stage_one, chosen[0]), on_device(stage_two, chosen[1])
     x = jax.device_put(x, chosen[0])
 
-    def timed(fn: Callable[..., Any], arg: Any) -> tuple[Any, float]:
-        start = time.perf_counter()
-        out = jax.block_until_ready(fn(arg))  # type: ignore[no-untyped-call]
-        return out, time.perf_counter() - start
-
     def transfer_to_second(tree: Any) -> Any:
         return jax.device_put(tree, chosen[1])
 
     one, transfer, two = [], [], []
     for index in range(repeats + 1):  # the first round compiles both stages and is not counted
-        middle, seconds_one = timed(first, x)
-        moved, seconds_transfer = timed(transfer_to_second, middle)
-        output, seconds_two = timed(second, moved)
+        middle, seconds_one = timed_call(first, x)
+        moved, seconds_transfer = timed_call(transfer_to_second, middle)
+        output, seconds_two = timed_call(second, moved)
         if index:
             one.append(seconds_one)
             transfer.append(seconds_transfer)

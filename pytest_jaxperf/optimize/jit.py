@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import sys
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -255,18 +254,9 @@ def warm_up(wrapped: WrappedModel, inputs: Sequence[Any], calls: int) -> WarmupT
     """Call ``wrapped(*inputs)`` ``calls`` times, blocking on each whole output, and time each."""
     __tracebackhide__ = True
     compiled_before = wrapped.watched.compile_seconds if wrapped.watched else 0.0
-    durations = []
+    from ..measure import timed_call
+
     placed = wrapped.place(*inputs)
-    for _ in range(calls):
-        start = time.perf_counter()
-        jax.block_until_ready(wrapped.run(*placed))  # type: ignore[no-untyped-call]
-        durations.append(time.perf_counter() - start)
+    durations = [timed_call(wrapped.run, *placed)[1] for _ in range(calls)]
     compiled = (wrapped.watched.compile_seconds if wrapped.watched else 0.0) - compiled_before
     return WarmupTimings(compiled, durations[0], tuple(durations[1:]))
-
-
-def first_call(fn: Callable[..., Any], args: Sequence[Any]) -> float:
-    """Wall time of ``fn(*args)`` blocked on its whole output (compile included, if it compiles)."""
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))  # type: ignore[no-untyped-call]
-    return time.perf_counter() - start
