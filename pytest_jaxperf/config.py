@@ -64,12 +64,16 @@ class JitWarmSpec:
 
 @dataclass(frozen=True)
 class DtypeSpec:
-    """``@jaxperf.dtype("bf16", "int8", min_sqnr_db=None, max_examples=None)``."""
+    """``@jaxperf.dtype("bf16", "int8", min_sqnr_db=None, max_examples=None, input_scale=(1e-3, 1e3))``."""
 
     names: tuple[str, ...]
     """Canonical dtype names, one test case each."""
     min_sqnr_db: float | Mapping[str, float] | None = None
+    """The output-SQNR floor: one for all variants, or per dtype name; defaults per dtype."""
     max_examples: int | None = None
+    """Generated inputs per variant for the fidelity check."""
+    input_scale: tuple[float, float] = (1e-3, 1e3)
+    """The magnitudes the generated inputs span (log-uniform): narrow it to the model's real domain."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +190,7 @@ def canonical_dtype(marker: str, name: Any) -> str:
 
 def parse_dtype(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> DtypeSpec:
     marker = "jaxperf_dtype"
-    _reject_unknown(marker, kwargs, ("min_sqnr_db", "max_examples"))
+    _reject_unknown(marker, kwargs, ("min_sqnr_db", "max_examples", "input_scale"))
     if not args:
         raise MarkerError(f"{marker}: name at least one dtype, e.g. dtype('bf16', 'int8')")
     names = tuple(canonical_dtype(marker, a) for a in args)
@@ -203,7 +207,18 @@ def parse_dtype(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> DtypeSpec:
     max_examples = kwargs.get("max_examples")
     if max_examples is not None:
         max_examples = _positive_int(marker, "max_examples", max_examples)
-    return DtypeSpec(names, min_sqnr, max_examples)
+    scale = kwargs.get("input_scale", DtypeSpec.input_scale)
+    if (
+        not isinstance(scale, tuple | list)
+        or len(scale) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in scale)
+        or scale[0] > scale[1]
+    ):
+        raise MarkerError(
+            f"{marker}: input_scale must be (smallest, largest) positive magnitudes such as (1e-3, 1e3), "
+            f"got {scale!r}"
+        )
+    return DtypeSpec(names, min_sqnr, max_examples, (float(scale[0]), float(scale[1])))
 
 
 def _number(marker: str, name: str, value: Any) -> float:

@@ -47,6 +47,29 @@ def _describe_inputs(inputs: tuple[Any, ...]) -> str:
     return "; ".join(f"{path.removeprefix('inputs')}: {leaf.describe()}" for path, leaf in signature.items())
 
 
+def _is_function(model: Any) -> bool:
+    import sys
+
+    nnx = sys.modules.get("flax.nnx")
+    return nnx is None or not isinstance(model, nnx.Module)
+
+
+def _model_state(model: Any, params: Any) -> Any:
+    """What the float32 model stores: an NNX module's state, a function's params."""
+    if params is not None or _is_function(model):
+        return params if params is not None else ()
+    from flax import nnx
+
+    return nnx.state(model)
+
+
+def _nbytes(tree: Any) -> int:
+    import jax
+    import numpy as np
+
+    return sum(int(np.asarray(leaf).nbytes) for leaf in jax.tree_util.tree_leaves(tree))
+
+
 class Jaxperf:
     """The test's handle on jaxperf, bound to its markers and its active variant.
 
@@ -70,50 +93,73 @@ class Jaxperf:
         self.records: list[Record] = []
         self._baselines = baselines
         self._keys: set[str] = set()
-        self._wrapped: list[tuple[tuple[Any, Any], WrappedModel]] = []
+        self._wrapped: list[tuple[tuple[Any, Any, Any], WrappedModel]] = []
+        self._param_bytes: dict[int, tuple[int, int]] = {}
         self._explaining: contextlib.ExitStack | None = None
 
     # --- public API -------------------------------------------------------------------------------
 
-    def wrap(self, model: Any, *, params: Any = None) -> WrappedModel:
+    def wrap(
+        self, model: Any, *example_inputs: Any, params: Any = None, convert: Callable[..., Any] | None = None
+    ) -> WrappedModel:
         """The model with the active optimizations applied, as a callable of the inputs.
 
         ``model`` is a ``flax.nnx.Module`` or a function; with ``params`` the function is called as
         ``fn(params, *inputs)``. Under ``@jaxperf.jit_warm`` the callable is JIT-compiled and watched:
         a compile beyond ``max_compiles`` raises, naming what changed since the earlier compiles.
+        Under ``@jaxperf.dtype`` it computes in the case's dtype; the int8 variants need
+        ``example_inputs`` (their shapes show how each weight is used). ``convert`` replaces the
+        built-in precision variant with your own (see :meth:`check`).
         """
         __tracebackhide__ = True
         self._require_supported_variant()
         # The same model (and params) wraps to the same callable: check() then wrap() share one
         # compiled function and one compile history, as a user reusing the model would expect.
-        for (known_model, known_params), known in self._wrapped:
-            if known_model is model and known_params is params:
+        for (known_model, known_params, known_convert), known in self._wrapped:
+            if known_model is model and known_params is params and known_convert is convert:
                 return known
         from .optimize.jit import wrap_model
 
+        variant_model, variant_params, cast_inputs, name = self._apply_precision(
+            model, params, example_inputs, convert
+        )
         jit_spec = self.spec.jit_warm
         mesh = self._device_mesh()
         if jit_spec is not None or mesh is not None:
             self._explain_cache_misses()
         wrapped = wrap_model(
-            model,
-            params=params,
+            variant_model,
+            params=variant_params,
             # Sharding over devices is a compiled program: devices() implies JIT.
             jit=jit_spec is not None or mesh is not None,
             max_compiles=jit_spec.max_compiles if jit_spec else None,
             # The fixture turns JAX's explanations on for the whole test: no per-call toggling.
             explain=False,
             mesh=mesh,
+            cast_inputs=cast_inputs,
+            name=name,
         )
-        self._wrapped.append(((model, params), wrapped))
+        self._wrapped.append(((model, params, convert), wrapped))
         return wrapped
 
-    def check(self, model: Any, *example_inputs: Any, params: Any = None) -> CheckRecord:
+    def check(
+        self,
+        model: Any,
+        *example_inputs: Any,
+        params: Any = None,
+        convert: Callable[..., Any] | None = None,
+    ) -> CheckRecord:
         """Run every check the test's markers ask for on ``model`` called with ``example_inputs``.
 
         The shapes and dtypes of the example inputs are the contract: with ``@jaxperf.jit_warm`` the
         model is compiled and called ``warmup`` times on them, and any further compile fails the test.
-        Returns the record of what was measured (compile time, first call, steady calls).
+        Under ``@jaxperf.dtype`` each case also audits what the variant's matmuls compute in, and
+        (but for float32) compares it with the model in float32 on hypothesis-generated inputs.
+
+        ``convert`` supplies your own variant for the low-precision cases (a model quantized with qwix,
+        cast with a jmp policy): ``convert(model)`` returns the converted NNX module, or for a function
+        ``convert(fn, params)`` returns ``(fn, params)``; it is audited and checked like a built-in one.
+        Returns the record of what was measured.
         """
         __tracebackhide__ = True
         if not example_inputs:
@@ -123,20 +169,35 @@ class Jaxperf:
             )
         from .optimize.jit import warm_up
 
-        wrapped = self.wrap(model, params=params)
+        wrapped = self.wrap(model, *example_inputs, params=params, convert=convert)
         calls = self.spec.jit_warm.warmup if self.spec.jit_warm else 1
+        from .checks.compiles import RecompileError
+
         try:
             timings = warm_up(wrapped, example_inputs, calls)
+        except RecompileError:
+            raise
         except ValueError as error:
-            if wrapped.mesh is None:
+            if wrapped.mesh is None and self.variant.dtype == "float32":
                 raise
             message = f"jaxperf {self.variant.case_id}: {error}"  # an input that cannot be sharded
+        except (NotImplementedError, TypeError, RuntimeError) as error:
+            if self.variant.dtype == "float32":
+                raise
+            import jax
+
+            # The float32 model ran (or would have been the failure); this variant does not.
+            message = (
+                f"jaxperf {self.variant.case_id}: the {self.variant.dtype} variant of {wrapped.name} cannot "
+                f"run on {jax.default_backend()}: {type(error).__name__}: {error}"
+            )
         else:
             message = ""
         if message:
             pytest.fail(message, pytrace=False)
         if wrapped.mesh is not None:
             self._check_sharded(model, params, wrapped, example_inputs)
+        precision = self._check_precision(model, params, wrapped, example_inputs) if self.spec.dtype else None
         record = CheckRecord(
             nodeid=self.nodeid,
             variant=self.variant.id,
@@ -148,6 +209,7 @@ class Jaxperf:
             first_call_seconds=timings.first_call_seconds,
             steady_call_seconds=timings.steady_call_seconds,
             key=self._unique_key(wrapped.name),
+            precision=precision,
         )
         if self.config.measure:
             record = self._measure_and_gate(
@@ -321,6 +383,99 @@ class Jaxperf:
         self.record("pipeline stage two", timing.stage_two_seconds * 1e3, "ms")
         return output, timing
 
+    # --- precision variants ----------------------------------------------------------------------------
+
+    def _apply_precision(
+        self, model: Any, params: Any, example_inputs: tuple[Any, ...], convert: Callable[..., Any] | None
+    ) -> tuple[Any, Any, Any, str | None]:
+        """``(model, params, input cast dtype, name)`` of the case's precision variant."""
+        __tracebackhide__ = True
+        dtype = self.variant.dtype
+        if dtype == "float32":
+            return model, params, None, None
+        from .checks.compiles import function_name
+        from .optimize.jit import describe_model_error
+
+        error = describe_model_error(model, params)
+        if error:
+            raise TypeError(error)
+        name = type(model).__name__ if params is None and not _is_function(model) else function_name(model)
+        if convert is not None:
+            converted = convert(model) if params is None else convert(model, params)
+            if params is None:
+                return converted, None, None, name
+            if not (isinstance(converted, tuple) and len(converted) == 2):
+                raise TypeError(
+                    f"convert(fn, params) must return (fn, params) for a function model, got {converted!r}"
+                )
+            return converted[0], converted[1], None, name
+        if dtype in ("bfloat16", "float16"):
+            from .optimize.precision import COMPUTE_DTYPES, mixed_precision
+
+            low_model, low_params = mixed_precision(model, COMPUTE_DTYPES[dtype], params=params)
+            return low_model, low_params, COMPUTE_DTYPES[dtype], name
+        if not example_inputs:
+            raise TypeError(
+                f"jaxperf {self.variant.case_id}: int8 quantization needs example inputs to see how each "
+                "weight is used: jaxperf.wrap(model, *example_inputs)"
+            )
+        from .optimize.quantize import QuantizationError, quantize_int8
+
+        try:
+            quantized = quantize_int8(model, *example_inputs, params=params, dynamic=dtype == "int8-dynamic")
+        except QuantizationError as failure:
+            message = f"jaxperf {self.variant.case_id}: {failure}"
+        else:
+            return quantized.apply, quantized.params, None, quantized.name
+        pytest.skip(message)
+
+    def _check_precision(
+        self, model: Any, params: Any, wrapped: WrappedModel, example_inputs: tuple[Any, ...]
+    ) -> dict[str, Any]:
+        """Audit the variant's matmuls and (but for float32) check it against float32; fail on either."""
+        __tracebackhide__ = True
+        import jax
+
+        from .checks.audit import audit
+        from .checks.fidelity import check_fidelity, floor_for
+        from .optimize.jit import wrap_model
+
+        dtype = self.variant.dtype
+        compiled = wrapped.lower(*example_inputs)
+        result = audit(
+            wrapped.program(*example_inputs),
+            dtype,
+            compiled.compile().as_text() if compiled is not None else "",
+        )
+        summary: dict[str, Any] = {
+            "dtype": dtype,
+            "audit": result.to_dict(),
+            "param_bytes": _nbytes(wrapped.params),
+            "float32_param_bytes": _nbytes(jax.tree_util.tree_leaves(_model_state(model, params))),
+            "fidelity": None,
+        }
+        if not result.passed:
+            pytest.fail(f"jaxperf {self.variant.case_id}: {result.failure()}", pytrace=False)
+        if dtype == "float32":
+            return summary
+        spec = self.spec.dtype
+        assert spec is not None
+        reference = wrap_model(model, params=params, jit=True, name=wrapped.name)
+        fidelity = check_fidelity(
+            reference,
+            wrapped,
+            example_inputs,
+            dtype=dtype,
+            floor_db=floor_for(dtype, spec.min_sqnr_db),
+            max_examples=spec.max_examples,
+            database_key=f"{self.nodeid}::{wrapped.name}",
+            input_scale=spec.input_scale,
+        )
+        summary["fidelity"] = fidelity.to_dict()
+        if fidelity.failure:
+            pytest.fail(f"jaxperf {self.variant.case_id}: {fidelity.failure}", pytrace=False)
+        return summary
+
     # --- measurement and gate ------------------------------------------------------------------------
 
     def _unique_key(self, name: str) -> str:
@@ -477,8 +632,6 @@ class Jaxperf:
         # The markers are validated and expanded into cases now; applying these variants comes with
         # their own capabilities. Until then a case must not pass as if it had run in that variant.
         unsupported = []
-        if self.variant.dtype != "float32":
-            unsupported.append(f"compute dtype {self.variant.dtype} (@jaxperf.dtype)")
         if self.spec.memory is not None:
             unsupported.append(f"a memory budget of {self.spec.memory.max_bytes} bytes (@jaxperf.memory)")
         if unsupported:

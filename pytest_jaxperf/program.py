@@ -329,14 +329,17 @@ def is_floating(value: Any) -> bool:
 # --- module scopes -----------------------------------------------------------------------------------
 
 
+#: Marks a name-stack entry as a module path (JAX's own entries, such as an einsum's spec, are not).
+MODULE_MARK = "@"
+
+
 @contextlib.contextmanager
-def module_scopes(module: Any) -> Iterator[dict[str, str]]:
-    """Name every submodule's operations after its path while tracing (``blocks.0.linear1``).
+def module_scopes(module: Any) -> Iterator[set[str]]:
+    """Name every submodule's operations after its path while tracing (``@blocks.0.linear1``).
 
     NNX does not put module paths into JAX's name stack, so each submodule class's ``__call__`` is
     wrapped in ``jax.named_scope`` for the duration of the block (the classes, not instances: Python
-    looks special methods up on the type). Not thread-safe, like ``nnx.capture``. Yields the map of
-    scope name → path for :func:`innermost_module`.
+    looks special methods up on the type). Not thread-safe, like ``nnx.capture``. Yields the paths.
     """
     from flax import nnx
 
@@ -349,25 +352,28 @@ def module_scopes(module: Any) -> Iterator[dict[str, str]]:
         if original is None:
             continue
         originals[sub_type] = original
-
-        def scoped(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
-            path = paths.get(id(self))
-            if path is None:
-                return __original(self, *args, **kwargs)
-            with jax.named_scope(path):
-                return __original(self, *args, **kwargs)
-
-        sub_type.__call__ = scoped  # type: ignore[method-assign,operator]
+        sub_type.__call__ = _scoped(original, paths)  # type: ignore[method-assign]
     try:
-        yield {p: p for p in paths.values()}
+        yield set(paths.values())
     finally:
         for sub_type, original in originals.items():
-            sub_type.__call__ = original  # type: ignore[method-assign,operator]
+            sub_type.__call__ = original  # type: ignore[method-assign]
 
 
-def innermost_module(scope: str, modules: set[str] | dict[str, str]) -> str:
-    """The innermost module path in a name stack (``Decoder/linear2/...`` → ``linear2``)."""
+def _scoped(original: Callable[..., Any], paths: dict[int, str]) -> Callable[..., Any]:
+    def scoped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        path = paths.get(id(self))
+        if path is None:
+            return original(self, *args, **kwargs)
+        with jax.named_scope(MODULE_MARK + path):
+            return original(self, *args, **kwargs)
+
+    return scoped
+
+
+def innermost_module(scope: str) -> str:
+    """The innermost module path in a name stack (``@Decoder/@linear2/dot_general`` → ``linear2``)."""
     for part in reversed(scope.split("/")):
-        if part in modules:
-            return part
+        if part.startswith(MODULE_MARK):
+            return part[len(MODULE_MARK) :]
     return ""

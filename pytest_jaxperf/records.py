@@ -33,6 +33,8 @@ class CheckRecord:
     metrics: dict[str, Any] | None = None
     roofline: dict[str, Any] | None = None
     verdict: dict[str, Any] | None = None
+    precision: dict[str, Any] | None = None
+    """Under ``@jaxperf.dtype``: the audit, the fidelity check and the parameter bytes of the variant."""
 
     @property
     def module(self) -> str:

@@ -74,12 +74,50 @@ def check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
     return rows
 
 
+def precision_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
+    """One row per check of a ``@jaxperf.dtype`` variant: fidelity, parameter bytes and the audit."""
+    rows: list[tuple[str, ...]] = [
+        ("test", "model", "min SQNR dB", "worst channel dB", "floor dB", "examples", "fidelity s",
+         "param bytes", "× fp32", "matmuls")
+    ]  # fmt: skip
+    for c in records:
+        if not isinstance(c, CheckRecord) or not c.precision:
+            continue
+        fidelity = c.precision.get("fidelity") or {}
+
+        def db(key: str, fidelity: dict[str, Any] = fidelity) -> str:
+            value = fidelity.get(key)
+            return "-" if not fidelity else ("inf" if value is None else f"{value:.1f}")
+
+        rows.append(
+            (
+                c.nodeid,
+                c.model,
+                db("min_sqnr_db"),
+                db("min_worst_channel_db"),
+                db("floor_db"),
+                str(fidelity.get("examples", "-")),
+                f"{fidelity['seconds']:.2f}" if fidelity else "-",
+                str(c.precision["param_bytes"]),
+                f"{c.precision['param_bytes'] / c.precision['float32_param_bytes']:.2f}"
+                if c.precision.get("float32_param_bytes")
+                else "-",
+                c.precision["audit"]["summary"],
+            )
+        )
+    return rows
+
+
 def summary_lines(records: Sequence[Record]) -> list[str]:
     """The terminal summary: checks with their verdicts, then comparisons, figures and explanations."""
     lines: list[str] = []
     rows = check_rows(records)
     if len(rows) > 1:
         lines += _table(rows)
+    precision = precision_rows(records)
+    if len(precision) > 1:
+        lines += [""] if lines else []
+        lines += _table(precision)
     comparisons = [r for r in records if isinstance(r, ComparisonRecord)]
     if comparisons:
         lines += [""] if lines else []
@@ -189,6 +227,11 @@ def markdown_summary(records: Sequence[Record]) -> str:
 
     lines = ["### jaxperf", "", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows[1:]]
+    precision = precision_rows(records)
+    if len(precision) > 1:
+        lines += ["", "**Precision variants**", "", "| " + " | ".join(precision[0]) + " |"]
+        lines += ["|" + "---|" * len(precision[0])]
+        lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in precision[1:]]
     regressions = [
         r for r in records if isinstance(r, CheckRecord) and (r.verdict or {}).get("status") == REGRESSED
     ]

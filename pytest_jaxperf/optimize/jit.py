@@ -13,6 +13,7 @@ recompile on every such call under ``nnx.jit``; wrapping it raises :class:`Model
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from ..checks.compiles import RecompileError, WatchedFunction, function_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+    from ..program import Program
 
 
 class ModelStructureError(RecompileError):
@@ -53,14 +56,27 @@ class WrappedModel:
         jitted: bool,
         lower: Callable[..., Any] | None = None,
         mesh: Any = None,
+        forward: Callable[..., Any] | None = None,
+        params: Any = (),
     ) -> None:
         self.name = name
         self.watched = watched
         self.jitted = jitted
         self.mesh = mesh
         """The device mesh the batch is sharded over (None: one device)."""
+        self.forward = forward
+        """The pure function ``forward(params, *inputs)`` that is compiled; for reading its program."""
+        self.params = params
+        """What ``forward`` takes as its parameters (an NNX module's state, a function's params)."""
         self._call = call
         self._lower = lower
+
+    def program(self, *inputs: Any) -> Program:
+        """What the model computes for these inputs, its operations named by module path."""
+        from ..program import trace
+
+        assert self.forward is not None
+        return trace(functools.partial(self.forward, scoped=True), self.params, inputs)
 
     def place(self, *inputs: Any) -> tuple[Any, ...]:
         """The inputs as this callable runs them: with a mesh, the batch axis split over its devices."""
@@ -128,12 +144,15 @@ def wrap_model(
     max_compiles: int | None = None,
     explain: bool = False,
     mesh: Any = None,
+    cast_inputs: Any = None,
+    name: str | None = None,
 ) -> WrappedModel:
     """Make ``model`` a callable of its inputs; with ``jit``, compiled and watched for recompiles.
 
     With ``mesh`` (see :func:`.sharding.batch_mesh`), the parameters are replicated on its devices and
-    every call splits the inputs' batch axis over them. Raises TypeError when ``model`` is neither an NNX
-    module nor a function (see :func:`describe_model_error`).
+    every call splits the inputs' batch axis over them. With ``cast_inputs`` (a dtype), floating
+    inputs are cast to it inside the model (mixed precision). Raises TypeError when ``model`` is
+    neither an NNX module nor a function (see :func:`describe_model_error`).
     """
     error = describe_model_error(model, params)
     if error:
@@ -141,45 +160,85 @@ def wrap_model(
     if mesh is not None and not jit:
         raise ValueError("sharding over several devices needs jit: combine devices() with jit_warm")
     if _is_nnx_module(model):
-        return _wrap_module(model, jit=jit, max_compiles=max_compiles, explain=explain, mesh=mesh)
+        return _wrap_module(
+            model, jit=jit, max_compiles=max_compiles, explain=explain, mesh=mesh, cast_inputs=cast_inputs
+        )
     if mesh is not None and params is not None:
         from .sharding import replicate
 
         params = replicate(params, mesh)
-    name = function_name(model)
+    renamed = name is not None and name != function_name(model)
+    name = name or function_name(model)
+    forward = _function_forward(model, params is not None, cast_inputs, name)
+    stored = params if params is not None else ()
     if not jit:
-        call = model if params is None else functools.partial(model, params)
-        return WrappedModel(name, call, None, jitted=False)
-    # A function the user already jitted (static arguments and all) is watched as it is.
-    jitted = model if hasattr(model, "lower") else jax.jit(model)
+        return WrappedModel(
+            name, functools.partial(forward, stored), None, jitted=False, forward=forward, params=stored
+        )
+    if cast_inputs is None and not renamed:
+        # A function the user already jitted (static arguments and all) is watched as it is.
+        jitted = model if hasattr(model, "lower") else jax.jit(model)
+        signature_of: Callable[..., Any] = model
+    else:
+        jitted = jax.jit(forward)
+        signature_of = model if params is not None else _with_params_first(model)
     watched = WatchedFunction(
-        jitted, name=name, max_compiles=max_compiles, signature_of=model, explain=explain
+        jitted, name=name, max_compiles=max_compiles, signature_of=signature_of, explain=explain
     )
-    if params is None:
-        return WrappedModel(name, watched, watched, jitted=True, lower=jitted.lower, mesh=mesh)
+    if params is None and cast_inputs is None and not renamed:
+        return WrappedModel(
+            name, watched, watched, jitted=True, lower=jitted.lower, mesh=mesh, forward=forward, params=()
+        )
 
     def call_with_params(*inputs: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        return watched(params, *inputs, **kwargs)
+        return watched(stored, *inputs, **kwargs)
 
     return WrappedModel(
         name,
         call_with_params,
         watched,
         jitted=True,
-        lower=functools.partial(jitted.lower, params),
+        lower=functools.partial(jitted.lower, stored),
         mesh=mesh,
+        forward=forward,
+        params=stored,
     )
 
 
+def _with_params_first(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A stand-in with ``fn``'s signature after a leading ``params``: how a compile is explained."""
+
+    def signature(params: Any, *args: Any, **kwargs: Any) -> Any:
+        return None
+
+    signature.__name__ = getattr(fn, "__name__", "model")
+    return signature
+
+
+def _function_forward(
+    model: Callable[..., Any], takes_params: bool, cast_inputs: Any, name: str
+) -> Callable[..., Any]:
+    def forward(params: Any, *inputs: Any, scoped: bool = False, **kwargs: Any) -> Any:
+        if cast_inputs is not None:
+            from .precision import cast_floating
+
+            inputs = cast_floating(inputs, cast_inputs)
+        return model(params, *inputs, **kwargs) if takes_params else model(*inputs, **kwargs)
+
+    # jax reports compiles under the function's name: the watch finds them by the model's.
+    forward.__name__ = forward.__qualname__ = name
+    return forward
+
+
 def _wrap_module(
-    module: Any, *, jit: bool, max_compiles: int | None, explain: bool, mesh: Any
+    module: Any, *, jit: bool, max_compiles: int | None, explain: bool, mesh: Any, cast_inputs: Any
 ) -> WrappedModel:
     from flax import nnx
 
+    from ..program import module_scopes
+
     name = type(module).__name__
-    if not jit:
-        return WrappedModel(name, module, None, jitted=False)
     graphdef, state = nnx.split(module)
     state_paths = _variable_paths(state)
     if mesh is not None:
@@ -188,14 +247,24 @@ def _wrap_module(
         state = replicate(state, mesh)
     structure_changes: list[str] = []
 
-    def forward(state: Any, *inputs: Any, **kwargs: Any) -> Any:
+    def forward(state: Any, *inputs: Any, scoped: bool = False, **kwargs: Any) -> Any:
         live = nnx.merge(graphdef, state)
-        out = live(*inputs, **kwargs)
+        if cast_inputs is not None:
+            from .precision import cast_floating
+
+            inputs = cast_floating(inputs, cast_inputs)
+        # Reading the program (scoped): name each operation after the submodule it runs in.
+        with module_scopes(live) if scoped else contextlib.nullcontext():
+            out = live(*inputs, **kwargs)
         # Runs at trace time only: a free check that the forward pass left the module's structure alone.
         new_graphdef, new_state = nnx.split(live)
         if new_graphdef != graphdef:
             structure_changes.append(_structure_change(name, state_paths, _variable_paths(new_state)))
         return out
+
+    if not jit:
+        call = module if cast_inputs is None else functools.partial(forward, state)
+        return WrappedModel(name, call, None, jitted=False, forward=forward, params=state)
 
     # jax reports compiles under the function's name: make it the model's, so events read jit(Decoder).
     forward.__name__ = forward.__qualname__ = name
@@ -217,7 +286,14 @@ def _wrap_module(
         explain=explain,
     )
     return WrappedModel(
-        name, watched, watched, jitted=True, lower=functools.partial(jitted.lower, state), mesh=mesh
+        name,
+        watched,
+        watched,
+        jitted=True,
+        lower=functools.partial(jitted.lower, state),
+        mesh=mesh,
+        forward=forward,
+        params=state,
     )
 
 

@@ -48,7 +48,7 @@ def mixed_precision(model: Any, dtype: Any, *, params: Any = None) -> tuple[Any,
         # Flax layers carry both: dtype (compute) and param_dtype (storage).
         if hasattr(sub, "dtype") and hasattr(sub, "param_dtype"):
             sub.dtype = dtype
-    graphdef, parameters, rest = nnx.split(clone, nnx.Param, ...)
+    graphdef, parameters, *rest = nnx.split(clone, nnx.Param, ...)
     flat = nnx.to_flat_state(parameters)
     cast = [
         (path, variable.replace(variable.get_value().astype(dtype)))
@@ -56,4 +56,4 @@ def mixed_precision(model: Any, dtype: Any, *, params: Any = None) -> tuple[Any,
         else (path, variable)
         for path, variable in flat
     ]
-    return nnx.merge(graphdef, nnx.from_flat_state(cast), rest), None
+    return nnx.merge(graphdef, nnx.from_flat_state(cast), *rest), None

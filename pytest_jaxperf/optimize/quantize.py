@@ -77,8 +77,10 @@ class _Plan:
 class QuantizedModel:
     """A model whose matmul weights are int8; call it like the original: ``quantized(*inputs)``.
 
-    ``params`` holds everything it reads (``{"int8": {layer: {"codes", "scale"}}, "float": {path: ...}}``);
-    ``apply(params, *inputs)`` is the pure function of them, for ``jax.jit``.
+    ``params`` holds everything it reads: ``{layer: {"codes": int8, "scale": float32}}`` for each int8
+    weight and ``{path: array}`` for each float parameter still read (biases, norms, embeddings), so
+    that parameter paths keep naming layers; ``apply(params, *inputs)`` is the pure function of them,
+    for ``jax.jit``.
     """
 
     def __init__(
@@ -94,7 +96,7 @@ class QuantizedModel:
         self.dynamic = dynamic
         self._forward = forward
         leaves, self._param_tree = jax.tree_util.tree_flatten(float_params)
-        self._param_avals = [jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype) for leaf in leaves]
+        self._param_avals = [jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype) for leaf in leaves]  # type: ignore[no-untyped-call]
         self.float_param_bytes = sum(int(np.asarray(leaf).nbytes) for leaf in leaves)
         self._plans: dict[Any, _Plan] = {}
         self._left: tuple[FloatLayer, ...] = ()
@@ -126,14 +128,14 @@ class QuantizedModel:
         plan = self._plan_for(inputs)
         leaves: list[Any] = [None] * len(plan.program.param_names)
         for index, path in plan.float_leaves.items():
-            leaves[index] = params["float"][path]
+            leaves[index] = params[path]
 
         def int8_matmul(position: int, equation: prog.Equation, values: list[Any]) -> Any:
             layer = plan.layers.get(position)
             if layer is None:
                 return None
             name, weight_index = layer
-            quantized = params["int8"][name]
+            quantized = params[name]
             return int8_matmul_op(
                 equation, values, weight_index, quantized["codes"], quantized["scale"], dynamic=self.dynamic
             )
@@ -155,7 +157,10 @@ class QuantizedModel:
             return self._plans[key]
         # Traced abstractly: the weights' values are not needed to know how each one is used.
         params = jax.tree_util.tree_unflatten(self._param_tree, self._param_avals)
-        abstract_inputs = [jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x)) for x in inputs]
+        abstract_inputs = [
+            jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))  # type: ignore[no-untyped-call]
+            for x in inputs
+        ]
         program = prog.trace(self._forward, params, abstract_inputs)
         weights = program.weights()
         layers: dict[int, tuple[str, int]] = {}
@@ -179,6 +184,12 @@ class QuantizedModel:
         float_leaves = {
             index: program.param_names[index] for index in prog.needed_params(program, live, dropped)
         }
+        # A weight also read as float elsewhere keeps its path for that; its int8 form gets another key.
+        taken = set(float_leaves.values())
+        layers = {
+            position: (name + ".int8" if name in taken else name, slot)
+            for position, (name, slot) in layers.items()
+        }
         plan = _Plan(program, layers, live, float_leaves)
         if self._plans:
             known = {name for name, _ in next(iter(self._plans.values())).layers.values()}
@@ -199,8 +210,8 @@ class QuantizedModel:
                 f"{self.name} has no matmul or convolution taking a floating-point weight: nothing to "
                 f"quantize to int8" + (f" ({reasons})" if reasons else "")
             )
-        wanted = {plan.program.equations[p].inputs[slot]: p for p, (_, slot) in plan.layers.items()}
-        values = _weight_values(plan.program, leaves, set(wanted))
+        wanted = {plan.program.equations[p].inputs[slot] for p, (_, slot) in plan.layers.items()}
+        values = _weight_values(plan.program, leaves, {w for w in wanted if isinstance(w, int)})
         int8: dict[str, Any] = {}
         layers = []
         for position, (name, slot) in plan.layers.items():
@@ -214,7 +225,7 @@ class QuantizedModel:
             layers.append(QuantizedLayer(name, equation.name, weight.shape, int(scale.size)))
         self._layers = tuple(layers)
         floats = {path: leaves[index] for index, path in plan.float_leaves.items()}
-        return {"int8": int8, "float": floats}
+        return {**floats, **int8}
 
 
 def quantize_int8(
@@ -233,11 +244,20 @@ def quantize_int8(
         graphdef, state = nnx.split(model)
 
         def forward(state: Any, *inputs: Any) -> Any:
-            return nnx.merge(graphdef, state)(*inputs)
+            live = nnx.merge(graphdef, state)
+            # Operations keep their module's name: the audit and the diagnosis name layers by it.
+            with prog.module_scopes(live):
+                return live(*inputs)
 
         return QuantizedModel(type(model).__name__, forward, state, example_inputs, dynamic=dynamic)
     from ..checks.compiles import function_name
 
+    if params is None:
+
+        def without_params(params: Any, *inputs: Any) -> Any:
+            return model(*inputs)
+
+        return QuantizedModel(function_name(model), without_params, (), example_inputs, dynamic=dynamic)
     return QuantizedModel(function_name(model), model, params, example_inputs, dynamic=dynamic)
 
 

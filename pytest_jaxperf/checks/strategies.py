@@ -1,0 +1,122 @@
+"""Hypothesis inputs for the fidelity check: the example inputs' shapes and dtypes, other values.
+
+Hypothesis draws a small description (:class:`InputCase`: a kind, a seed, a log-scale, a spike
+position) and NumPy builds dense tensors from it. Drawing the tensors element by element would give
+mostly repeated values (hypothesis's ``arrays`` is built for small examples: on 32×64 arrays the median
+share of distinct values was under 1%, and one array in six was constant), and shrinking would work on
+thousands of floats instead of a scale and a seed. Shapes and dtypes never change, so nothing
+recompiles.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+#: Largest finite float16.
+FLOAT16_MAX = 65504.0
+#: The kinds of input, each probing one way precision fails.
+KINDS = ("gaussian", "spike", "positive", "constant", "zero")
+#: float16 only: inputs scaled so that the float32 model's largest intermediate is 5–50% of float16's
+#: limit: float16 must stay finite there (it is judged on inf/NaN only).
+FLOAT16_RANGE = "float16-range"
+SPIKE_FACTOR = 100.0
+
+
+@dataclass(frozen=True)
+class InputCase:
+    """One generated input: how its values are made."""
+
+    kind: str
+    seed: int
+    log10_scale: float
+    """Values are about ``10**log10_scale`` (for ``float16-range``, the fraction of float16's limit)."""
+    spike: int = 0
+    """Flat index of the spike (``spike`` kind)."""
+
+    def describe(self, shape: tuple[int, ...] | None = None) -> str:
+        """``scale 1e2, spike at [3, 17]``, as a failure message shows it."""
+        if self.kind == "zero":
+            return "all zeros"
+        if self.kind == FLOAT16_RANGE:
+            return f"scaled to {self.log10_scale:.0%} of float16's range in the model's largest intermediate"
+        text = f"scale {10**self.log10_scale:.0e}".replace("e+0", "e").replace("e-0", "e-")
+        if self.kind == "spike" and shape:
+            position = [int(i) for i in np.unravel_index(self.spike % int(np.prod(shape)), shape)]
+            text += f", spike ×{SPIKE_FACTOR:g} at {position}"
+        elif self.kind != "gaussian":
+            text += f", {self.kind}"
+        return text
+
+
+def input_cases(
+    dtype: str, float16_range: bool, scale: tuple[float, float] = (1e-3, 1e3)
+) -> st.SearchStrategy[InputCase]:
+    """Cases for a variant: every kind over ``scale`` (magnitudes); for float16 also its range's top."""
+    ordinary = st.builds(
+        InputCase,
+        kind=st.sampled_from(KINDS),
+        seed=st.integers(0, 2**32 - 1),
+        log10_scale=st.floats(math.log10(scale[0]), math.log10(scale[1])),
+        spike=st.integers(0, 2**31 - 1),
+    )
+    if dtype != "float16" or not float16_range:
+        return ordinary
+    near_limit = st.builds(
+        InputCase,
+        kind=st.just(FLOAT16_RANGE),
+        seed=st.integers(0, 2**32 - 1),
+        # At most half the limit: the gain is estimated on another draw, and a float32 intermediate
+        # beyond float16's range would overflow in any float16 model.
+        log10_scale=st.floats(0.05, 0.5),
+    )
+    return st.one_of(ordinary, near_limit)
+
+
+def build_inputs(
+    case: InputCase, example_inputs: tuple[Any, ...], float16_gain: float = 1.0, limit: float | None = None
+) -> tuple[Any, ...]:
+    """The example inputs with every floating-point array's values replaced as ``case`` says.
+
+    Integer inputs (token ids, masks) are kept: their valid values are the model's business.
+    ``float16_gain`` is the float32 model's largest intermediate per unit of input, for
+    ``float16-range`` cases; ``limit`` clips the values (float16's range: an input float16 cannot hold
+    is not the model's fault).
+    """
+    import jax
+
+    leaves, tree = jax.tree_util.tree_flatten(example_inputs)
+    built = []
+    for index, leaf in enumerate(leaves):
+        dtype = np.dtype(getattr(leaf, "dtype", np.float32))
+        if not np.issubdtype(dtype, np.floating) and dtype.name != "bfloat16":
+            built.append(leaf)
+            continue
+        values = _values(case, np.shape(leaf), index, float16_gain)
+        if limit is not None:
+            values = np.clip(values, -limit, limit)
+        built.append(values.astype(dtype))
+    return tuple(jax.tree_util.tree_unflatten(tree, built))
+
+
+def _values(case: InputCase, shape: tuple[int, ...], index: int, gain: float) -> np.ndarray:
+    rng = np.random.default_rng([case.seed, index])
+    if case.kind == "zero":
+        return np.zeros(shape, np.float64)
+    if case.kind == FLOAT16_RANGE:
+        unit = rng.standard_normal(shape)
+        peak = float(np.max(np.abs(unit))) or 1.0
+        return np.asarray(unit / peak * (case.log10_scale * FLOAT16_MAX / max(gain, 1e-30)))
+    scale = 10.0**case.log10_scale
+    if case.kind == "constant":
+        return np.full(shape, scale * (1 if case.seed % 2 else -1), np.float64)
+    values: np.ndarray = rng.standard_normal(shape) * scale
+    if case.kind == "positive":
+        return np.asarray(np.abs(values))
+    if case.kind == "spike" and values.size:
+        values.flat[case.spike % values.size] = SPIKE_FACTOR * scale
+    return values
