@@ -197,7 +197,10 @@ def _problems(dtype: str, matmuls: list[Matmul]) -> list[tuple[str, tuple[Matmul
 
 
 _COMPILED_MATMUL = re.compile(
-    r"=\s*\(?(\w+)\[[^\]]*\][^\s]*\s+(dot|convolution|custom-call)\((?P<rest>[^\n]*)", re.MULTILINE
+    # "= f32[2,3]{1,0} dot(", or for a library call returning a tuple:
+    # "= (bf16[8,8]{1,0}, s8[64]{0}) custom-call("
+    r"=\s*\(?(\w+)\[[^\]]*\]\S*(?:[^()\n=]*\))?\s+(dot|convolution|custom-call)\((?P<rest>[^\n]*)",
+    re.MULTILINE,
 )
 
 

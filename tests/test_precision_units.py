@@ -1,0 +1,219 @@
+"""Unit tests of the precision pieces: metrics, the quantizer, the audit, the generated inputs."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pytest_jaxperf.checks.audit import audit, compiled_matmul_types
+from pytest_jaxperf.checks.fidelity import (
+    WORST_CHANNEL_FLOOR_DB,
+    compare,
+    floor_for,
+    judge,
+)
+from pytest_jaxperf.checks.strategies import FLOAT16_MAX, InputCase, build_inputs
+from pytest_jaxperf.config import MarkerError, parse_dtype
+from pytest_jaxperf.optimize.precision import cast_floating
+from pytest_jaxperf.optimize.quantize import QuantizationError, quantize_int8, quantize_symmetric
+from pytest_jaxperf.program import trace
+
+RNG = np.random.default_rng(0)
+
+
+# --- metrics ---------------------------------------------------------------------------------------------
+
+
+def test_sqnr_is_the_signal_to_error_norm_ratio_in_db() -> None:
+    reference = RNG.standard_normal((32, 8))
+    noise = RNG.standard_normal((32, 8))
+    noise *= 0.01 * np.linalg.norm(reference) / np.linalg.norm(noise)  # exactly 40 dB below
+    result = compare(reference, reference + noise)
+    assert result.sqnr_db == pytest.approx(40.0, abs=1e-9)
+    assert result.rel_l2 == pytest.approx(0.01)
+    assert result.nonfinite == 0
+
+
+def test_cosine_is_blind_to_scale_and_sqnr_is_not() -> None:
+    reference = RNG.standard_normal((16, 4))
+    result = compare(reference, 127 * reference)  # a forgotten /127
+    assert result.cosine == pytest.approx(1.0)
+    assert result.sqnr_db == pytest.approx(-20 * math.log10(126), abs=1e-9)
+    assert judge(result, "int8", 30.0) is not None
+
+
+def test_a_destroyed_channel_fails_while_the_output_sqnr_passes() -> None:
+    reference = RNG.standard_normal((64, 64))
+    reference[:, 0] *= 50  # one dominant channel
+    output = reference.copy()
+    output[:, 5] = 0.0  # channel 5 destroyed
+    result = compare(reference, output)
+    assert result.sqnr_db > 30.0
+    assert result.worst_channel == 5
+    assert result.worst_channel_db == pytest.approx(0.0, abs=1e-9)
+    floor = WORST_CHANNEL_FLOOR_DB
+    assert judge(result, "int8", 30.0) == (
+        f"output channel 5: SQNR 0.0 dB < {floor:.1f} dB (output SQNR {result.sqnr_db:.1f} dB)"
+    )
+
+
+def test_non_finite_values_where_float32_is_finite_fail_first() -> None:
+    reference = np.ones((4, 4))
+    output = reference.copy()
+    output[1, 2] = np.inf
+    output[3, 3] = np.nan
+    result = compare(reference, output)
+    assert result.nonfinite == 2
+    assert judge(result, "float16", 45.0) == "2 non-finite output values where float32's are finite"
+    assert judge(result, "float16", 45.0, finite_only=True) == judge(result, "float16", 45.0)
+
+
+def test_a_zero_reference_is_judged_by_max_abs_error() -> None:
+    zeros = np.zeros((8, 8))
+    assert compare(zeros, zeros).zero_signal
+    assert judge(compare(zeros, zeros + 1e-4), "bfloat16", 30.0) is None
+    assert "all zeros" in (judge(compare(zeros, zeros + 0.5), "bfloat16", 30.0) or "")
+
+
+def test_pytrees_are_compared_leaf_by_leaf_with_a_shape_check() -> None:
+    a = {"x": RNG.standard_normal((4, 3)), "y": RNG.standard_normal((2,))}
+    assert math.isinf(compare(a, a).sqnr_db)
+    with pytest.raises(ValueError, match="does not match float32's"):
+        compare(a, {"x": a["x"], "y": np.zeros((3,))})
+
+
+def test_floors_come_from_the_marker_or_the_defaults() -> None:
+    assert floor_for("int8", None) == 30.0
+    assert floor_for("float16", None) == 45.0
+    assert floor_for("int8", 20) == 20.0
+    assert floor_for("bfloat16", {"bfloat16": 28.0}) == 28.0
+    assert floor_for("int8-dynamic", {"bfloat16": 28.0}) == 25.0
+
+
+def test_input_scale_is_validated_at_collection() -> None:
+    assert parse_dtype(("bf16",), {"input_scale": (1e-2, 10)}).input_scale == (0.01, 10.0)
+    for bad in ((10, 1), (0, 1), (1,), "big", (1, True)):
+        with pytest.raises(MarkerError, match="input_scale must be"):
+            parse_dtype(("bf16",), {"input_scale": bad})
+
+
+# --- quantization ----------------------------------------------------------------------------------------
+
+
+def test_symmetric_quantization_is_per_channel_clipped_and_safe_on_zero_channels() -> None:
+    weight = np.array([[1.0, 0.0, -0.5], [-2.0, 0.0, 0.25]], np.float32)
+    codes, scale = quantize_symmetric(weight, (0,))
+    assert codes.dtype == np.int8
+    assert scale.shape == (1, 3)
+    assert scale[0, 1] == 1.0  # a zero channel: scale 1, no 0/0
+    np.testing.assert_array_equal(codes[:, 1], [0, 0])
+    np.testing.assert_array_equal(np.max(np.abs(codes), axis=0), [127, 0, 127])
+
+
+def _two_layer(params: dict[str, jax.Array], x: jax.Array) -> jax.Array:
+    return jax.nn.gelu(x @ params["w1"] + params["b1"]) @ params["w2"]
+
+
+def _params() -> dict[str, jax.Array]:
+    k1, k2 = jax.random.split(jax.random.key(0))
+    return {
+        "w1": jax.random.normal(k1, (32, 64)) / 32**0.5,
+        "b1": jnp.zeros((64,)),
+        "w2": jax.random.normal(k2, (64, 8)) / 8.0,
+    }
+
+
+@pytest.mark.parametrize(("dynamic", "operands"), [(False, ("float32", "int8")), (True, ("int8", "int8"))])
+def test_int8_stores_a_quarter_of_the_bytes_and_matmuls_on_int8(
+    dynamic: bool, operands: tuple[str, str]
+) -> None:
+    params = _params()
+    x = jax.random.normal(jax.random.key(1), (16, 32))
+    quantized = quantize_int8(_two_layer, x, params=params, dynamic=dynamic)
+    float_bytes = sum(int(np.asarray(v).nbytes) for v in params.values())
+    assert quantized.param_bytes < 0.3 * float_bytes
+    assert [layer.name for layer in quantized.layers] == ["w1", "w2"]
+    assert compare(_two_layer(params, x), jax.jit(quantized.apply)(quantized.params, x)).sqnr_db > 30.0
+    result = audit(trace(quantized.apply, quantized.params, (x,)), "int8-dynamic" if dynamic else "int8")
+    assert result.passed, result.failure()
+    assert [m.operands for m in result.matmuls] == [operands, operands]
+    # another batch size re-traces against the same int8 weights
+    assert quantized(jnp.ones((3, 32))).shape == (3, 8)
+
+
+def test_matmuls_inside_control_flow_are_reported_left_in_float() -> None:
+    def scanned(params: dict[str, jax.Array], x: jax.Array) -> jax.Array:
+        h = x @ params["w1"]
+        h, _ = jax.lax.scan(lambda c, _: (jnp.tanh(c @ params["loop"]), None), h, None, length=2)
+        return h
+
+    params = {"w1": jnp.ones((4, 4)), "loop": jnp.eye(4)}
+    quantized = quantize_int8(scanned, jnp.ones((2, 4)), params=params)
+    assert [layer.name for layer in quantized.layers] == ["w1"]
+    assert [layer.reason for layer in quantized.left_in_float] == [
+        "inside scan, which the quantizer does not open"
+    ]
+
+
+def test_nothing_to_quantize_is_an_error_naming_the_model() -> None:
+    def no_weights(x: jax.Array) -> jax.Array:
+        return jnp.tanh(x)
+
+    with pytest.raises(QuantizationError, match="no_weights has no matmul or convolution"):
+        quantize_int8(no_weights, jnp.ones((2, 4)))
+
+
+# --- audit -----------------------------------------------------------------------------------------------
+
+
+def test_casting_the_input_only_leaves_float32_matmuls() -> None:
+    params = _params()
+    x = jnp.ones((4, 32))
+
+    def input_cast_only(params: dict[str, jax.Array], x: jax.Array) -> jax.Array:
+        return _two_layer(params, x.astype(jnp.bfloat16))
+
+    result = audit(trace(input_cast_only, params, (x,)), "bfloat16")
+    assert result.failure() == "2 of 2 matmuls run in float32: w1, w2"
+    real = audit(
+        trace(_two_layer, cast_floating(params, jnp.bfloat16), (x.astype(jnp.bfloat16),)), "bfloat16"
+    )
+    assert real.passed
+    assert real.summary() == "2 matmuls: 2 bfloat16×bfloat16"
+
+
+def test_compiled_hlo_matmuls_are_counted_by_result_dtype() -> None:
+    hlo = """
+      %dot.1 = f32[2,3]{1,0} dot(%a, %b), lhs_contracting_dims={1}
+      %convolution.2 = s32[1,5,5,4]{3,2,1,0} convolution(%c, %d), window={size=3x3}
+      %custom-call.3 = (bf16[8,8]{1,0}, s8[64]{0}) custom-call(%e, %f), custom_call_target="__cublas$gemm"
+      %custom-call.4 = f32[8]{0} custom-call(%g), custom_call_target="Sharding"
+    """
+    assert compiled_matmul_types(hlo) == {"float32": 1, "int32": 1, "bfloat16": 1}
+
+
+# --- generated inputs ------------------------------------------------------------------------------------
+
+
+def test_generated_inputs_keep_shapes_dtypes_and_integer_inputs() -> None:
+    tokens = np.arange(6, dtype=np.int32).reshape(2, 3)
+    example = (np.zeros((4, 8), np.float32), tokens)
+    case = InputCase("spike", seed=3, log10_scale=2.0, spike=9)
+    values, same_tokens = build_inputs(case, example)
+    assert values.shape == (4, 8)
+    assert values.dtype == np.float32
+    assert same_tokens is tokens
+    assert values.flat[9] == pytest.approx(100 * 1e2)
+    assert case.describe((4, 8)) == "scale 1e2, spike ×100 at [1, 1]"
+
+
+def test_float16_inputs_are_clipped_to_float16s_range() -> None:
+    case = InputCase("constant", seed=1, log10_scale=6.0)
+    (values,) = build_inputs(case, (np.zeros((3,), np.float32),), limit=FLOAT16_MAX)
+    np.testing.assert_array_equal(values, [FLOAT16_MAX] * 3)
+    (zeros,) = build_inputs(InputCase("zero", 0, 0.0), (np.ones((2, 2), np.float32),))
+    assert not np.any(zeros)
