@@ -177,20 +177,8 @@ class Jaxperf:
             timings = warm_up(wrapped, example_inputs, calls)
         except RecompileError:
             raise
-        except ValueError as error:
-            if wrapped.mesh is None and self.variant.dtype == "float32":
-                raise
-            message = f"jaxperf {self.variant.case_id}: {error}"  # an input that cannot be sharded
-        except (NotImplementedError, TypeError, RuntimeError) as error:
-            if self.variant.dtype == "float32":
-                raise
-            import jax
-
-            # The float32 model ran (or would have been the failure); this variant does not.
-            message = (
-                f"jaxperf {self.variant.case_id}: the {self.variant.dtype} variant of {wrapped.name} cannot "
-                f"run on {jax.default_backend()}: {type(error).__name__}: {error}"
-            )
+        except Exception as error:
+            message = self._explain_run_failure(wrapped, error)
         else:
             message = ""
         if message:
@@ -384,6 +372,23 @@ class Jaxperf:
         return output, timing
 
     # --- precision variants ----------------------------------------------------------------------------
+
+    def _explain_run_failure(self, wrapped: WrappedModel, error: Exception) -> str:
+        """The failure message for a variant that could not run, or re-raise what is the user's own error."""
+        __tracebackhide__ = True
+        if self.variant.dtype != "float32" and isinstance(
+            error, ValueError | TypeError | NotImplementedError | RuntimeError
+        ):
+            import jax
+
+            # The same model runs in float32 (its own case says so); this precision does not, here.
+            return (
+                f"jaxperf {self.variant.case_id}: the {self.variant.dtype} variant of {wrapped.name} cannot "
+                f"run on {jax.default_backend()}: {type(error).__name__}: {error}"
+            )
+        if wrapped.mesh is not None and isinstance(error, ValueError):
+            return f"jaxperf {self.variant.case_id}: {error}"  # an input that cannot be sharded
+        raise error
 
     def _apply_precision(
         self, model: Any, params: Any, example_inputs: tuple[Any, ...], convert: Callable[..., Any] | None

@@ -11,3 +11,10 @@ def pytest_configure(config):
         from pytest_jaxperf.environment import provide_cpu_devices
 
         provide_cpu_devices(8)
+    # The regression gate checks the same generated inputs on every run (hypothesis's own "ci" profile
+    # does the same on CI); a profile chosen with --hypothesis-profile wins.
+    if config.getoption("hypothesis_profile", None) is None:
+        from hypothesis import settings
+
+        settings.register_profile("jaxperf-suites", derandomize=True, database=None, deadline=None)
+        settings.load_profile("jaxperf-suites")

@@ -510,3 +510,46 @@ def test_precision_table_under_jaxperf(precision_pytester: pytest.Pytester) -> N
             "*test_block?int8?*Block*30.0*25*36992*0.27*3 matmuls: 3 float32×int8*",
         ],
     )
+
+
+def test_a_model_quantized_with_qwix_gets_the_same_checks(precision_pytester: pytest.Pytester) -> None:
+    # qwix (Google's JAX quantization library) is in the test extra: its models are checked through convert=.
+    pytest.importorskip("qwix", reason="qwix is part of the test extra: pip install -e '.[test]'")
+    precision_pytester.makepyfile(
+        """
+        import jax.numpy as jnp
+        import qwix
+        from flax import nnx
+
+        import pytest_jaxperf as jaxperf
+        from precision_models import Block
+
+        X = jnp.zeros((8, 64))
+
+
+        def qwix_int8(act_qtype):
+            rules = [qwix.QuantizationRule(module_path=".*", weight_qtype="int8", act_qtype=act_qtype)]
+            return lambda model: qwix.quantize_model(model, qwix.PtqProvider(rules), X)
+
+
+        @jaxperf.jit_warm
+        @jaxperf.dtype("int8-dynamic")
+        def test_qwix_w8a8(jaxperf):
+            jaxperf.check(Block(rngs=nnx.Rngs(0)), X, convert=qwix_int8("int8"))
+
+
+        # qwix's weight-only PTQ stores int8 but multiplies it back to float32 before a float32 matmul.
+        @jaxperf.dtype("int8")
+        def test_qwix_weight_only(jaxperf):
+            jaxperf.check(Block(rngs=nnx.Rngs(0)), X, convert=qwix_int8(None))
+        """
+    )
+    expect(
+        precision_pytester,
+        passed=1,
+        failed=1,
+        lines=[
+            "*jaxperf int8: 3 of 3 matmuls dequantize the weight to float before the matmul (fake "
+            "quantization): up.kernel.array, down.kernel.array, head.kernel.array",
+        ],
+    )

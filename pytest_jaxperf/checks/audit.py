@@ -52,8 +52,10 @@ class Matmul:
     weight: str | None
     """``float``, ``int8``, ``dequantized``; None when both operands are activations."""
 
-    def describe(self) -> str:
-        return f"{self.layer} ({self.operands[0]} × {self.operands[1]} → {self.result})"
+    @property
+    def converted_int8(self) -> bool:
+        """An int8 weight converted to float inside the program, its scale applied after the matmul."""
+        return self.weight == INT8_WEIGHT and "int8" not in self.operands
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,9 @@ class Audit:
 
     def summary(self) -> str:
         """``16 matmuls: 14 bfloat16×bfloat16, 2 float32×float32``."""
-        kinds = Counter("×".join(m.operands) for m in self.matmuls)
+        kinds = Counter(
+            "×".join(m.operands) + (" (int8 weight converted)" if m.converted_int8 else "") for m in self.matmuls
+        )
         text = f"{len(self.matmuls)} matmuls: " + ", ".join(f"{n} {k}" for k, n in kinds.most_common())
         if self.compiled:
             text += "; compiled: " + ", ".join(f"{n} {k}" for k, n in sorted(self.compiled.items()))

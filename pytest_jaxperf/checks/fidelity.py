@@ -50,9 +50,10 @@ ZERO_SIGNAL_TOLERANCE = {"float16": 2**-10, "bfloat16": 2**-7, "int8": 2 / 127, 
 #: Generated inputs per variant when neither the marker nor a chosen hypothesis profile says.
 DEFAULT_EXAMPLES = 25
 #: A channel's error is measured against at least this share of the mean channel energy: a channel whose
-#: own signal is near zero (a saturated sigmoid's) would otherwise fail on errors far below the output's
-#: scale. A channel of ordinary energy that was destroyed still reads about 0 dB.
-CHANNEL_SIGNAL_FLOOR = 1e-2
+#: own signal is near zero (a logit near 0 on every row, a saturated sigmoid) would otherwise fail on
+#: errors far below the output's scale. A destroyed channel of ordinary energy still reads about 0 dB, and
+#: one with a tenth of the average energy at most 10 dB.
+CHANNEL_SIGNAL_FLOOR = 0.1
 
 
 def floor_for(dtype: str, min_sqnr_db: float | dict[str, float] | Any) -> float:
