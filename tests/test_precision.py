@@ -238,7 +238,7 @@ def test_user_variant_with_an_outlier_weight_names_the_layer(precision_pytester:
         precision_pytester,
         failed=1,
         lines=[
-            "*jaxperf int8: int8: * on input #* (scale *)",
+            "*jaxperf int8: * on input #* (scale *)",
             "worst layers fed float32's inputs (local): linear2: SQNR * dB, worst channel * dB*",
             "worst layers along the variant's own run (propagated): *",
             "output: SQNR *",
@@ -267,7 +267,7 @@ def test_float16_overflow_in_an_intermediate_names_where(precision_pytester: pyt
         failed=1,
         passed=1,  # bfloat16 has float32's range
         lines=[
-            "*jaxperf fp16: fp16: * non-finite output values where float32's are finite on input #*",
+            "*jaxperf fp16: * non-finite output values where float32's are finite on input #*",
             "first non-finite value: Squares (*)",
         ],
     )
@@ -342,7 +342,7 @@ def test_the_guides_three_snippets_are_caught(precision_pytester: pytest.Pyteste
             "*jaxperf int8: 3 of 3 matmuls dequantize the weight to float before the matmul "
             "(fake quantization): linear1, linear2, head",
             # Codes 0..255 saturate at 127 in the int8 cast: the first layer's local SQNR collapses.
-            "*jaxperf int8-dynamic: int8-dynamic: output SQNR * dB < 25.0 dB on input #*",
+            "*jaxperf int8-dynamic: output SQNR * dB < 25.0 dB on input #*",
             "worst layers fed float32's inputs (local): linear1: SQNR * dB*",
         ],
     )

@@ -78,7 +78,8 @@ class Audit:
     def summary(self) -> str:
         """``16 matmuls: 14 bfloat16×bfloat16, 2 float32×float32``."""
         kinds = Counter(
-            "×".join(m.operands) + (" (int8 weight converted)" if m.converted_int8 else "") for m in self.matmuls
+            "×".join(m.operands) + (" (int8 weight converted)" if m.converted_int8 else "")
+            for m in self.matmuls
         )
         text = f"{len(self.matmuls)} matmuls: " + ", ".join(f"{n} {k}" for k, n in kinds.most_common())
         if self.compiled:

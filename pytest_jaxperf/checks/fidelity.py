@@ -297,7 +297,7 @@ def check_fidelity(
     try:
         test()
     except _ExampleFailed as error:
-        failure = _failure_message(reference, variant, dtype, failures, error)
+        failure = _failure_message(reference, variant, failures, error)
     seconds = time.perf_counter() - started
     finite = [c for c in judged if not c.zero_signal]
     return FidelityResult(
@@ -336,11 +336,9 @@ def _float16_gain(reference: WrappedModel, example_inputs: tuple[Any, ...]) -> f
 def _failure_message(
     reference: WrappedModel,
     variant: WrappedModel,
-    dtype: str,
     failures: Sequence[tuple[int, InputCase, tuple[Any, ...], Comparison, str]],
     error: BaseException,
 ) -> str:
-    from ..config import DTYPE_SHORT
     from .strategies import FLOAT16_RANGE
 
     first_index = failures[0][0]
@@ -348,13 +346,13 @@ def _failure_message(
     import jax
 
     shape = next((tuple(np.shape(x)) for x in jax.tree_util.tree_leaves(inputs)), None)
-    lines = [f"{DTYPE_SHORT[dtype]}: {problem} on input #{first_index} ({case.describe(shape)})"]
+    lines = [f"{problem} on input #{first_index} ({case.describe(shape)})"]
     try:
         lines.extend(diagnose(reference, variant, inputs))
     except Exception as failure:  # the diagnosis must never hide the failure it explains
         lines.append(f"(per-layer diagnosis unavailable: {type(failure).__name__}: {failure})")
     lines.append(f"output: {comparison.describe()}")
-    if "SQNR" in problem and case.kind not in ("zero", FLOAT16_RANGE):
+    if "SQNR" in problem and case.kind not in ("zero", FLOAT16_RANGE) and case.log10_scale > 1:
         lines.append(
             "if the model never sees inputs of this scale, narrow the generated ones: "
             "@jaxperf.dtype(..., input_scale=(smallest, largest))"
