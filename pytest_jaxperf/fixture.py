@@ -94,7 +94,8 @@ class Jaxperf:
         self._baselines = baselines
         self._keys: set[str] = set()
         self._wrapped: list[tuple[tuple[Any, Any, Any], WrappedModel]] = []
-        self._param_bytes: dict[int, tuple[int, int]] = {}
+        self._variants: dict[int, tuple[Any, Any, Any, str | None]] = {}
+        """id of a wrapped model → (model, params, input cast, name) of its variant, before any mesh."""
         self._explaining: contextlib.ExitStack | None = None
 
     # --- public API -------------------------------------------------------------------------------
@@ -140,6 +141,7 @@ class Jaxperf:
             name=name,
         )
         self._wrapped.append(((model, params, convert), wrapped))
+        self._variants[id(wrapped)] = (variant_model, variant_params, cast_inputs, name)
         return wrapped
 
     def check(
@@ -184,7 +186,7 @@ class Jaxperf:
         if message:
             pytest.fail(message, pytrace=False)
         if wrapped.mesh is not None:
-            self._check_sharded(model, params, wrapped, example_inputs)
+            self._check_sharded(wrapped, example_inputs)
         precision = self._check_precision(model, params, wrapped, example_inputs) if self.spec.dtype else None
         record = CheckRecord(
             nodeid=self.nodeid,
@@ -622,13 +624,16 @@ class Jaxperf:
             message = f"jaxperf {self.variant.case_id}: {error}"
         pytest.skip(message)
 
-    def _check_sharded(self, model: Any, params: Any, wrapped: WrappedModel, inputs: tuple[Any, ...]) -> None:
+    def _check_sharded(self, wrapped: WrappedModel, inputs: tuple[Any, ...]) -> None:
         """The compiled program really spans the mesh, and it computes what one device computes."""
         __tracebackhide__ = True
         from .checks.sharding import sharding_problems
         from .optimize.jit import wrap_model
 
-        problems = sharding_problems(wrapped, wrap_model(model, params=params, jit=True), inputs)
+        # The same variant (its precision, its int8 weights) on one device.
+        model, params, cast_inputs, name = self._variants[id(wrapped)]
+        single = wrap_model(model, params=params, jit=True, cast_inputs=cast_inputs, name=name)
+        problems = sharding_problems(wrapped, single, inputs)
         if problems:
             pytest.fail(f"jaxperf {self.variant.case_id}: {'; '.join(problems)}", pytrace=False)
 

@@ -553,3 +553,37 @@ def test_a_model_quantized_with_qwix_gets_the_same_checks(precision_pytester: py
             "quantization): up.kernel.array, down.kernel.array, head.kernel.array",
         ],
     )
+
+
+def test_precision_variants_shard_over_devices(precision_pytester: pytest.Pytester) -> None:
+    precision_pytester.makepyfile(
+        """
+        import jax.numpy as jnp
+        from flax import nnx
+
+        import pytest_jaxperf as jaxperf
+        from precision_models import Block
+
+
+        @jaxperf.jit_warm
+        @jaxperf.devices(1, 2)
+        @jaxperf.dtype("bf16", "int8-dynamic")
+        def test_block(jaxperf):
+            # the 2-device program is checked against the same variant on one device
+            record = jaxperf.check(Block(rngs=nnx.Rngs(0)), jnp.zeros((8, 64)))
+            print("AUDIT", jaxperf.variant.id, record.precision["audit"]["summary"])
+        """
+    )
+    expect(
+        precision_pytester,
+        "-v",
+        "-s",
+        "--jaxperf-cpu-devices=2",
+        passed=4,
+        lines=[
+            "*test_block?bf16-d1? AUDIT bf16-d1 3 matmuls: 3 bfloat16×bfloat16*",
+            "*test_block?bf16-d2? AUDIT bf16-d2 3 matmuls: 3 bfloat16×bfloat16*",
+            "*test_block?int8-dynamic-d1? AUDIT int8-dynamic-d1 3 matmuls: 3 int8×int8*",
+            "*test_block?int8-dynamic-d2? AUDIT int8-dynamic-d2 3 matmuls: 3 int8×int8*",
+        ],
+    )

@@ -218,10 +218,9 @@ class QuantizedModel:
             equation = plan.program.equations[position]
             operand = equation.inputs[slot]
             assert isinstance(operand, int)
-            weight = np.asarray(values[operand], np.float32)
-            reduce = weight_reduction_axes(equation, slot, weight.ndim)
-            codes, scale = quantize_symmetric(weight, reduce)
-            int8[name] = {"codes": jnp.asarray(codes), "scale": jnp.asarray(scale)}
+            weight = jnp.asarray(values[operand], jnp.float32)
+            codes, scale = quantize_symmetric(weight, scale_axes(equation, slot, weight.ndim))
+            int8[name] = {"codes": codes, "scale": scale}
             layers.append(QuantizedLayer(name, equation.name, weight.shape, int(scale.size)))
         self._layers = tuple(layers)
         floats = {path: leaves[index] for index, path in plan.float_leaves.items()}
@@ -261,25 +260,29 @@ def quantize_int8(
     return QuantizedModel(function_name(model), model, params, example_inputs, dynamic=dynamic)
 
 
-def quantize_symmetric(weight: np.ndarray, reduce_axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """int8 codes and float32 scales (``max|w| / 127`` over ``reduce_axes``, kept as size-1 axes).
+def quantize_symmetric(values: Any, reduce_axes: tuple[int, ...]) -> tuple[Any, Any]:
+    """int8 codes and float32 scales (``max|x| / 127`` over ``reduce_axes``, kept as size-1 axes).
 
-    A channel of zeros gets scale 1 (no 0/0); values are clipped before the cast, which would
-    otherwise saturate on XLA and wrap in NumPy.
+    One function for the weights (quantized once, ahead of time) and the activations of ``int8-dynamic``
+    (inside the compiled program). An all-zero slice gets scale 1 (no 0/0); values are clipped before
+    the cast, which would otherwise saturate on XLA and wrap in NumPy.
     """
-    amax = np.max(np.abs(weight), axis=reduce_axes, keepdims=True)
-    scale = np.where(amax > 0, amax / INT8_MAX, 1.0).astype(np.float32)
-    codes = np.clip(np.round(weight / scale), -INT8_MAX, INT8_MAX).astype(np.int8)
+    amax = jnp.max(jnp.abs(values), axis=reduce_axes, keepdims=True)
+    scale = jnp.where(amax > 0, amax / INT8_MAX, 1.0).astype(jnp.float32)
+    codes = jnp.clip(jnp.round(values / scale), -INT8_MAX, INT8_MAX).astype(jnp.int8)
     return codes, scale
 
 
-def weight_reduction_axes(equation: prog.Equation, slot: int, ndim: int) -> tuple[int, ...]:
-    """The axes one scale spans: a matmul's contracting axes; all but the output-feature axis of a kernel."""
+def scale_axes(equation: prog.Equation, slot: int, ndim: int) -> tuple[int, ...]:
+    """The axes one scale spans for operand ``slot`` of a matmul: its contracting axes (per output channel
+    for a weight, per row for an activation); for a convolution all but the kernel's output-feature axis
+    (weight) or the batch axis (activation: one scale per example)."""
     if equation.name == "dot_general":
         contracting, _ = _dot_axes(equation)
         return tuple(contracting[slot])
-    out_feature = equation.params["dimension_numbers"].rhs_spec[0]
-    return tuple(a for a in range(ndim) if a != out_feature)
+    numbers = equation.params["dimension_numbers"]
+    kept = numbers.rhs_spec[0] if slot == 1 else numbers.lhs_spec[0]
+    return tuple(a for a in range(ndim) if a != kept)
 
 
 def int8_matmul_op(
@@ -299,10 +302,8 @@ def int8_matmul_op(
     ndims = (codes.ndim, activation.ndim) if weight_index == 0 else (activation.ndim, codes.ndim)
     weight_scale = _to_output_layout(equation, weight_index, scale, ndims)
     if dynamic:
-        axes = _activation_reduction_axes(equation, 1 - weight_index, activation.ndim)
-        amax = jnp.max(jnp.abs(activation), axis=axes, keepdims=True)
-        act_scale = jnp.where(amax > 0, amax / INT8_MAX, 1.0).astype(jnp.float32)
-        quantized = jnp.clip(jnp.round(activation / act_scale), -INT8_MAX, INT8_MAX).astype(jnp.int8)
+        axes = scale_axes(equation, 1 - weight_index, activation.ndim)
+        quantized, act_scale = quantize_symmetric(activation, axes)
         operands = [quantized, codes] if weight_index == 1 else [codes, quantized]
         params["preferred_element_type"] = jnp.int32
         (accumulated,) = _with_params(equation, params).apply(*operands)
@@ -324,15 +325,6 @@ def _with_params(equation: prog.Equation, params: dict[str, Any]) -> prog.Equati
 def _dot_axes(equation: prog.Equation) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]:
     (lhs_c, rhs_c), (lhs_b, rhs_b) = equation.params["dimension_numbers"]
     return (tuple(lhs_c), tuple(rhs_c)), (tuple(lhs_b), tuple(rhs_b))
-
-
-def _activation_reduction_axes(equation: prog.Equation, slot: int, ndim: int) -> tuple[int, ...]:
-    """One activation scale per row: over a matmul's contracting axes; per example for a convolution."""
-    if equation.name == "dot_general":
-        contracting, _ = _dot_axes(equation)
-        return tuple(contracting[slot])
-    batch = equation.params["dimension_numbers"].lhs_spec[0]
-    return tuple(a for a in range(ndim) if a != batch)
 
 
 def _to_output_layout(equation: prog.Equation, slot: int, scale: Any, ndims: tuple[int, int]) -> Any:
