@@ -94,6 +94,7 @@ class Jaxperf:
         self._baselines = baselines
         self._keys: set[str] = set()
         self._wrapped: list[tuple[tuple[Any, Any, Any], WrappedModel]] = []
+        self._left_in_float: list[str] = []
         self._variants: dict[int, tuple[Any, Any, Any, str | None]] = {}
         """id of a wrapped model → (model, params, input cast, name) of its variant, before any mesh."""
         self._explaining: contextlib.ExitStack | None = None
@@ -433,6 +434,7 @@ class Jaxperf:
         except QuantizationError as failure:
             message = f"jaxperf {self.variant.case_id}: {failure}"
         else:
+            self._left_in_float = [f"{f.name} ({f.reason})" for f in quantized.left_in_float]
             return quantized.apply, quantized.params, None, quantized.name
         pytest.skip(message)
 
@@ -457,6 +459,8 @@ class Jaxperf:
         summary: dict[str, Any] = {
             "dtype": dtype,
             "audit": result.to_dict(),
+            # matmuls the built-in int8 quantizer could not reach (inside scan/while/cond)
+            "left_in_float": list(self._left_in_float),
             "param_bytes": _nbytes(wrapped.params),
             "float32_param_bytes": _nbytes(jax.tree_util.tree_leaves(_model_state(model, params))),
             "fidelity": None,

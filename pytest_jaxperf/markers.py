@@ -16,8 +16,9 @@ MARKERS = {
         "the example inputs, and fail when it compiles more than max_compiles times"
     ),
     "jaxperf_dtype": (
-        "jaxperf_dtype(*names, min_sqnr_db=None, max_examples=None): one case per compute dtype "
-        "(float32/fp32, bfloat16/bf16, float16/fp16, int8, int8-dynamic)"
+        "jaxperf_dtype(*names, min_sqnr_db=None, max_examples=None, input_scale=(1e-3, 1e3)): one case "
+        "per precision (float32/fp32, bfloat16/bf16, float16/fp16, int8, int8-dynamic), audited and "
+        "checked against float32 on generated inputs"
     ),
     "jaxperf_devices": (
         "jaxperf_devices(*counts, platform=None): one case per device count the batch is sharded over"
@@ -57,7 +58,10 @@ def dtype(*args: Any, **kwargs: Any) -> Any:
     """Mark a test to run once per compute dtype: ``@jaxperf.dtype("bf16", "fp16", "int8")``.
 
     Cases get ids ``[bf16]``, ``[fp16]``, …; the ``jaxperf`` fixture's ``variant`` tells which is active.
-    Keywords: ``min_sqnr_db`` (a number or a per-dtype dict), ``max_examples``.
+    ``wrap``/``check`` run the model in that precision, audit what its matmuls compute in, and (but for
+    float32) compare it with float32 on hypothesis-generated inputs. Keywords: ``min_sqnr_db`` (the
+    output-SQNR floor: a number or a per-dtype dict), ``max_examples`` (generated inputs), ``input_scale``
+    (the magnitudes they span, default ``(1e-3, 1e3)``).
     """
     return _mark("jaxperf_dtype", args, kwargs)
 

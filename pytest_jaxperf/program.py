@@ -100,6 +100,17 @@ class Equation:
         return list(result) if self.primitive.multiple_results else [result]
 
 
+@dataclass(frozen=True)
+class HiddenMatmul:
+    """A matmul inside control flow (``scan``, ``while``, ``cond``): its dtypes are known, its operands'
+    origin (weight or activation) is not."""
+
+    scope: str
+    container: str
+    operands: tuple[str, str]
+    result: str
+
+
 @dataclass
 class Program:
     """A model's computation as a flat list of equations over numbered values.
@@ -114,8 +125,8 @@ class Program:
     output_operands: list[Operand]
     out_tree: Any
     avals: dict[int, Any]
-    hidden_matmuls: list[tuple[str, str]] = field(default_factory=list)
-    """``(scope, container)`` of each matmul inside control flow, which this view does not open."""
+    hidden_matmuls: list[HiddenMatmul] = field(default_factory=list)
+    """The matmuls inside control flow, which this view does not open."""
 
     def matmuls(self) -> Iterator[tuple[int, Equation]]:
         """``(position, equation)`` of every matmul and convolution, in execution order."""
@@ -222,8 +233,7 @@ def _inline(
                 eqn.primitive, dict(eqn.params), inputs, outputs, inner_scope, bool(eqn.effects), eqn.ctx
             )
         )
-        for container, hidden in _hidden_matmuls(eqn, inner_scope):
-            program.hidden_matmuls.append((hidden, container))
+        program.hidden_matmuls.extend(_hidden_matmuls(eqn, inner_scope))
     return [read(v) for v in jaxpr.outvars]
 
 
@@ -243,13 +253,16 @@ def _inlinable_body(eqn: Any) -> tuple[Any, Sequence[Any]] | None:
     return None
 
 
-def _hidden_matmuls(eqn: Any, scope: str) -> Iterator[tuple[str, str]]:
+def _hidden_matmuls(eqn: Any, scope: str, container: str = "") -> Iterator[HiddenMatmul]:
+    container = container or eqn.primitive.name
     for sub in jcore.jaxprs_in_params(eqn.params):
         for inner in sub.eqns:
             inner_scope = _join(scope, str(inner.source_info.name_stack))
             if inner.primitive.name in MATMULS:
-                yield eqn.primitive.name, inner_scope
-            yield from ((eqn.primitive.name, s) for _, s in _hidden_matmuls(inner, inner_scope))
+                lhs, rhs = (str(getattr(v.aval, "dtype", "?")) for v in inner.invars[:2])
+                result = str(getattr(inner.outvars[0].aval, "dtype", "?"))
+                yield HiddenMatmul(inner_scope, container, (lhs, rhs), result)
+            yield from _hidden_matmuls(inner, inner_scope, container)
 
 
 MatmulHook = Callable[[int, Equation, list[Any]], Any]

@@ -216,7 +216,8 @@ def test_markers_are_registered(jaxperf_pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "@pytest.mark.jaxperf_jit_warm(warmup=2, max_compiles=1): JIT-compile the model*",
-            "@pytest.mark.jaxperf_dtype(*names, min_sqnr_db=None, max_examples=None): one case per*",
+            "@pytest.mark.jaxperf_dtype(*names, min_sqnr_db=None, max_examples=None, input_scale=*: "
+            "one case per*",
             "@pytest.mark.jaxperf_devices(*counts, platform=None): one case per device count*",
             "@pytest.mark.jaxperf_memory(max_bytes): fail when the compiled model needs more*",
         ]

@@ -220,3 +220,19 @@ def test_float16_inputs_are_clipped_to_float16s_range() -> None:
     np.testing.assert_array_equal(values, [FLOAT16_MAX] * 3)
     (zeros,) = build_inputs(InputCase("zero", 0, 0.0), (np.ones((2, 2), np.float32),))
     assert not np.any(zeros)
+
+
+def test_matmuls_inside_control_flow_are_audited_for_their_dtypes() -> None:
+    def looped(params: dict[str, jax.Array], x: jax.Array) -> jax.Array:
+        def step(h: jax.Array, _: None) -> tuple[jax.Array, None]:
+            # the weight cast up: the matmul runs in float32 inside a bf16 "variant"
+            return jnp.tanh(h @ params["w"].astype(jnp.float32)).astype(h.dtype), None
+
+        return jax.lax.scan(step, x, None, length=3)[0]
+
+    params = {"w": jnp.eye(4, dtype=jnp.bfloat16)}
+    result = audit(trace(looped, params, (jnp.ones((2, 4), jnp.bfloat16),)), "bfloat16")
+    assert result.failure() == "1 of 1 matmuls run in float32: ? (inside scan)"
+    int8 = audit(trace(looped, params, (jnp.ones((2, 4), jnp.bfloat16),)), "int8")
+    assert int8.passed
+    assert int8.summary() == "0 matmuls; 1 inside control flow, weights unknown: ? (inside scan)"

@@ -67,7 +67,8 @@ class Audit:
     problems: tuple[tuple[str, tuple[Matmul, ...]], ...] = ()
     """(what is wrong, the matmuls it is wrong for), one entry per kind of problem."""
     hidden: tuple[str, ...] = ()
-    """Matmuls inside control flow, which the audit cannot see into."""
+    """Matmuls inside control flow: their dtypes are judged for bf16/fp16; for int8 whether they
+    multiply a weight is not known, so they are listed, not judged."""
     compiled: dict[str, int] = field(default_factory=dict)
     """Result dtype → count of dots/convolutions in the compiled program (empty when not compiled)."""
 
@@ -81,7 +82,10 @@ class Audit:
             "×".join(m.operands) + (" (int8 weight converted)" if m.converted_int8 else "")
             for m in self.matmuls
         )
-        text = f"{len(self.matmuls)} matmuls: " + ", ".join(f"{n} {k}" for k, n in kinds.most_common())
+        text = f"{len(self.matmuls)} matmuls"
+        text += (": " + ", ".join(f"{n} {k}" for k, n in kinds.most_common())) if kinds else ""
+        if self.hidden and self.dtype not in ("bfloat16", "float16"):
+            text += f"; {len(self.hidden)} inside control flow, weights unknown: {', '.join(self.hidden)}"
         if self.compiled:
             text += "; compiled: " + ", ".join(f"{n} {k}" for k, n in sorted(self.compiled.items()))
         return text
@@ -155,11 +159,23 @@ def audit(program: Program, dtype: str, compiled_hlo: str = "") -> Audit:
                 weight=kinds.get(weight) if weight is not None else None,
             )
         )
+    hidden = [
+        Matmul(
+            layer=f"{innermost_module(h.scope) or h.scope or '?'} (inside {h.container})",
+            operation="dot_general",
+            operands=h.operands,
+            result=h.result,
+            weight=None,
+        )
+        for h in program.hidden_matmuls
+    ]
+    # Inside control flow operand dtypes are known (bf16/fp16 are judged on them), the weights are not.
+    judged = matmuls + hidden if dtype in ("bfloat16", "float16") else matmuls
     return Audit(
         dtype=dtype,
-        matmuls=tuple(matmuls),
-        problems=tuple((what, found) for what, found in _problems(dtype, matmuls) if found),
-        hidden=tuple(f"{scope or '?'} (inside {container})" for scope, container in program.hidden_matmuls),
+        matmuls=tuple(judged),
+        problems=tuple((what, found) for what, found in _problems(dtype, judged) if found),
+        hidden=tuple(m.layer for m in hidden),
         compiled=compiled_matmul_types(compiled_hlo),
     )
 

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import program as prog
+from ..program import innermost_module
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -177,8 +178,13 @@ class QuantizedModel:
             base = program.weight_name(weights[operand])
             seen[base] = seen.get(base, 0) + 1
             layers[position] = (base if seen[base] == 1 else f"{base}#{seen[base]}", slot)
-        for scope, container in program.hidden_matmuls:
-            left.append(FloatLayer(scope or "?", f"inside {container}, which the quantizer does not open"))
+        for hidden in program.hidden_matmuls:
+            left.append(
+                FloatLayer(
+                    innermost_module(hidden.scope) or hidden.scope or "?",
+                    f"inside {hidden.container}, which the quantizer does not open",
+                )
+            )
         dropped = frozenset((position, slot) for position, (_, slot) in layers.items())
         live = prog.live_equations(program, dropped)
         float_leaves = {
