@@ -83,13 +83,15 @@ class JaxperfSession:
     # --- files --------------------------------------------------------------------------------------
 
     def _write_reports(self) -> None:
+        settings = self.settings
+        if settings.json_path is None and settings.benchmark_json_path is None and not settings.measure:
+            return  # a plain run: nothing to write, and nothing more to import at its end
         import json
 
         from .baseline import write_atomically
         from .environment import describe_environment
         from .report import benchmark_json, markdown_summary, results_json
 
-        settings = self.settings
         if settings.json_path is not None:
             document = results_json(self.records, describe_environment())
             write_atomically(settings.json_path, json.dumps(document, indent=2, sort_keys=True) + "\n")
