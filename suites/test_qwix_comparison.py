@@ -23,6 +23,9 @@ from suites.models.encoder import Encoder
 from suites.models.vae import VAEDecoder
 
 qwix = pytest.importorskip("qwix", reason="qwix is not installed: pip install -e '.[qwix]'")
+# qwix 0.1.8 uses flax APIs that flax 0.12 deprecates (Module.iter_modules, Variable.value): its
+# warnings, attributed to qwix's own modules, not ours.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:qwix.*")
 
 MODELS = {
     "vae_decoder": (lambda: VAEDecoder(rngs=nnx.Rngs(0)), (64, 32)),
