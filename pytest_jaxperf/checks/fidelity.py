@@ -357,8 +357,13 @@ def _failure_message(
             "if the model never sees inputs of this scale, narrow the generated ones: "
             "@jaxperf.dtype(..., input_scale=(smallest, largest))"
         )
-    # Hypothesis's own account of the shrunk example; the database replays it first on the next run.
-    lines.extend(n for n in getattr(error, "__notes__", []) if n.startswith("Falsifying example"))
+    # Hypothesis's own account of the shrunk example ("Falsifying example:", "Failing test case:" from
+    # 6.16x on); the database replays it first on the next run.
+    lines.extend(
+        n
+        for n in getattr(error, "__notes__", [])
+        if n.startswith(("Falsifying example", "Failing test case"))
+    )
     return "\n".join(lines)
 
 
