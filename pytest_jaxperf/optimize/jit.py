@@ -298,15 +298,13 @@ def _wrap_module(
 
 
 def _variable_paths(state: Any) -> dict[str, str]:
-    from pytest_jaxperf.checks.signature import describe_leaf
+    from ..checks.signature import describe_leaf
+    from ..program import leaf_names
 
-    flat, _ = jax.tree_util.tree_flatten_with_path(state)
-    # State paths end in the Variable's ".value" field: name the attribute, as the user wrote it.
+    # Named as the user wrote the attributes (the paths' trailing ".value" dropped).
+    leaves = jax.tree_util.tree_leaves(state)
     return {
-        ".".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path).removesuffix(".value"): (
-            describe_leaf(leaf).describe()
-        )
-        for path, leaf in flat
+        name: describe_leaf(leaf).describe() for name, leaf in zip(leaf_names(state), leaves, strict=True)
     }
 
 
