@@ -13,16 +13,21 @@ from .markers import devices, dtype, gate, jit_warm, memory
 if TYPE_CHECKING:
     from .checks.compiles import CompileWatch, RecompileError, WatchedFunction, watch_compiles
     from .config import Variant
+    from .optimize.memory import chunked, donating, max_batch_size, rematerialized
 
 __version__ = "0.1.0"
 
-# Loaded on first access: the compile watch imports jax; Variant's module builds the marker specs.
+# Loaded on first access: these import jax; Variant's module builds the marker specs.
 _LAZY = {
     "Variant": "pytest_jaxperf.config",
     "watch_compiles": "pytest_jaxperf.checks.compiles",
     "CompileWatch": "pytest_jaxperf.checks.compiles",
     "RecompileError": "pytest_jaxperf.checks.compiles",
     "WatchedFunction": "pytest_jaxperf.checks.compiles",
+    "max_batch_size": "pytest_jaxperf.optimize.memory",
+    "chunked": "pytest_jaxperf.optimize.memory",
+    "donating": "pytest_jaxperf.optimize.memory",
+    "rematerialized": "pytest_jaxperf.optimize.memory",
 }
 
 
@@ -40,10 +45,14 @@ __all__ = [
     "Variant",
     "WatchedFunction",
     "__version__",
+    "chunked",
     "devices",
+    "donating",
     "dtype",
     "gate",
     "jit_warm",
+    "max_batch_size",
     "memory",
+    "rematerialized",
     "watch_compiles",
 ]

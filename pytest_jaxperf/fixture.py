@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
     from .baseline import BaselineStore
     from .checks.compiles import CompileWatch, RecompileError
+    from .checks.memory import MemoryBreakdown
     from .measure import Comparison
     from .optimize.batching import PipelineTiming, Sweep
     from .optimize.jit import WrappedModel
@@ -114,7 +116,6 @@ class Jaxperf:
         built-in precision variant with your own (see :meth:`check`).
         """
         __tracebackhide__ = True
-        self._require_supported_variant()
         # The same model (and params) wraps to the same callable: check() then wrap() share one
         # compiled function and one compile history, as a user reusing the model would expect.
         for (known_model, known_params, known_convert), known in self._wrapped:
@@ -176,19 +177,26 @@ class Jaxperf:
         calls = self.spec.jit_warm.warmup if self.spec.jit_warm else 1
         from .checks.compiles import RecompileError
 
+        # Before anything runs: a program over its budget fails here, never having touched the device.
+        memory = self._check_memory_budget(wrapped, example_inputs) if self.spec.memory else None
         try:
             timings = warm_up(wrapped, example_inputs, calls)
-        except RecompileError:
+            if wrapped.mesh is not None:
+                self._check_sharded(wrapped, example_inputs)
+            precision = (
+                self._check_precision(model, params, wrapped, example_inputs) if self.spec.dtype else None
+            )
+        except (RecompileError, pytest.fail.Exception, pytest.skip.Exception):
             raise
         except Exception as error:
-            message = self._explain_run_failure(wrapped, error)
+            message = self._explain_run_failure(wrapped, error, example_inputs)
         else:
             message = ""
         if message:
+            gc.collect()  # the failed run's buffers go now, not at the end of the session
             pytest.fail(message, pytrace=False)
-        if wrapped.mesh is not None:
-            self._check_sharded(wrapped, example_inputs)
-        precision = self._check_precision(model, params, wrapped, example_inputs) if self.spec.dtype else None
+        if memory is not None:
+            memory = {**memory, **self._device_peak()}
         record = CheckRecord(
             nodeid=self.nodeid,
             variant=self.variant.id,
@@ -201,15 +209,24 @@ class Jaxperf:
             steady_call_seconds=timings.steady_call_seconds,
             key=self._unique_key(wrapped.name),
             precision=precision,
+            memory=memory,
         )
         if self.config.measure:
-            record = self._measure_and_gate(
-                record,
-                wrapped.run,
-                wrapped.place(*example_inputs),
-                lambda: wrapped.lower(*example_inputs),
-                items=_items(example_inputs),
-            )
+            try:
+                record = self._measure_and_gate(
+                    record,
+                    wrapped.run,
+                    wrapped.place(*example_inputs),
+                    lambda: wrapped.lower(*example_inputs),
+                    items=_items(example_inputs),
+                )
+            except (RecompileError, pytest.fail.Exception, PerformanceRegression):
+                raise
+            except Exception as error:
+                message = self._explain_run_failure(wrapped, error, example_inputs)
+            if message:
+                gc.collect()
+                pytest.fail(message, pytrace=False)
         self.records.append(record)
         self._fail_on_regression(record)
         return record
@@ -374,11 +391,88 @@ class Jaxperf:
         self.record("pipeline stage two", timing.stage_two_seconds * 1e3, "ms")
         return output, timing
 
+    # --- memory --------------------------------------------------------------------------------------
+
+    def _compiled_breakdown(self, wrapped: WrappedModel, inputs: tuple[Any, ...]) -> MemoryBreakdown:
+        """What the model's compiled program needs (compiles ahead of time; runs nothing)."""
+        import jax
+
+        from .checks.memory import compiled_memory
+
+        lowered = wrapped.lower(*inputs)
+        if lowered is None:  # not jitted here: the same function, compiled for the analysis only
+            assert wrapped.forward is not None
+            lowered = jax.jit(wrapped.forward).lower(wrapped.params, *inputs)
+        return compiled_memory(lowered.compile())
+
+    def _check_memory_budget(self, wrapped: WrappedModel, inputs: tuple[Any, ...]) -> dict[str, Any]:
+        """Fail before running when the compiled program needs more than ``@jaxperf.memory``'s budget."""
+        __tracebackhide__ = True
+        from .checks.memory import MemoryAnalysisUnavailable, format_bytes
+
+        spec = self.spec.memory
+        assert spec is not None
+        try:
+            breakdown = self._compiled_breakdown(wrapped, inputs)
+        except MemoryAnalysisUnavailable as error:
+            import jax
+
+            message = (
+                f"jaxperf {self.variant.case_id}: the memory budget cannot be checked: "
+                f"{jax.default_backend()} does not report a compiled program's memory ({error})"
+            )
+        else:
+            message = ""
+        if message:
+            pytest.skip(message)
+        if breakdown.total > spec.max_bytes:
+            pytest.fail(
+                f"jaxperf {self.variant.case_id}: {wrapped.name} needs {format_bytes(breakdown.total)} of "
+                f"device memory, over its budget of {format_bytes(spec.max_bytes)} "
+                f"({breakdown.total:,} > {spec.max_bytes:,} bytes): {breakdown.describe()}; "
+                f"inputs {_describe_inputs(inputs)}. Nothing was run.",
+                pytrace=False,
+            )
+        return {"budget_bytes": spec.max_bytes, "compiled": breakdown.to_dict()}
+
+    def _out_of_memory_message(self, wrapped: WrappedModel, error: Exception, inputs: tuple[Any, ...]) -> str:
+        import jax
+
+        from .checks.memory import out_of_memory_message
+
+        try:
+            breakdown: MemoryBreakdown | None = self._compiled_breakdown(wrapped, inputs)
+        except Exception:  # the analysis is a courtesy here; the out-of-memory error is the news
+            breakdown = None
+        device = jax.devices()[0]
+        return f"jaxperf {self.variant.case_id}: " + out_of_memory_message(
+            error,
+            device=f"{device.platform}:{device.id}",
+            function=("jit_" if wrapped.jitted else "") + wrapped.name,
+            variant=self.variant.id,
+            inputs=_describe_inputs(inputs),
+            breakdown=breakdown,
+        )
+
+    def _device_peak(self) -> dict[str, Any]:
+        """The device's peak bytes in use so far (GPU/TPU; a process-lifetime high-water mark)."""
+        import jax
+
+        from .checks.memory import device_memory_stats
+
+        stats = device_memory_stats(jax.devices()[0])
+        return {"device_peak_bytes": stats["peak_bytes_in_use"]} if "peak_bytes_in_use" in stats else {}
+
     # --- precision variants ----------------------------------------------------------------------------
 
-    def _explain_run_failure(self, wrapped: WrappedModel, error: Exception) -> str:
-        """The failure message for a variant that could not run, or re-raise what is the user's own error."""
+    def _explain_run_failure(self, wrapped: WrappedModel, error: Exception, inputs: tuple[Any, ...]) -> str:
+        """The failure message for an out-of-memory error or a variant that could not run; re-raise
+        anything else (the user's own error)."""
         __tracebackhide__ = True
+        from .checks.memory import is_out_of_memory
+
+        if is_out_of_memory(error):
+            return self._out_of_memory_message(wrapped, error, inputs)
         if self.variant.dtype != "float32" and isinstance(
             error, ValueError | TypeError | NotImplementedError | RuntimeError
         ):
@@ -640,17 +734,3 @@ class Jaxperf:
         problems = sharding_problems(wrapped, single, inputs)
         if problems:
             pytest.fail(f"jaxperf {self.variant.case_id}: {'; '.join(problems)}", pytrace=False)
-
-    def _require_supported_variant(self) -> None:
-        __tracebackhide__ = True
-        # The markers are validated and expanded into cases now; applying these variants comes with
-        # their own capabilities. Until then a case must not pass as if it had run in that variant.
-        unsupported = []
-        if self.spec.memory is not None:
-            unsupported.append(f"a memory budget of {self.spec.memory.max_bytes} bytes (@jaxperf.memory)")
-        if unsupported:
-            pytest.fail(
-                f"jaxperf {self.variant.case_id}: this version of pytest-jaxperf validates but does not "
-                f"yet apply {', '.join(unsupported)}; the case cannot run as asked",
-                pytrace=False,
-            )

@@ -35,6 +35,8 @@ class CheckRecord:
     verdict: dict[str, Any] | None = None
     precision: dict[str, Any] | None = None
     """Under ``@jaxperf.dtype``: the audit, the fidelity check and the parameter bytes of the variant."""
+    memory: dict[str, Any] | None = None
+    """Under ``@jaxperf.memory``: the budget, the compiled program's breakdown, the device peak (GPU)."""
 
     @property
     def module(self) -> str:

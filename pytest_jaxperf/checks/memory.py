@@ -1,0 +1,136 @@
+"""Device memory: what a compiled program needs, and out-of-memory errors a person can act on.
+
+The compiled program's memory analysis gives arguments, outputs, temporaries and aliased (donated) bytes
+on every backend, CPU included, before anything runs: a budget is checked from it without executing, and
+the largest batch that fits is found from it without touching device memory. An out-of-memory error
+raised while a model runs (``RESOURCE_EXHAUSTED`` from XLA, or the host's ``MemoryError``) becomes a
+failure naming the device, the size asked for, the function, the variant, the inputs and the compiled
+breakdown.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+_UNITS = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
+
+
+def format_bytes(count: float) -> str:
+    """``157.3 GiB``, ``512.0 MiB``, ``300 B``."""
+    for unit, size in _UNITS:
+        if abs(count) >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{int(count)} B"
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """What one compiled program needs on its device."""
+
+    arguments: int
+    outputs: int
+    temporaries: int
+    aliased: int
+    """Output bytes that reuse (donated) argument buffers: counted once."""
+    generated_code: int = 0
+
+    @property
+    def total(self) -> int:
+        """Device memory the program needs: arguments + outputs + temporaries − aliased."""
+        return self.arguments + self.outputs + self.temporaries - self.aliased
+
+    def describe(self) -> str:
+        """``arguments 1.2 GiB, outputs 0.5 GiB, temporaries 155.6 GiB`` (aliased when there are any)."""
+        parts = [
+            f"arguments {format_bytes(self.arguments)}",
+            f"outputs {format_bytes(self.outputs)}",
+            f"temporaries {format_bytes(self.temporaries)}",
+        ]
+        if self.aliased:
+            parts.append(f"aliased (donated) −{format_bytes(self.aliased)}")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, int]:
+        return {**asdict(self), "total": self.total}
+
+
+class MemoryAnalysisUnavailable(RuntimeError):
+    """The backend does not report a compiled program's memory."""
+
+
+def compiled_memory(compiled: Any) -> MemoryBreakdown:
+    """The breakdown of a ``jax.stages.Compiled`` program; raises :class:`MemoryAnalysisUnavailable`."""
+    try:
+        analysis = compiled.memory_analysis()
+    except NotImplementedError as error:
+        raise MemoryAnalysisUnavailable(str(error) or "memory_analysis() is not implemented") from None
+    if analysis is None:
+        raise MemoryAnalysisUnavailable("memory_analysis() returned nothing")
+    if isinstance(analysis, list | tuple):  # one per device on some versions
+        analysis = analysis[0]
+
+    def size(name: str) -> int:
+        return int(getattr(analysis, name, 0) or 0)
+
+    return MemoryBreakdown(
+        arguments=size("argument_size_in_bytes"),
+        outputs=size("output_size_in_bytes"),
+        temporaries=size("temp_size_in_bytes"),
+        aliased=size("alias_size_in_bytes"),
+        generated_code=size("generated_code_size_in_bytes"),
+    )
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """XLA's ``RESOURCE_EXHAUSTED`` (any runtime error type carrying it) or the host's ``MemoryError``."""
+    if isinstance(error, MemoryError):
+        return True
+    return "RESOURCE_EXHAUSTED" in str(error) or "Out of memory" in str(error)
+
+
+_SIZE = r"([0-9.]+)\s*([KMGT]i?B|bytes|B)?"
+_TRIED = re.compile(r"(?:allocat\w*|tried to allocate)\s+" + _SIZE, re.IGNORECASE)
+_LIMIT = re.compile(r"(?:limit|capacity|memory limit)\D{0,20}" + _SIZE, re.IGNORECASE)
+
+
+def _parse_size(number: str, unit: str | None) -> float:
+    scale = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+    return float(number) * scale.get(unit or "", 1)
+
+
+def out_of_memory_message(
+    error: BaseException,
+    *,
+    device: str,
+    function: str,
+    variant: str,
+    inputs: str,
+    breakdown: MemoryBreakdown | None,
+) -> str:
+    """``out of memory on cuda:0: tried to allocate 157.3 GiB (limit 104.9 GiB) in jit_decode; ...``."""
+    text = str(error)
+    head = f"out of memory on {device}"
+    tried = _TRIED.search(text)
+    if isinstance(error, MemoryError):
+        head = "out of host memory (MemoryError)"
+    elif tried:
+        head += f": tried to allocate {format_bytes(_parse_size(*tried.groups()))}"
+        limit = _LIMIT.search(text)
+        if limit:
+            head += f" (limit {format_bytes(_parse_size(*limit.groups()))})"
+    parts = [f"{head} in {function}", f"variant {variant}", f"inputs {inputs}"]
+    if breakdown is not None:
+        parts.append(f"compiled needs: {breakdown.describe()}")
+    first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return "; ".join(parts) + f"\n{type(error).__name__}: {first_line[:300]}"
+
+
+def device_memory_stats(device: Any) -> dict[str, int]:
+    """The device's allocator statistics (GPU/TPU: ``bytes_limit``, ``peak_bytes_in_use``...); {} on CPU."""
+    try:
+        stats = device.memory_stats()
+    except Exception:  # some backends raise instead of returning None
+        return {}
+    return dict(stats or {})

@@ -1,0 +1,236 @@
+"""``@jaxperf.memory``, out-of-memory errors, and the memory-saving optimizations."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from pytest_jaxperf.checks.memory import MemoryBreakdown, format_bytes, out_of_memory_message
+from pytest_jaxperf.optimize.jit import wrap_model
+from pytest_jaxperf.optimize.memory import (
+    chunked,
+    donating,
+    max_batch_size,
+    memory_at_batch,
+    rematerialized,
+)
+
+from .conftest import expect
+
+#: A model that leaves a file behind whenever it really runs (a host callback inside the compiled program).
+TRIPWIRE = """
+import pathlib
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def _ran(_):
+    pathlib.Path("model-ran").write_text("the model was executed")
+
+
+class Tripwire(nnx.Module):
+    def __init__(self, *, rngs):
+        self.linear = nnx.Linear(32, 1024, rngs=rngs)
+
+    def __call__(self, x):
+        jax.debug.callback(_ran, x[0, 0])
+        return self.linear(x)
+"""
+
+
+def test_over_budget_fails_before_running_under_budget_passes(jaxperf_pytester: pytest.Pytester) -> None:
+    jaxperf_pytester.makepyfile(tripwire=TRIPWIRE)
+    jaxperf_pytester.makepyfile(
+        """
+        import pathlib
+
+        import jax.numpy as jnp
+        from flax import nnx
+
+        import pytest_jaxperf as jaxperf
+        from tripwire import Tripwire
+
+
+        @jaxperf.jit_warm
+        @jaxperf.memory(max_bytes="8MiB")
+        def test_over(jaxperf):
+            jaxperf.check(Tripwire(rngs=nnx.Rngs(0)), jnp.zeros((4096, 32)))
+
+
+        def test_it_never_ran():
+            assert not pathlib.Path("model-ran").exists()
+
+
+        @jaxperf.memory(max_bytes="64MiB")
+        def test_under(jaxperf):
+            record = jaxperf.check(Tripwire(rngs=nnx.Rngs(0)), jnp.zeros((4096, 32)))
+            assert pathlib.Path("model-ran").exists()
+            print("MEMORY", record.memory["budget_bytes"], record.memory["compiled"]["total"])
+        """
+    )
+    expect(
+        jaxperf_pytester,
+        "-p",
+        "no:randomly",
+        "-s",
+        failed=1,
+        passed=2,
+        lines=[
+            "*MEMORY 67108864 1*",
+            "*jaxperf fp32-d1: Tripwire needs 16.6 MiB of device memory, over its budget of 8.0 MiB "
+            "(17,* > 8,388,608 bytes): arguments 644.0 KiB, outputs 16.0 MiB, temporaries *; inputs "
+            "[0]: f32[4096,32]*. Nothing was run.",
+        ],
+    )
+
+
+def test_a_real_out_of_memory_fails_one_test_and_the_session_goes_on(
+    jaxperf_pytester: pytest.Pytester,
+) -> None:
+    # The address space of the test process is capped 2 GiB above what it uses once jax is up: an
+    # allocation of 8 GiB then fails for real, as it would on a full GPU.
+    jaxperf_pytester.makeconftest(
+        """
+        import resource
+
+        import jax
+
+
+        def pytest_configure(config):
+            jax.devices()
+            with open("/proc/self/status") as status:
+                used = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
+            resource.setrlimit(resource.RLIMIT_AS, (used + 2 * 1024**3, resource.RLIM_INFINITY))
+        """
+    )
+    jaxperf_pytester.makepyfile(
+        """
+        import jax.numpy as jnp
+
+        import pytest_jaxperf as jaxperf
+
+
+        def outer(x):
+            return jnp.outer(x, x)  # 45000² float32: 7.5 GiB
+
+
+        @jaxperf.jit_warm
+        def test_too_big(jaxperf):
+            jaxperf.check(outer, jnp.ones((45000,)))
+
+
+        @jaxperf.jit_warm
+        def test_next_one_runs(jaxperf):
+            jaxperf.check(outer, jnp.ones((1000,)))
+
+
+        def host_hungry(x):
+            raise MemoryError()
+
+
+        def test_host_memory(jaxperf):
+            jaxperf.check(host_hungry, jnp.ones((3,)))
+        """
+    )
+    expect(
+        jaxperf_pytester,
+        "-p",
+        "no:randomly",
+        failed=2,
+        passed=1,
+        lines=[
+            "*jaxperf fp32-d1: out of memory on cpu:0: tried to allocate 7.5 GiB in jit_outer; "
+            "variant fp32-d1; inputs [0]: f32[45000]*; compiled needs: arguments 175.8 KiB, outputs 7.5 GiB, "
+            "temporaries 0 B",
+            "*RESOURCE_EXHAUSTED*",
+            "*jaxperf fp32-d1: out of host memory (MemoryError) in host_hungry; variant fp32-d1*",
+        ],
+    )
+
+
+# --- plain units ----------------------------------------------------------------------------------------
+
+
+class Mlp(nnx.Module):
+    def __init__(self, *, rngs: nnx.Rngs) -> None:
+        self.up = nnx.Linear(32, 256, rngs=rngs)
+        self.down = nnx.Linear(256, 16, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.down(nnx.relu(self.up(x)))
+
+
+def test_max_batch_size_is_the_boundary_and_a_confirming_run_agrees() -> None:
+    model = Mlp(rngs=nnx.Rngs(0))
+    fit = max_batch_size(model, jnp.zeros((8, 32)), "8MiB", confirm=True)
+    wrapped = wrap_model(model, jit=False)
+    assert fit.confirmed
+    assert fit.needs is not None
+    assert fit.needs.total <= 8 * 1024**2 < memory_at_batch(wrapped, jnp.zeros((1, 32)), fit.batch + 1).total
+    assert fit.first_over == fit.batch + 1
+    assert fit.compiles < 2 * np.log2(fit.batch) + 4
+    assert max_batch_size(model, jnp.zeros((8, 32)), 1000).batch == 0  # not even the parameters fit
+
+
+def test_max_batch_size_needs_a_budget_on_the_cpu() -> None:
+    with pytest.raises(ValueError, match="reports no memory limit: pass budget="):
+        max_batch_size(Mlp(rngs=nnx.Rngs(0)), jnp.zeros((8, 32)))
+
+
+def test_chunked_equals_unchunked_compiles_once_and_saves_memory() -> None:
+    model = Mlp(rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(0), (1000, 32))
+    run = chunked(model, 256)
+    np.testing.assert_allclose(np.asarray(run(x)), np.asarray(model(x)), rtol=1e-6, atol=1e-6)
+    run(x[:300])  # another batch size, another short last chunk: still one program
+    assert run.compiles == 1
+    whole, chunk = run.memory_saved(x)
+    assert chunk.total < whole.total
+
+
+def test_donation_reports_the_aliased_bytes() -> None:
+    class Residual(nnx.Module):
+        def __init__(self, *, rngs: nnx.Rngs) -> None:
+            self.linear = nnx.Linear(64, 64, rngs=rngs)
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return x + self.linear(x)
+
+    run = donating(Residual(rngs=nnx.Rngs(0)))
+    plain, donated = run.memory_saved(jnp.ones((512, 64)))
+    assert plain.aliased == 0
+    assert donated.aliased == 512 * 64 * 4  # the output reuses the input's buffer
+    assert run(jnp.ones((512, 64))).shape == (512, 64)
+
+
+def test_rematerialization_saves_nothing_for_inference() -> None:
+    model = Mlp(rngs=nnx.Rngs(0))
+    wrapped = wrap_model(model, jit=False)
+    x = jnp.ones((512, 32))
+    assert wrapped.forward is not None
+    plain = jax.jit(wrapped.forward).lower(wrapped.params, x).compile().memory_analysis()
+    remat = jax.jit(rematerialized(wrapped.forward)).lower(wrapped.params, x).compile().memory_analysis()
+    assert remat.temp_size_in_bytes == plain.temp_size_in_bytes
+
+
+def test_out_of_memory_messages_name_size_limit_and_breakdown() -> None:
+    error = RuntimeError(
+        "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 168897576960 bytes. "
+        "BufferAssignment OOM Debugging. memory limit: 112654843904 bytes"
+    )
+    breakdown = MemoryBreakdown(arguments=1288490188, outputs=536870912, temporaries=167076757094, aliased=0)
+    message = out_of_memory_message(
+        error, device="cuda:0", function="jit_decode", variant="bf16-d1", inputs="[0]: f32[16384,32]",
+        breakdown=breakdown,
+    )  # fmt: skip
+    assert message.splitlines()[0] == (
+        "out of memory on cuda:0: tried to allocate 157.3 GiB (limit 104.9 GiB) in jit_decode; variant "
+        "bf16-d1; inputs [0]: f32[16384,32]; compiled needs: arguments 1.2 GiB, outputs 512.0 MiB, "
+        "temporaries 155.6 GiB"
+    )
+    assert format_bytes(300) == "300 B"
