@@ -234,3 +234,43 @@ def test_out_of_memory_messages_name_size_limit_and_breakdown() -> None:
         "temporaries 155.6 GiB"
     )
     assert format_bytes(300) == "300 B"
+
+
+def test_a_budget_without_memory_analysis_is_skipped_saying_why(jaxperf_pytester: pytest.Pytester) -> None:
+    # A backend whose compiled programs report no memory (simulated: the CPU's always does).
+    jaxperf_pytester.makeconftest(
+        """
+        import pytest
+
+        from pytest_jaxperf.checks import memory
+
+
+        @pytest.fixture(autouse=True)
+        def no_memory_analysis(monkeypatch):
+            def unavailable(compiled):
+                raise memory.MemoryAnalysisUnavailable("memory_analysis() is not implemented")
+
+            monkeypatch.setattr(memory, "compiled_memory", unavailable)
+        """
+    )
+    jaxperf_pytester.makepyfile(
+        """
+        import jax.numpy as jnp
+
+        import pytest_jaxperf as jaxperf
+
+
+        @jaxperf.memory(max_bytes="1GiB")
+        def test_budget(jaxperf):
+            jaxperf.check(lambda x: x * 2, jnp.ones((4,)))
+        """
+    )
+    expect(
+        jaxperf_pytester,
+        "-rs",
+        skipped=1,
+        lines=[
+            "SKIPPED*jaxperf fp32-d1: the memory budget cannot be checked: cpu does not report a compiled "
+            "program's memory (memory_analysis() is not implemented)"
+        ],
+    )
