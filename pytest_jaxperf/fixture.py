@@ -16,7 +16,7 @@ from .settings import PluginConfig
 from .verdicts import INCONCLUSIVE, NEW, REGRESSED
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from .baseline import BaselineStore
     from .checks.compiles import CompileWatch, RecompileError
@@ -255,7 +255,8 @@ class Jaxperf:
         # attributed: fn may be any callable, calling any number of jitted functions.
         log = event_log()
         before = log.count
-        _, first_seconds = timed_call(fn, *args)
+        with self._out_of_memory_fails(label, args, fn):
+            _, first_seconds = timed_call(fn, *args)
         compile_events = log.backend_compiles_since(before)
         record = CheckRecord(
             nodeid=self.nodeid,
@@ -270,7 +271,8 @@ class Jaxperf:
             key=self._unique_key(label),
         )
         lower = (lambda: fn.lower(*args)) if hasattr(fn, "lower") else None
-        record = self._measure_and_gate(record, fn, args, lower, items=items)
+        with self._out_of_memory_fails(label, args, fn):
+            record = self._measure_and_gate(record, fn, args, lower, items=items)
         self.records.append(record)
         self._fail_on_regression(record)
         return record
@@ -436,23 +438,52 @@ class Jaxperf:
         return {"budget_bytes": spec.max_bytes, "compiled": breakdown.to_dict()}
 
     def _out_of_memory_message(self, wrapped: WrappedModel, error: Exception, inputs: tuple[Any, ...]) -> str:
-        import jax
-
-        from .checks.memory import out_of_memory_message
-
         try:
             breakdown: MemoryBreakdown | None = self._compiled_breakdown(wrapped, inputs)
         except Exception:  # the analysis is a courtesy here; the out-of-memory error is the news
             breakdown = None
+        name = ("jit_" if wrapped.jitted else "") + wrapped.name
+        return self._format_out_of_memory(error, name, inputs, breakdown)
+
+    def _format_out_of_memory(
+        self, error: BaseException, function: str, inputs: tuple[Any, ...], breakdown: MemoryBreakdown | None
+    ) -> str:
+        import jax
+
+        from .checks.memory import out_of_memory_message
+
         device = jax.devices()[0]
         return f"jaxperf {self.variant.case_id}: " + out_of_memory_message(
             error,
             device=f"{device.platform}:{device.id}",
-            function=("jit_" if wrapped.jitted else "") + wrapped.name,
+            function=function,
             variant=self.variant.id,
             inputs=_describe_inputs(inputs),
             breakdown=breakdown,
         )
+
+    @contextlib.contextmanager
+    def _out_of_memory_fails(self, label: str, args: tuple[Any, ...], fn: Any) -> Iterator[None]:
+        """Around a measured callable: running out of memory fails the test with the breakdown."""
+        __tracebackhide__ = True
+        from .checks.memory import compiled_memory, is_out_of_memory
+
+        message = ""
+        try:
+            yield
+        except (pytest.fail.Exception, PerformanceRegression):
+            raise
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            try:
+                breakdown = compiled_memory(fn.lower(*args).compile()) if hasattr(fn, "lower") else None
+            except Exception:
+                breakdown = None
+            message = self._format_out_of_memory(error, label, args, breakdown)
+        if message:
+            gc.collect()
+            pytest.fail(message, pytrace=False)
 
     def _device_peak(self) -> dict[str, Any]:
         """The device's peak bytes in use so far (GPU/TPU; a process-lifetime high-water mark)."""

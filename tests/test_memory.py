@@ -274,3 +274,28 @@ def test_a_budget_without_memory_analysis_is_skipped_saying_why(jaxperf_pytester
             "program's memory (memory_analysis() is not implemented)"
         ],
     )
+
+
+def test_out_of_memory_in_a_measured_function_fails_with_its_name(jaxperf_pytester: pytest.Pytester) -> None:
+    jaxperf_pytester.makepyfile(
+        """
+        import jax.numpy as jnp
+        import pytest_jaxperf as jaxperf
+
+
+        def exhausted(*args):
+            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 2147483648 bytes")
+
+
+        def test_measured(jaxperf):
+            jaxperf.measure(exhausted, jnp.ones((4, 4)), name="decode")
+        """
+    )
+    expect(
+        jaxperf_pytester,
+        "--jaxperf",
+        failed=1,
+        lines=[
+            "*jaxperf fp32-d1: out of memory on cpu:0: tried to allocate 2.0 GiB in decode; variant fp32-d1*"
+        ],
+    )
