@@ -96,7 +96,8 @@ class Jaxperf:
         self._baselines = baselines
         self._keys: set[str] = set()
         self._wrapped: list[tuple[tuple[Any, Any, Any], WrappedModel]] = []
-        self._left_in_float: list[str] = []
+        self._left_in_float: dict[Any, list[str]] = {}
+        """A quantized model's apply function → the matmuls the quantizer left in float."""
         self._variants: dict[int, tuple[Any, Any, Any, str | None]] = {}
         """id of a wrapped model → (model, params, input cast, name) of its variant, before any mesh."""
         self._explaining: contextlib.ExitStack | None = None
@@ -350,12 +351,13 @@ class Jaxperf:
 
         wrapped = wrap_model(model, params=params, jit=True)
         assert wrapped.watched is not None
-        sweep = batch_sweep(
-            wrapped.watched,
-            example_input,
-            sizes,
-            config=TimingConfig(target=self.config.ci_target, budget_seconds=min(self._budget(), 1.0)),
-        )
+        with self._out_of_memory_fails(f"{wrapped.name} (batch sweep)", (example_input,), None):
+            sweep = batch_sweep(
+                wrapped.watched,
+                example_input,
+                sizes,
+                config=TimingConfig(target=self.config.ci_target, budget_seconds=min(self._budget(), 1.0)),
+            )
         for point in sweep.points:
             self.record(f"{wrapped.name} batch {point.batch}: throughput", point.throughput, "items/s")
             self.record(f"{wrapped.name} batch {point.batch}: latency", point.latency_seconds * 1e3, "ms")
@@ -376,7 +378,8 @@ class Jaxperf:
 
         if len(jax.devices()) < 2:
             pytest.skip("jaxperf pipeline: needs 2 devices, 1 available (--jaxperf-cpu-devices gives more)")
-        output, timing = pipeline_split(stage_one, stage_two, x)
+        with self._out_of_memory_fails("pipeline", (x,), None):
+            output, timing = pipeline_split(stage_one, stage_two, x)
         device = jax.devices()[0]
         reference = on_device(stage_two, device)(on_device(stage_one, device)(x))
         np.testing.assert_allclose(
@@ -559,7 +562,7 @@ class Jaxperf:
         except QuantizationError as failure:
             message = f"jaxperf {self.variant.case_id}: {failure}"
         else:
-            self._left_in_float = [f"{f.name} ({f.reason})" for f in quantized.left_in_float]
+            self._left_in_float[quantized.apply] = [f"{f.name} ({f.reason})" for f in quantized.left_in_float]
             return quantized.apply, quantized.params, None, quantized.name
         pytest.skip(message)
 
@@ -585,7 +588,7 @@ class Jaxperf:
             "dtype": dtype,
             "audit": result.to_dict(),
             # matmuls the built-in int8 quantizer could not reach (inside scan/while/cond)
-            "left_in_float": list(self._left_in_float),
+            "left_in_float": self._left_in_float.get(self._variants[id(wrapped)][0], []),
             "param_bytes": _nbytes(wrapped.params),
             "float32_param_bytes": _nbytes(jax.tree_util.tree_leaves(_model_state(model, params))),
             "fidelity": None,

@@ -587,3 +587,34 @@ def test_precision_variants_shard_over_devices(precision_pytester: pytest.Pytest
             "*test_block?int8-dynamic-d2? AUDIT int8-dynamic-d2 3 matmuls: 3 int8×int8*",
         ],
     )
+
+
+def test_matmuls_the_quantizer_cannot_reach_are_in_the_record(precision_pytester: pytest.Pytester) -> None:
+    precision_pytester.makepyfile(
+        """
+        import jax
+        import jax.numpy as jnp
+
+        import pytest_jaxperf as jaxperf
+        from precision_models import two_layer_params
+
+
+        def looped(params, x):
+            h = x @ params["w1"]
+            h, _ = jax.lax.scan(lambda c, _: (jnp.tanh(c @ params["loop"]), None), h, None, length=2)
+            return h @ params["w2"]
+
+
+        @jaxperf.dtype("int8", input_scale=(1e-3, 10))  # tanh saturates beyond: see the fidelity tests
+        def test_looped(jaxperf):
+            params = {**two_layer_params(), "loop": jnp.eye(64) * 0.5}
+            record = jaxperf.check(looped, jnp.zeros((16, 32)), params=params)
+            print("LEFT", record.precision["left_in_float"])
+        """
+    )
+    expect(
+        precision_pytester,
+        "-s",
+        passed=1,
+        lines=["*LEFT ['? (inside scan, which the quantizer does not open)']"],
+    )
