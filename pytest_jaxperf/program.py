@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -271,38 +271,56 @@ Observer = Callable[[int, Equation, list[Any], list[Any]], None]
 """``observe(position, equation, operand values, results)``, called after every equation."""
 
 
-def evaluate(
+def execute(
     program: Program,
-    param_leaves: Sequence[Any],
-    input_leaves: Sequence[Any],
+    env: dict[int, Any],
+    positions: Iterable[int] | None = None,
     *,
     matmul: MatmulHook | None = None,
     observe: Observer | None = None,
-    skip: frozenset[int] = frozenset(),
-) -> Any:
-    """Run ``program`` on these leaves, in order; returns the output pytree.
+) -> dict[int, Any]:
+    """Run the equations at ``positions`` (default: all, in order) over ``env``, a map of value id →
+    value holding at least their operands; returns ``env`` with their results added.
 
     ``matmul`` replaces matmuls (it returns the result, or None to run the original); ``observe`` sees
-    every equation's results; equations whose positions are in ``skip`` are not run (dead code the
-    caller has removed, such as a float weight's preparation once the weight is int8).
+    every equation's operands and results.
     """
-    env: dict[int, Any] = dict(enumerate(param_leaves))
-    env.update(zip(program.input_ids, input_leaves, strict=True))
-
-    def read(operand: Operand) -> Any:
-        return operand.value if isinstance(operand, Const) else env[operand]
-
-    for position, equation in enumerate(program.equations):
-        if position in skip:
-            continue
-        values = [read(o) for o in equation.inputs]
+    for position in range(len(program.equations)) if positions is None else positions:
+        equation = program.equations[position]
+        values = [o.value if isinstance(o, Const) else env[o] for o in equation.inputs]
         with jax.named_scope(equation.scope) if equation.scope else contextlib.nullcontext():
             replaced = matmul(position, equation, values) if matmul and equation.name in MATMULS else None
             results = [replaced] if replaced is not None else equation.apply(*values)
         env.update(zip(equation.outputs, results, strict=True))
         if observe is not None:
             observe(position, equation, values, results)
-    return jax.tree_util.tree_unflatten(program.out_tree, [read(o) for o in program.output_operands])
+    return env
+
+
+def leaf_env(program: Program, param_leaves: Sequence[Any], input_leaves: Sequence[Any]) -> dict[int, Any]:
+    """The starting values of a run: the parameter leaves, then the input leaves."""
+    env: dict[int, Any] = dict(enumerate(param_leaves))
+    env.update(zip(program.input_ids, input_leaves, strict=True))
+    return env
+
+
+def evaluate(
+    program: Program,
+    param_leaves: Sequence[Any],
+    input_leaves: Sequence[Any],
+    *,
+    matmul: MatmulHook | None = None,
+    skip: frozenset[int] = frozenset(),
+) -> Any:
+    """Run ``program`` on these leaves, in order; returns the output pytree.
+
+    ``matmul`` as for :func:`execute`; equations whose positions are in ``skip`` are not run (dead code
+    the caller has removed, such as a float weight's preparation once the weight is int8).
+    """
+    positions = (p for p in range(len(program.equations)) if p not in skip)
+    env = execute(program, leaf_env(program, param_leaves, input_leaves), positions, matmul=matmul)
+    outputs = [o.value if isinstance(o, Const) else env[o] for o in program.output_operands]
+    return jax.tree_util.tree_unflatten(program.out_tree, outputs)
 
 
 def live_equations(program: Program, dropped: frozenset[tuple[int, int]] = frozenset()) -> frozenset[int]:

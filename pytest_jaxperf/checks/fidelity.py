@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..program import Const, innermost_module
+from ..program import Const, execute, innermost_module, leaf_env
 
 if TYPE_CHECKING:
     import contextlib
@@ -393,15 +393,12 @@ def _run(
     """Every value of ``program`` on these inputs (op by op); notes the first op to create inf/NaN."""
     import jax
 
-    env: dict[int, Any] = dict(enumerate(jax.tree_util.tree_leaves(params)))
-    env.update(zip(program.input_ids, jax.tree_util.tree_leaves(tuple(inputs)), strict=True))
-    for position, equation in enumerate(program.equations):
-        values = [o.value if isinstance(o, Const) else env[o] for o in equation.inputs]
-        results = equation.apply(*values)
-        env.update(zip(equation.outputs, results, strict=True))
+    def watch(position: int, equation: Any, values: list[Any], results: list[Any]) -> None:
         if first_nonfinite is not None and not first_nonfinite and _creates_nonfinite(values, results):
             first_nonfinite.append(position)
-    return env
+
+    env = leaf_env(program, jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(tuple(inputs)))
+    return execute(program, env, observe=watch)
 
 
 def _creates_nonfinite(values: list[Any], results: list[Any]) -> bool:
@@ -435,14 +432,8 @@ def _layers(program: Program) -> dict[str, _Layer]:
 
 def _shadow(program: Program, layer: _Layer, env: dict[int, Any], fed: list[Any]) -> Any:
     """The layer's output when its activation inputs are ``fed`` (the float32 run's, cast)."""
-    local = dict(env)
-    for operand, value in zip(layer.activations, fed, strict=True):
-        local[operand] = value
-    for position in layer.positions:
-        equation = program.equations[position]
-        values = [o.value if isinstance(o, Const) else local[o] for o in equation.inputs]
-        local.update(zip(equation.outputs, equation.apply(*values), strict=True))
-    return local[layer.output]
+    local = {**env, **dict(zip(layer.activations, fed, strict=True))}
+    return execute(program, local, layer.positions)[layer.output]
 
 
 def diagnose(reference: WrappedModel, variant: WrappedModel, inputs: tuple[Any, ...]) -> list[str]:

@@ -387,15 +387,11 @@ def _weight_slot(
 
 def _weight_values(program: prog.Program, leaves: list[Any], wanted: set[int]) -> dict[int, Any]:
     """The concrete values of the ``wanted`` weight operands: the parameter-only part of the program, run."""
-    values: dict[int, Any] = dict(enumerate(leaves))
     weights = program.weights()
-    for equation in program.equations:
-        if not all(isinstance(o, prog.Const) or o in values for o in equation.inputs):
-            continue
-        if not all(out in weights for out in equation.outputs):
-            continue
-        args = [o.value if isinstance(o, prog.Const) else values[o] for o in equation.inputs]
-        values.update(zip(equation.outputs, equation.apply(*args), strict=True))
-        if wanted <= values.keys():
-            break
+    parameter_only = [
+        position
+        for position, equation in enumerate(program.equations)
+        if all(out in weights for out in equation.outputs)
+    ]
+    values = prog.execute(program, dict(enumerate(leaves)), parameter_only)
     return {w: values[w] for w in wanted}
