@@ -49,27 +49,17 @@ def _describe_inputs(inputs: tuple[Any, ...]) -> str:
     return "; ".join(f"{path.removeprefix('inputs')}: {leaf.describe()}" for path, leaf in signature.items())
 
 
-def _is_function(model: Any) -> bool:
-    import sys
+@dataclasses.dataclass(frozen=True)
+class _BuiltVariant:
+    """What a precision variant was built from, before any mesh: enough to build it again elsewhere."""
 
-    nnx = sys.modules.get("flax.nnx")
-    return nnx is None or not isinstance(model, nnx.Module)
-
-
-def _model_state(model: Any, params: Any) -> Any:
-    """What the float32 model stores: an NNX module's state, a function's params."""
-    if params is not None or _is_function(model):
-        return params if params is not None else ()
-    from flax import nnx
-
-    return nnx.state(model)
-
-
-def _nbytes(tree: Any) -> int:
-    import jax
-    import numpy as np
-
-    return sum(int(np.asarray(leaf).nbytes) for leaf in jax.tree_util.tree_leaves(tree))
+    model: Any
+    params: Any = None
+    cast_inputs: Any = None
+    """The dtype the inputs are cast to inside the model (mixed precision), or None."""
+    name: str | None = None
+    left_in_float: tuple[str, ...] = ()
+    """Matmuls the built-in int8 quantizer could not reach (inside scan/while/cond), with the reason."""
 
 
 class Jaxperf:
@@ -95,11 +85,7 @@ class Jaxperf:
         self.records: list[Record] = []
         self._baselines = baselines
         self._keys: set[str] = set()
-        self._wrapped: list[tuple[tuple[Any, Any, Any], WrappedModel]] = []
-        self._left_in_float: dict[Any, list[str]] = {}
-        """A quantized model's apply function → the matmuls the quantizer left in float."""
-        self._variants: dict[int, tuple[Any, Any, Any, str | None]] = {}
-        """id of a wrapped model → (model, params, input cast, name) of its variant, before any mesh."""
+        self._wrapped: list[tuple[tuple[Any, Any, Any], WrappedModel, _BuiltVariant]] = []
         self._explaining: contextlib.ExitStack | None = None
 
     # --- public API -------------------------------------------------------------------------------
@@ -119,32 +105,29 @@ class Jaxperf:
         __tracebackhide__ = True
         # The same model (and params) wraps to the same callable: check() then wrap() share one
         # compiled function and one compile history, as a user reusing the model would expect.
-        for (known_model, known_params, known_convert), known in self._wrapped:
+        for (known_model, known_params, known_convert), known, _ in self._wrapped:
             if known_model is model and known_params is params and known_convert is convert:
                 return known
         from .optimize.jit import wrap_model
 
-        variant_model, variant_params, cast_inputs, name = self._apply_precision(
-            model, params, example_inputs, convert
-        )
+        variant = self._apply_precision(model, params, example_inputs, convert)
         jit_spec = self.spec.jit_warm
         mesh = self._device_mesh()
         if jit_spec is not None or mesh is not None:
             self._explain_cache_misses()
         wrapped = wrap_model(
-            variant_model,
-            params=variant_params,
+            variant.model,
+            params=variant.params,
             # Sharding over devices is a compiled program: devices() implies JIT.
             jit=jit_spec is not None or mesh is not None,
             max_compiles=jit_spec.max_compiles if jit_spec else None,
             # The fixture turns JAX's explanations on for the whole test: no per-call toggling.
             explain=False,
             mesh=mesh,
-            cast_inputs=cast_inputs,
-            name=name,
+            cast_inputs=variant.cast_inputs,
+            name=variant.name,
         )
-        self._wrapped.append(((model, params, convert), wrapped))
-        self._variants[id(wrapped)] = (variant_model, variant_params, cast_inputs, name)
+        self._wrapped.append(((model, params, convert), wrapped, variant))
         return wrapped
 
     def check(
@@ -523,33 +506,34 @@ class Jaxperf:
 
     def _apply_precision(
         self, model: Any, params: Any, example_inputs: tuple[Any, ...], convert: Callable[..., Any] | None
-    ) -> tuple[Any, Any, Any, str | None]:
-        """``(model, params, input cast dtype, name)`` of the case's precision variant."""
+    ) -> _BuiltVariant:
+        """The case's precision variant of the model."""
         __tracebackhide__ = True
         dtype = self.variant.dtype
         if dtype == "float32":
-            return model, params, None, None
+            return _BuiltVariant(model, params)
         from .checks.compiles import function_name
-        from .optimize.jit import describe_model_error
+        from .optimize.jit import describe_model_error, is_nnx_module
 
         error = describe_model_error(model, params)
         if error:
             raise TypeError(error)
-        name = type(model).__name__ if params is None and not _is_function(model) else function_name(model)
+        # The variant keeps the model's name (a converted function has its own).
+        name = type(model).__name__ if is_nnx_module(model) else function_name(model)
         if convert is not None:
             converted = convert(model) if params is None else convert(model, params)
             if params is None:
-                return converted, None, None, name
+                return _BuiltVariant(converted, name=name)
             if not (isinstance(converted, tuple) and len(converted) == 2):
                 raise TypeError(
                     f"convert(fn, params) must return (fn, params) for a function model, got {converted!r}"
                 )
-            return converted[0], converted[1], None, name
+            return _BuiltVariant(converted[0], converted[1], name=name)
         if dtype in ("bfloat16", "float16"):
             from .optimize.precision import COMPUTE_DTYPES, mixed_precision
 
             low_model, low_params = mixed_precision(model, COMPUTE_DTYPES[dtype], params=params)
-            return low_model, low_params, COMPUTE_DTYPES[dtype], name
+            return _BuiltVariant(low_model, low_params, COMPUTE_DTYPES[dtype], name)
         if not example_inputs:
             raise TypeError(
                 f"jaxperf {self.variant.case_id}: int8 quantization needs example inputs to see how each "
@@ -562,8 +546,12 @@ class Jaxperf:
         except QuantizationError as failure:
             message = f"jaxperf {self.variant.case_id}: {failure}"
         else:
-            self._left_in_float[quantized.apply] = [f"{f.name} ({f.reason})" for f in quantized.left_in_float]
-            return quantized.apply, quantized.params, None, quantized.name
+            return _BuiltVariant(
+                quantized.apply,
+                quantized.params,
+                name=quantized.name,
+                left_in_float=tuple(f"{f.name} ({f.reason})" for f in quantized.left_in_float),
+            )
         pytest.skip(message)
 
     def _check_precision(
@@ -571,13 +559,17 @@ class Jaxperf:
     ) -> dict[str, Any]:
         """Audit the variant's matmuls and (but for float32) check it against float32; fail on either."""
         __tracebackhide__ = True
-        import jax
 
         from .checks.audit import audit
         from .checks.fidelity import check_fidelity, floor_for
+        from .checks.memory import tree_bytes
         from .optimize.jit import wrap_model
 
         dtype = self.variant.dtype
+        # float32's parameter bytes are the reference's: the model as given, wrapped as it is.
+        reference = (
+            wrapped if dtype == "float32" else wrap_model(model, params=params, jit=True, name=wrapped.name)
+        )
         compiled = wrapped.lower(*example_inputs)
         result = audit(
             wrapped.program(*example_inputs),
@@ -588,9 +580,9 @@ class Jaxperf:
             "dtype": dtype,
             "audit": result.to_dict(),
             # matmuls the built-in int8 quantizer could not reach (inside scan/while/cond)
-            "left_in_float": self._left_in_float.get(self._variants[id(wrapped)][0], []),
-            "param_bytes": _nbytes(wrapped.params),
-            "float32_param_bytes": _nbytes(jax.tree_util.tree_leaves(_model_state(model, params))),
+            "left_in_float": list(self._built_variant(wrapped).left_in_float),
+            "param_bytes": tree_bytes(wrapped.params),
+            "float32_param_bytes": tree_bytes(reference.params),
             "fidelity": None,
         }
         if not result.passed:
@@ -599,7 +591,6 @@ class Jaxperf:
             return summary
         spec = self.spec.dtype
         assert spec is not None
-        reference = wrap_model(model, params=params, jit=True, name=wrapped.name)
         fidelity = check_fidelity(
             reference,
             wrapped,
@@ -714,7 +705,7 @@ class Jaxperf:
 
     def unreported_violation(self) -> RecompileError | None:
         """A recompile failure raised inside the test but swallowed before it reached pytest."""
-        for _, wrapped in self._wrapped:
+        for _, wrapped, _ in self._wrapped:
             if wrapped.watched is not None and wrapped.watched.violation is not None:
                 return wrapped.watched.violation
         return None
@@ -756,6 +747,9 @@ class Jaxperf:
             message = f"jaxperf {self.variant.case_id}: {error}"
         pytest.skip(message)
 
+    def _built_variant(self, wrapped: WrappedModel) -> _BuiltVariant:
+        return next(variant for _, known, variant in self._wrapped if known is wrapped)
+
     def _check_sharded(self, wrapped: WrappedModel, inputs: tuple[Any, ...]) -> None:
         """The compiled program really spans the mesh, and it computes what one device computes."""
         __tracebackhide__ = True
@@ -763,8 +757,10 @@ class Jaxperf:
         from .optimize.jit import wrap_model
 
         # The same variant (its precision, its int8 weights) on one device.
-        model, params, cast_inputs, name = self._variants[id(wrapped)]
-        single = wrap_model(model, params=params, jit=True, cast_inputs=cast_inputs, name=name)
+        variant = self._built_variant(wrapped)
+        single = wrap_model(
+            variant.model, params=variant.params, jit=True, cast_inputs=variant.cast_inputs, name=variant.name
+        )
         problems = sharding_problems(wrapped, single, inputs)
         if problems:
             pytest.fail(f"jaxperf {self.variant.case_id}: {'; '.join(problems)}", pytrace=False)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 from flax import nnx
 
 from pytest_jaxperf.checks.audit import audit
 from pytest_jaxperf.checks.fidelity import compare
+from pytest_jaxperf.checks.memory import tree_bytes
 from pytest_jaxperf.optimize.jit import wrap_model
 from pytest_jaxperf.optimize.quantize import quantize_int8
 from suites.models.cnn import ConvNet
@@ -34,10 +34,6 @@ MODELS = {
 }
 
 
-def _bytes(tree):
-    return sum(int(np.asarray(leaf).nbytes) for leaf in jax.tree.leaves(tree))
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_int8_dynamic_ours_and_qwix(jaxperf, name):
     make, shape = MODELS[name]
@@ -53,7 +49,7 @@ def test_int8_dynamic_ours_and_qwix(jaxperf, name):
     jaxperf.record(f"{name} int8-dynamic SQNR, ours", ours_sqnr, "dB")
     jaxperf.record(f"{name} int8-dynamic SQNR, qwix", theirs_sqnr, "dB")
     jaxperf.record(f"{name} int8 parameter bytes, ours", ours.param_bytes, "bytes")
-    jaxperf.record(f"{name} int8 parameter bytes, qwix", _bytes(theirs.params), "bytes")
+    jaxperf.record(f"{name} int8 parameter bytes, qwix", tree_bytes(theirs.params), "bytes")
     comparison = jaxperf.compare(
         lambda: theirs.run(x), lambda: ours_jit(ours.params, x), names=("qwix", "ours")
     )

@@ -17,6 +17,14 @@ from typing import Any
 _UNITS = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
 
 
+def tree_bytes(tree: Any) -> int:
+    """Bytes held by the arrays of a pytree (parameters, an NNX state)."""
+    import jax
+    import numpy as np
+
+    return sum(int(np.asarray(leaf).nbytes) for leaf in jax.tree_util.tree_leaves(tree))
+
+
 def format_bytes(count: float) -> str:
     """``157.3 GiB``, ``512.0 MiB``, ``300 B``."""
     for unit, size in _UNITS:

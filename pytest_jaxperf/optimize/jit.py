@@ -117,7 +117,7 @@ def describe_model_error(model: Any, params: Any) -> str | None:
             f"got a flax.linen module {type(model).__name__}: pass its apply function with the "
             f"variables, jaxperf.check(model.apply, *inputs, params=variables); {accepted}"
         )
-    if _is_nnx_module(model):
+    if is_nnx_module(model):
         if params is not None:
             return (
                 f"params= was given with the flax.nnx.Module {type(model).__name__}, which holds its "
@@ -131,7 +131,8 @@ def describe_model_error(model: Any, params: Any) -> str | None:
     return None
 
 
-def _is_nnx_module(model: Any) -> bool:
+def is_nnx_module(model: Any) -> bool:
+    """Whether ``model`` is a ``flax.nnx.Module`` (without importing flax when nothing has)."""
     nnx = sys.modules.get("flax.nnx")
     return nnx is not None and isinstance(model, nnx.Module)
 
@@ -159,7 +160,7 @@ def wrap_model(
         raise TypeError(error)
     if mesh is not None and not jit:
         raise ValueError("sharding over several devices needs jit: combine devices() with jit_warm")
-    if _is_nnx_module(model):
+    if is_nnx_module(model):
         return _wrap_module(
             model, jit=jit, max_compiles=max_compiles, explain=explain, mesh=mesh, cast_inputs=cast_inputs
         )

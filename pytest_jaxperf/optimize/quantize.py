@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import program as prog
+from ..checks.memory import tree_bytes
 from ..program import innermost_module
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ class QuantizedModel:
         self._forward = forward
         leaves, self._param_tree = jax.tree_util.tree_flatten(float_params)
         self._param_avals = [jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype) for leaf in leaves]  # type: ignore[no-untyped-call]
-        self.float_param_bytes = sum(int(np.asarray(leaf).nbytes) for leaf in leaves)
+        self.float_param_bytes = tree_bytes(leaves)
         self._plans: dict[Any, _Plan] = {}
         self._left: tuple[FloatLayer, ...] = ()
         self._layers: tuple[QuantizedLayer, ...] = ()
@@ -119,7 +120,7 @@ class QuantizedModel:
     @property
     def param_bytes(self) -> int:
         """Bytes of everything the quantized model stores (int8 codes, scales, float leftovers)."""
-        return sum(int(np.asarray(leaf).nbytes) for leaf in jax.tree.leaves(self.params))
+        return tree_bytes(self.params)
 
     def __call__(self, *inputs: Any) -> Any:
         return self.apply(self.params, *inputs)
