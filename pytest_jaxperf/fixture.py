@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gc
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -159,26 +160,17 @@ class Jaxperf:
 
         wrapped = self.wrap(model, *example_inputs, params=params, convert=convert)
         calls = self.spec.jit_warm.warmup if self.spec.jit_warm else 1
-        from .checks.compiles import RecompileError
 
         # Before anything runs: a program over its budget fails here, never having touched the device.
         memory = self._check_memory_budget(wrapped, example_inputs) if self.spec.memory else None
-        try:
+        explain = functools.partial(self._explain_run_failure, wrapped, inputs=example_inputs)
+        with self._failures_explained(explain):
             timings = warm_up(wrapped, example_inputs, calls)
             if wrapped.mesh is not None:
                 self._check_sharded(wrapped, example_inputs)
             precision = (
                 self._check_precision(model, params, wrapped, example_inputs) if self.spec.dtype else None
             )
-        except (RecompileError, pytest.fail.Exception, pytest.skip.Exception):
-            raise
-        except Exception as error:
-            message = self._explain_run_failure(wrapped, error, example_inputs)
-        else:
-            message = ""
-        if message:
-            gc.collect()  # the failed run's buffers go now, not at the end of the session
-            pytest.fail(message, pytrace=False)
         if memory is not None:
             memory = {**memory, **self._device_peak()}
         record = CheckRecord(
@@ -196,7 +188,7 @@ class Jaxperf:
             memory=memory,
         )
         if self.config.measure:
-            try:
+            with self._failures_explained(explain):
                 record = self._measure_and_gate(
                     record,
                     wrapped.run,
@@ -204,13 +196,6 @@ class Jaxperf:
                     lambda: wrapped.lower(*example_inputs),
                     items=_items(example_inputs),
                 )
-            except (RecompileError, pytest.fail.Exception, PerformanceRegression):
-                raise
-            except Exception as error:
-                message = self._explain_run_failure(wrapped, error, example_inputs)
-            if message:
-                gc.collect()
-                pytest.fail(message, pytrace=False)
         self.records.append(record)
         self._fail_on_regression(record)
         return record
@@ -379,7 +364,7 @@ class Jaxperf:
         self.record("pipeline stage two", timing.stage_two_seconds * 1e3, "ms")
         return output, timing
 
-    # --- memory --------------------------------------------------------------------------------------
+    # --- memory and failed runs ------------------------------------------------------------------------
 
     def _compiled_breakdown(self, wrapped: WrappedModel, inputs: tuple[Any, ...]) -> MemoryBreakdown:
         """What the model's compiled program needs (compiles ahead of time; runs nothing)."""
@@ -449,27 +434,41 @@ class Jaxperf:
         )
 
     @contextlib.contextmanager
-    def _out_of_memory_fails(self, label: str, args: tuple[Any, ...], fn: Any) -> Iterator[None]:
-        """Around a measured callable: running out of memory fails the test with the breakdown."""
+    def _failures_explained(self, explain: Callable[[Exception], str]) -> Iterator[None]:
+        """Around running a model: an error that ``explain`` turns into a message fails the test, the
+        failed run's buffers released first; ``explain`` re-raises what it cannot explain, and the
+        plugin's own outcomes (fail, skip, recompile, regression) pass through untouched."""
         __tracebackhide__ = True
-        from .checks.memory import compiled_memory, is_out_of_memory
+        from .checks.compiles import RecompileError
 
         message = ""
         try:
             yield
-        except (pytest.fail.Exception, PerformanceRegression):
+        except (RecompileError, PerformanceRegression, pytest.fail.Exception, pytest.skip.Exception):
             raise
         except Exception as error:
-            if not is_out_of_memory(error):
-                raise
-            try:
-                breakdown = compiled_memory(fn.lower(*args).compile()) if hasattr(fn, "lower") else None
-            except Exception:
-                breakdown = None
-            message = self._format_out_of_memory(error, label, args, breakdown)
+            message = explain(error)
         if message:
-            gc.collect()
+            gc.collect()  # the failed run's buffers go now, not at the end of the session
             pytest.fail(message, pytrace=False)
+
+    def _out_of_memory_fails(
+        self, label: str, args: tuple[Any, ...], fn: Any
+    ) -> contextlib.AbstractContextManager[None]:
+        """Around a measured callable: running out of memory fails the test with the breakdown."""
+        return self._failures_explained(functools.partial(self._explain_out_of_memory, label, args, fn))
+
+    def _explain_out_of_memory(self, label: str, args: tuple[Any, ...], fn: Any, error: Exception) -> str:
+        __tracebackhide__ = True
+        from .checks.memory import compiled_memory, is_out_of_memory
+
+        if not is_out_of_memory(error):
+            raise error
+        try:
+            breakdown = compiled_memory(fn.lower(*args).compile()) if hasattr(fn, "lower") else None
+        except Exception:  # the analysis is a courtesy here; the out-of-memory error is the news
+            breakdown = None
+        return self._format_out_of_memory(error, label, args, breakdown)
 
     def _device_peak(self) -> dict[str, Any]:
         """The device's peak bytes in use so far (GPU/TPU; a process-lifetime high-water mark)."""
@@ -480,9 +479,9 @@ class Jaxperf:
         stats = device_memory_stats(jax.devices()[0])
         return {"device_peak_bytes": stats["peak_bytes_in_use"]} if "peak_bytes_in_use" in stats else {}
 
-    # --- precision variants ----------------------------------------------------------------------------
-
-    def _explain_run_failure(self, wrapped: WrappedModel, error: Exception, inputs: tuple[Any, ...]) -> str:
+    def _explain_run_failure(
+        self, wrapped: WrappedModel, error: Exception, *, inputs: tuple[Any, ...]
+    ) -> str:
         """The failure message for an out-of-memory error or a variant that could not run; re-raise
         anything else (the user's own error)."""
         __tracebackhide__ = True
@@ -503,6 +502,8 @@ class Jaxperf:
         if wrapped.mesh is not None and isinstance(error, ValueError):
             return f"jaxperf {self.variant.case_id}: {error}"  # an input that cannot be sharded
         raise error
+
+    # --- precision variants ----------------------------------------------------------------------------
 
     def _apply_precision(
         self, model: Any, params: Any, example_inputs: tuple[Any, ...], convert: Callable[..., Any] | None
