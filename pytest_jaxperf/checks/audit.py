@@ -112,13 +112,13 @@ def _names(matmuls: tuple[Matmul, ...]) -> list[str]:
     return list(dict.fromkeys(m.layer for m in matmuls))
 
 
-def weight_kinds(program: Program) -> dict[int, str]:
-    """For every value computed from the parameters alone: what kind of weight it is."""
+def weight_kinds(program: Program, weights: dict[int, frozenset[int]]) -> dict[int, str]:
+    """For every value computed from the parameters alone (``weights``, :meth:`Program.weights`): what
+    kind of weight it is."""
     kinds: dict[int, str] = {}
     for index in range(len(program.param_names)):
         aval = program.avals[index]
         kinds[index] = INT8_WEIGHT if str(aval.dtype) in ("int8", "uint8", "int4") else FLOAT_WEIGHT
-    weights = program.weights()
     for equation in program.equations:
         if not all(out in weights for out in equation.outputs):
             continue
@@ -137,7 +137,7 @@ def weight_kinds(program: Program) -> dict[int, str]:
 def audit(program: Program, dtype: str, compiled_hlo: str = "") -> Audit:
     """Classify every matmul of ``program`` and judge it against the variant's ``dtype``."""
     weights = program.weights()
-    kinds = weight_kinds(program)
+    kinds = weight_kinds(program, weights)
     matmuls: list[Matmul] = []
     for position, equation in program.matmuls():
         slots = [o for o in equation.inputs if not isinstance(o, Const) and o in weights and weights[o]]
