@@ -128,28 +128,39 @@ class BaselineFile:
 
 def read_file(path: Path) -> BaselineFile:
     """Load one baseline file; BaselineError says what is wrong with it and that it was left alone."""
-    left_alone = (
-        "the file was left as it is: repair it, or delete it and record anew with --jaxperf-update-baselines"
-    )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise BaselineError(f"baseline file {path} is not UTF-8 text ({error}); {left_alone}") from None
-    except json.JSONDecodeError as error:
-        raise BaselineError(f"baseline file {path} is corrupt or truncated ({error}); {left_alone}") from None
+        raise BaselineError(f"baseline file {path} is not UTF-8 text ({error}); {_LEFT_ALONE}") from None
     except OSError as error:
         raise BaselineError(f"baseline file {path} cannot be read ({error})") from None
+    return parse_file(text, path)
+
+
+_LEFT_ALONE = (
+    "the file was left as it is: repair it, or delete it and record anew with --jaxperf-update-baselines"
+)
+
+
+def parse_file(text: str, path: Path) -> BaselineFile:
+    """A baseline file's text (from disk or from a git revision) as a BaselineFile, or BaselineError."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BaselineError(
+            f"baseline file {path} is corrupt or truncated ({error}); {_LEFT_ALONE}"
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("records"), dict):
-        raise BaselineError(f"baseline file {path} is not a jaxperf baseline (no records); {left_alone}")
+        raise BaselineError(f"baseline file {path} is not a jaxperf baseline (no records); {_LEFT_ALONE}")
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise BaselineError(
             f"baseline file {path} has schema version {version!r}; this pytest-jaxperf reads version "
-            f"{SCHEMA_VERSION}; {left_alone}"
+            f"{SCHEMA_VERSION}; {_LEFT_ALONE}"
         )
     environment = data.get("environment")
     if not isinstance(environment, dict):
-        raise BaselineError(f"baseline file {path} has no environment fingerprint; {left_alone}")
+        raise BaselineError(f"baseline file {path} has no environment fingerprint; {_LEFT_ALONE}")
     return BaselineFile(path, environment, str(data.get("module", "")), data["records"])
 
 

@@ -301,6 +301,13 @@ class Jaxperf:
         """Report a figure this test measured; shown under ``--jaxperf`` and written to the JSON."""
         self.records.append(FigureRecord(self.nodeid, self.variant.id, name, float(value), unit))
 
+    def _record_sweep_point(self, model: str, batch: int, name: str, value: float, unit: str) -> None:
+        # Model and batch as fields, so that `jaxperf report` plots throughput against batch size.
+        record = FigureRecord(
+            self.nodeid, self.variant.id, name, float(value), unit, model=model, batch=batch
+        )
+        self.records.append(record)
+
     def batch_sweep(
         self,
         model: Any,
@@ -327,8 +334,13 @@ class Jaxperf:
                 config=TimingConfig(target=self.config.ci_target, budget_seconds=min(self._budget(), 1.0)),
             )
         for point in sweep.points:
-            self.record(f"{wrapped.name} batch {point.batch}: throughput", point.throughput, "items/s")
-            self.record(f"{wrapped.name} batch {point.batch}: latency", point.latency_seconds * 1e3, "ms")
+            name, batch = wrapped.name, point.batch
+            self._record_sweep_point(
+                name, batch, f"{name} batch {batch}: throughput", point.throughput, "items/s"
+            )
+            self._record_sweep_point(
+                name, batch, f"{name} batch {batch}: latency", point.latency_seconds * 1e3, "ms"
+            )
         self.record(f"{wrapped.name}: throughput saturates at batch", sweep.saturation, "rows")
         return sweep
 

@@ -60,6 +60,10 @@ class FigureRecord:
     name: str
     value: float
     unit: str
+    model: str = ""
+    """For a point of a batch sweep: the model swept."""
+    batch: int | None = None
+    """For a point of a batch sweep: the batch size of this point."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "figure", **dataclasses.asdict(self)}

@@ -113,11 +113,11 @@ def summary_lines(records: Sequence[Record]) -> list[str]:
     lines: list[str] = []
     rows = check_rows(records)
     if len(rows) > 1:
-        lines += _table(rows)
+        lines += text_table(rows)
     precision = precision_rows(records)
     if len(precision) > 1:
         lines += [""] if lines else []
-        lines += _table(precision)
+        lines += text_table(precision)
     comparisons = [r for r in records if isinstance(r, ComparisonRecord)]
     if comparisons:
         lines += [""] if lines else []
@@ -133,13 +133,13 @@ def summary_lines(records: Sequence[Record]) -> list[str]:
                     str(c["rounds"]),
                 )
             )
-        lines += _table(comparison_rows)
+        lines += text_table(comparison_rows)
     figures = [r for r in records if isinstance(r, FigureRecord)]
     if figures:
         lines += [""] if lines else []
         figure_rows: list[tuple[str, ...]] = [("test", "variant", "figure", "value", "unit")]
         figure_rows += [(f.nodeid, f.variant, f.name, f"{f.value:.6g}", f.unit) for f in figures]
-        lines += _table(figure_rows)
+        lines += text_table(figure_rows)
     scaling = scaling_lines(records)
     if scaling:
         lines += [""] if lines else []
@@ -192,7 +192,7 @@ def verdict_counts(records: Sequence[Record]) -> str:
     return "jaxperf: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
-def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+def text_table(rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     # Text columns flush left, number columns flush right.
     numeric = [all(_is_number(row[i]) for row in rows[1:]) for i in range(len(widths))]

@@ -65,21 +65,25 @@ def _format_count(value: float) -> str:
 
 
 def deterministic_changes(
-    current: Mapping[str, Any], baseline: Mapping[str, Any], tolerance: float = DETERMINISTIC_TOLERANCE
+    current: Mapping[str, Any],
+    baseline: Mapping[str, Any],
+    tolerance: float = DETERMINISTIC_TOLERANCE,
+    *,
+    reference: str = "baseline",
 ) -> tuple[list[str], list[str]]:
     """(regressions, improvements) among compiles and GATED_METRICS; both are exact figures."""
     regressions: list[str] = []
     improvements: list[str] = []
     now, before = current.get("compiles"), baseline.get("compiles")
     if isinstance(now, int) and isinstance(before, int) and now != before:
-        (regressions if now > before else improvements).append(f"compiles {now} vs baseline {before}")
+        (regressions if now > before else improvements).append(f"compiles {now} vs {reference} {before}")
     for key, label in GATED_METRICS.items():
         now, before = (current.get("metrics") or {}).get(key), (baseline.get("metrics") or {}).get(key)
         if not isinstance(now, int | float) or not isinstance(before, int | float) or before <= 0:
             continue
         change = now / before - 1
         if abs(change) > tolerance:
-            line = f"{label} {_format_count(now)} vs baseline {_format_count(before)} ({_percent(change)})"
+            line = f"{label} {_format_count(now)} vs {reference} {_format_count(before)} ({_percent(change)})"
             (regressions if change > 0 else improvements).append(line)
     return regressions, improvements
 
@@ -94,13 +98,14 @@ def timing_verdict(
     ratio_ci: tuple[float, float],
     *,
     threshold: float = DEFAULT_THRESHOLD,
+    reference: str = "baseline",
 ) -> Verdict:
     """Timing tier: ``current`` and ``baseline`` hold ``median`` (s per call) and ``items_per_call``."""
     noise = float(baseline.get("noise_floor") or 0.0)
     limit = max(threshold, NOISE_MULTIPLE * noise)
     ratio = current["median"] / baseline["median"]
     low, high = ratio_ci
-    reason = _timing_reason(current, baseline, ratio, low, high, limit)
+    reason = _timing_reason(current, baseline, ratio, low, high, limit, reference)
     if low - 1 > limit:
         status = REGRESSED
     elif high - 1 < -limit / (1 + limit):
@@ -120,18 +125,19 @@ def _timing_reason(
     low: float,
     high: float,
     limit: float,
+    reference: str,
 ) -> str:
     items = int(current.get("items_per_call") or 1)
     if items > 1:
         # Throughput reads the other way round: a slowdown is a drop.
         now, before = items / current["median"], items / baseline["median"]
         return (
-            f"throughput {now:.4g} items/s vs baseline {before:.4g} ({_percent(1 / ratio - 1)}, "
+            f"throughput {now:.4g} items/s vs {reference} {before:.4g} ({_percent(1 / ratio - 1)}, "
             f"95% CI {_percent(1 / high - 1)}…{_percent(1 / low - 1)}, "
             f"limit {_percent(-limit / (1 + limit))})"
         )
     return (
-        f"median {current['median'] * 1e3:.4g} ms vs baseline {baseline['median'] * 1e3:.4g} ms "
+        f"median {current['median'] * 1e3:.4g} ms vs {reference} {baseline['median'] * 1e3:.4g} ms "
         f"({_percent(ratio - 1)}, 95% CI {_percent(low - 1)}…{_percent(high - 1)}, limit {_percent(limit)})"
     )
 
@@ -143,15 +149,16 @@ def verdict(
     baseline_samples: Sequence[float],
     *,
     threshold: float = DEFAULT_THRESHOLD,
+    reference: str = "baseline",
 ) -> Verdict:
     """Both tiers: a deterministic regression fails whatever the timing says."""
     from .measure import ratio_ci
 
-    regressions, improvements = deterministic_changes(current, baseline)
+    regressions, improvements = deterministic_changes(current, baseline, reference=reference)
     if baseline_samples and current_samples and baseline.get("median"):
         sizes = (baseline.get("sample_count"), current.get("sample_count"))
         interval = ratio_ci(baseline_samples, current_samples, sizes=sizes)
-        timing = timing_verdict(current, baseline, interval, threshold=threshold)
+        timing = timing_verdict(current, baseline, interval, threshold=threshold, reference=reference)
     else:
         timing = Verdict(PASS, "no timing to compare")
     if regressions:

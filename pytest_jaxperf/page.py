@@ -1,0 +1,466 @@
+"""``jaxperf report``: a run's results and the baselines' history as data (sections of tables and plots),
+then as one self-contained HTML page or as Markdown for a pull-request comment.
+
+The page is data first: every plot has its numbers in a table beside it, so the Markdown (no images) says
+the same as the HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import html
+import math
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from . import plots
+from .records import CheckRecord, ComparisonRecord, FigureRecord
+from .report import check_rows, precision_rows, verdict_counts
+from .verdicts import INCONCLUSIVE, NOT_COMPARABLE, REGRESSED
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from .results import History, Results
+
+#: A variant's tokens in a test case id (``[bf16-d8-wide]``): what is left names the case itself.
+_VARIANT_TOKEN = re.compile(r"(?<=[\[-])(?:int8-dynamic|fp32|bf16|fp16|int8|d\d+)(?=[\]-])")
+REFERENCE_VARIANT = "fp32-d1"
+
+
+@dataclass(frozen=True)
+class Table:
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Plot:
+    png: bytes
+    description: str
+    """The image's alternative text."""
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    intro: str = ""
+    plots: tuple[Plot, ...] = ()
+    tables: tuple[Table, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Page:
+    title: str
+    summary: tuple[str, ...]
+    sections: tuple[Section, ...]
+    problems: tuple[str, ...] = field(default=())
+    """What could not be read or drawn: shown at the top, never hidden."""
+
+
+def case_label(record: CheckRecord) -> str:
+    """``test_x[wide] Decoder``: the test case without its variant tokens, and the model."""
+    name = record.nodeid.split("::")[-1]
+    stripped = name
+    while True:
+        shorter = _VARIANT_TOKEN.sub("", stripped).replace("[-", "[").replace("-]", "]").replace("--", "-")
+        if shorter == stripped:
+            break
+        stripped = shorter
+    return f"{stripped.replace('[]', '')} {record.model}"
+
+
+def series_label(record: CheckRecord) -> str:
+    """The case label without the batch size among its parameters: a model's points at several batch
+    sizes (``test_x[1]``, ``test_x[64]``) make one line."""
+    batch = str((record.timing or {}).get("items_per_call") or "")
+    label = case_label(record)
+    if batch:
+        label = re.sub(rf"(?<=[\[-]){batch}(?=[\]-])", "", label).replace("[-", "[").replace("-]", "]")
+        label = label.replace("[]", "")
+    return label
+
+
+def variant_label(record: CheckRecord) -> str:
+    return record.variant + ("" if record.jit else " eager")
+
+
+def _throughput(record: CheckRecord) -> float:
+    timing = record.timing or {}
+    return float(timing["items_per_call"]) / float(timing["median"])
+
+
+def _draw(draw: Callable[[], bytes], description: str, problems: list[str]) -> tuple[Plot, ...]:
+    if not plots.available():
+        return ()
+    try:
+        return (Plot(draw(), description),)
+    except Exception as error:  # a plot is a view of the table beside it: the table still stands
+        problems.append(f"plot '{description}' could not be drawn: {type(error).__name__}: {error}")
+        return ()
+
+
+def _verdicts(results: Results) -> Section:
+    # One table per test module, the module as its caption: full test ids make the table too wide to read.
+    rows = check_rows(results.records)
+    tables = []
+    for module in dict.fromkeys(row[0].split("::", 1)[0] for row in rows[1:]):
+        own = tuple(
+            (row[0].split("::", 1)[-1], *row[1:]) for row in rows[1:] if row[0].split("::", 1)[0] == module
+        )
+        tables.append(Table(rows[0], own, caption=module))
+    notes = tuple(
+        f"{c.nodeid} {c.key}: {c.verdict['status']}: {c.verdict['reason']}"
+        for c in results.checks
+        if c.verdict and c.verdict.get("status") in (REGRESSED, INCONCLUSIVE, NOT_COMPARABLE)
+    )
+    return Section(
+        "Checks and verdicts",
+        "Every check of the run; under --jaxperf, its timing and its verdict against the committed baseline.",
+        tables=tuple(tables),
+        notes=notes,
+    )
+
+
+def _throughput_section(results: Results, problems: list[str]) -> Section | None:
+    series: dict[str, dict[int, float]] = {}
+    for check in results.measured.values():
+        items = int((check.timing or {}).get("items_per_call") or 1)
+        series.setdefault(f"{series_label(check)} {variant_label(check)}", {})[items] = _throughput(check)
+    for figure in results.records:
+        if isinstance(figure, FigureRecord) and figure.batch is not None and figure.unit == "items/s":
+            series.setdefault(f"{figure.model} {figure.variant} (sweep)", {})[figure.batch] = figure.value
+    if not series:
+        return None
+    points = {label: sorted(by_batch.items()) for label, by_batch in series.items()}
+    rows = tuple(
+        (label, str(batch), f"{rate:,.0f}")
+        for label, pairs in sorted(points.items())
+        for batch, rate in pairs
+    )
+    return Section(
+        "Throughput against batch size",
+        "Items per second at the median call, per model and variant; batch sweeps drawn as lines.",
+        plots=_draw(
+            lambda: plots.throughput_against_batch(points), "throughput against batch size", problems
+        ),
+        tables=(Table(("series", "batch", "items/s"), rows),),
+    )
+
+
+def _speedup_section(results: Results, problems: list[str]) -> Section | None:
+    by_case: dict[str, dict[str, float]] = {}
+    for check in results.measured.values():
+        by_case.setdefault(case_label(check), {})[variant_label(check)] = _throughput(check)
+    # Eager fp32 is the reference where a test has it: the JIT's own speed-up shows then.
+    matrix: dict[str, tuple[str, dict[str, float]]] = {}
+    for case, by_variant in by_case.items():
+        reference = next(
+            (v for v in (f"{REFERENCE_VARIANT} eager", REFERENCE_VARIANT) if v in by_variant), None
+        )
+        if reference is not None and len(by_variant) > 1:
+            base = by_variant[reference]
+            matrix[case] = (reference, {v: t / base for v, t in by_variant.items()})
+    if not matrix:
+        return None
+    columns = sorted({v for _, ratios in matrix.values() for v in ratios}, key=_variant_order)
+    cases = sorted(matrix)
+    values = [[matrix[case][1].get(column) for column in columns] for case in cases]
+    rows = tuple(
+        (case, matrix[case][0], *("-" if v is None else f"{v:.2f}×" for v in row))
+        for case, row in zip(cases, values, strict=True)
+    )
+    return Section(
+        "Speed-up matrix",
+        "Throughput of each optimization relative to the same test case in fp32 on one device (eager "
+        "where the test measured eager). Above 1× is faster. On a CPU, bf16 and fp16 are emulated and "
+        "slower: there their point is fidelity and memory, not speed.",
+        plots=_draw(lambda: plots.speedup_matrix(cases, columns, values), "speed-up matrix", problems),
+        tables=(Table(("test case and model", "reference", *columns), rows),),
+    )
+
+
+def _variant_order(label: str) -> tuple[int, int, str]:
+    order = ("fp32", "bf16", "fp16", "int8", "int8-dynamic")
+    match = re.fullmatch(r"(.+)-d(\d+)( eager)?", label)
+    if match is None:
+        return (0, len(order), label)
+    dtype, devices, eager = match.groups()
+    # Eager first: it is the reference the JIT's speed-up is read against.
+    return (int(devices), -1 if eager else order.index(dtype) if dtype in order else len(order), label)
+
+
+def _fidelity_section(results: Results, problems: list[str]) -> Section | None:
+    table = precision_rows(results.records)
+    if len(table) == 1:
+        return None
+    judged = [
+        c
+        for c in results.checks
+        if c.precision and (c.precision.get("fidelity") or {}).get("floor_db") is not None
+    ]
+    labels = [f"{case_label(c)} {c.variant}" for c in judged]
+    sqnr = [_db((c.precision or {})["fidelity"].get("min_sqnr_db")) for c in judged]
+    floors = [float((c.precision or {})["fidelity"]["floor_db"]) for c in judged]
+    return Section(
+        "Fidelity against float32",
+        "The worst signal-to-quantization-noise ratio over the hypothesis examples, per variant, against the "
+        "floor the variant must stay above; the matmul audit says what each variant computes in.",
+        plots=_draw(lambda: plots.sqnr_against_floor(labels, sqnr, floors), "SQNR per variant", problems)
+        if judged
+        else (),
+        tables=(Table(table[0], tuple(table[1:])),),
+    )
+
+
+def _db(value: float | None) -> float:
+    return math.inf if value is None else float(value)
+
+
+def _memory_section(results: Results, problems: list[str]) -> Section | None:
+    rows: list[tuple[str, ...]] = []
+    labels: list[str] = []
+    parts: dict[str, list[float]] = {"arguments": [], "outputs": [], "temporaries": []}
+    for check in results.checks:
+        compiled = (check.memory or {}).get("compiled") or {}
+        metrics = check.metrics or {}
+        arguments = compiled.get("arguments", metrics.get("argument_bytes"))
+        outputs = compiled.get("outputs", metrics.get("output_bytes"))
+        temporaries = compiled.get("temporaries", metrics.get("temp_bytes"))
+        if arguments is None or outputs is None or temporaries is None:
+            continue
+        label = f"{case_label(check)} {variant_label(check)}"
+        labels.append(label)
+        for name, size in (("arguments", arguments), ("outputs", outputs), ("temporaries", temporaries)):
+            parts[name].append(float(size))
+        budget = (check.memory or {}).get("budget_bytes")
+        params = (check.precision or {}).get("param_bytes")
+        rows.append(
+            (
+                label,
+                _mib(arguments),
+                _mib(outputs),
+                _mib(temporaries),
+                _mib(arguments + outputs + temporaries),
+                "-" if params is None else _mib(params),
+                "-" if budget is None else _mib(budget),
+            )
+        )
+    if not rows:
+        return None
+    return Section(
+        "Memory per variant",
+        "What each compiled program needs on its device, from XLA's memory analysis (parameters are "
+        "among the arguments); parameter bytes of precision variants and memory budgets where the test set "
+        "one.",
+        plots=_draw(lambda: plots.memory_per_variant(labels, parts), "memory per variant", problems),
+        tables=(
+            Table(
+                (
+                    "test case, model and variant",
+                    "arguments MiB",
+                    "outputs MiB",
+                    "temporaries MiB",
+                    "total MiB",
+                    "parameters MiB",
+                    "budget MiB",
+                ),
+                tuple(rows),
+            ),
+        ),
+    )
+
+
+def _mib(size: float) -> str:
+    return f"{size / 2**20:.3f}"
+
+
+def _history_section(history: History, problems: list[str]) -> Section:
+    problems.extend(history.problems)
+    series = history.series()
+    rows = []
+    for (environment, module, key), points in sorted(series.items()):
+        first, last = points[0], points[-1]
+        change = f"{100 * (last.throughput / first.throughput - 1):+.1f}%" if len(points) > 1 else "-"
+        rows.append(
+            (environment, module, key, str(len(points)), f"{first.date} {first.commit[:8]}",
+             f"{last.date} {last.commit[:8]}", f"{first.throughput:,.4g}", f"{last.throughput:,.4g}", change)
+        )  # fmt: skip
+    drawn: list[Plot] = []
+    groups: dict[tuple[str, str], dict[str, list[tuple[str, float]]]] = {}
+    for (environment, module, key), points in series.items():
+        if len(points) > 1:
+            recorded = [(f"{p.date} {p.commit[:8]}", p.throughput) for p in points]
+            groups.setdefault((environment, module), {})[key] = recorded
+    for (environment, module), by_key in sorted(groups.items()):
+        title = f"{module} on {environment}"
+        drawn += _draw(functools.partial(plots.history, title, by_key), f"history: {title}", problems)
+    intro = (
+        f"Every baseline recorded for each benchmark, read from {history.revisions} git revision(s) of the "
+        "baselines folder and its files as they are now; a plot per module where a benchmark was recorded "
+        "more than once."
+    )
+    header = ("environment", "module", "benchmark", "recordings", "first", "last", "first items/s",
+              "last items/s", "change")  # fmt: skip
+    return Section(
+        "History of the baselines", intro, tuple(drawn), (Table(header, tuple(rows)),) if rows else ()
+    )
+
+
+def _figures_section(results: Results) -> Section | None:
+    figures = [r for r in results.records if isinstance(r, FigureRecord)]
+    comparisons = [r for r in results.records if isinstance(r, ComparisonRecord)]
+    tables = []
+    if figures:
+        rows = tuple((f.nodeid, f.variant, f.name, f"{f.value:.6g}", f.unit) for f in figures)
+        tables.append(Table(("test", "variant", "figure", "value", "unit"), rows))
+    if comparisons:
+        rows = tuple(
+            (r.nodeid, f"{r.comparison['name_b']} / {r.comparison['name_a']}", f"{r.comparison['ratio']:.3f}",
+             f"{r.comparison['ci_low']:.3f}…{r.comparison['ci_high']:.3f}", str(r.comparison["rounds"]))
+            for r in comparisons
+        )  # fmt: skip
+        tables.append(Table(("test", "B / A", "ratio (time)", "95% CI", "rounds"), rows))
+    if not tables:
+        return None
+    return Section(
+        "Figures the tests reported",
+        "jaxperf.record, batch sweeps and jaxperf.compare.",
+        tables=tuple(tables),
+    )
+
+
+def build_page(results: Results, history: History | None) -> Page:
+    """The report of one run: every section that has data, plus the baselines' history when given."""
+    problems: list[str] = []
+    if not plots.available():
+        problems.append("matplotlib is not installed, so this report has tables and no plots: "
+                        "pip install 'pytest-jaxperf[report]'")  # fmt: skip
+    sections = [
+        _verdicts(results),
+        _throughput_section(results, problems),
+        _speedup_section(results, problems),
+        _fidelity_section(results, problems),
+        _memory_section(results, problems),
+        _history_section(history, problems) if history is not None else None,
+        _figures_section(results),
+    ]
+    summary = (
+        f"results: {results.path}",
+        f"environment: {results.environment or 'not recorded'}",
+        f"{len(results.checks)} check(s), {len(results.measured)} timed; " + verdict_counts(results.records),
+    )
+    return Page("jaxperf report", summary, tuple(s for s in sections if s is not None), tuple(problems))
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1400px; color: #1b1b1b;
+       padding: 0 1em; }
+h1 { font-size: 1.6em; }
+h2 { font-size: 1.25em; border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+.summary li, .problems li { margin: .15em 0; }
+.problems { background: #fff4e5; border-left: 4px solid #e69500; padding: .5em 1em; }
+.pair { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
+.pair img { max-width: 100%; height: auto; border: 1px solid #ddd; }
+.tables { overflow-x: auto; flex: 1 1 600px; min-width: 0; }
+caption { text-align: left; font-family: ui-monospace, monospace; padding: .3em 0; }
+table { border-collapse: collapse; font-size: .85em; margin-bottom: 1em; }
+th, td { border: 1px solid #ccc; padding: .25em .5em; text-align: left; white-space: nowrap; }
+th { background: #f2f2f2; position: sticky; top: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr:nth-child(even) td { background: #fafafa; }
+.regressed { color: #b00020; font-weight: bold; }
+.improved { color: #1b5e20; }
+.inconclusive { color: #8a6d00; }
+.notes li { font-family: ui-monospace, monospace; font-size: .85em; }
+"""
+
+
+def _cell(text: str, header: str) -> str:
+    classes = []
+    if re.fullmatch(r"[−+-]?[\d,]*\.?\d+(e[+-]?\d+)?[%×]?", text.strip()):
+        classes.append("num")
+    if header == "verdict" and text in ("regressed", "improved", "inconclusive"):
+        classes.append(text)
+    attribute = f' class="{" ".join(classes)}"' if classes else ""
+    return f"<td{attribute}>{html.escape(text)}</td>"
+
+
+def _html_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
+    body = "".join(
+        "<tr>"
+        + "".join(_cell(cell, header) for cell, header in zip(row, table.header, strict=False))
+        + "</tr>"
+        for row in table.rows
+    )
+    caption = f"<caption>{html.escape(table.caption)}</caption>" if table.caption else ""
+    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def to_html(page: Page) -> str:
+    """One self-contained page: inline style, plots embedded as PNG data, no script, nothing fetched."""
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(page.title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(page.title)}</h1>",
+        '<ul class="summary">' + "".join(f"<li>{html.escape(line)}</li>" for line in page.summary) + "</ul>",
+    ]
+    if page.problems:
+        items = "".join(f"<li>{html.escape(p)}</li>" for p in page.problems)
+        parts.append(f'<div class="problems"><strong>Not shown</strong><ul>{items}</ul></div>')
+    for section in page.sections:
+        parts.append(f"<section><h2>{html.escape(section.title)}</h2>")
+        if section.intro:
+            parts.append(f"<p>{html.escape(section.intro)}</p>")
+        images = "".join(
+            f'<img alt="{html.escape(p.description)}" src="data:image/png;base64,'
+            f'{base64.b64encode(p.png).decode("ascii")}">'
+            for p in section.plots
+        )
+        tables = "".join(_html_table(t) for t in section.tables)
+        parts.append(f'<div class="pair"><div>{images}</div><div class="tables">{tables}</div></div>')
+        if section.notes:
+            parts.append(
+                '<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in section.notes) + "</ul>"
+            )
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _markdown_table(table: Table) -> list[str]:
+    def escape(cell: str) -> str:
+        return cell.replace("|", "\\|")
+
+    lines = [f"`{table.caption}`", ""] if table.caption else []
+    lines += ["| " + " | ".join(escape(h) for h in table.header) + " |", "|" + "---|" * len(table.header)]
+    return lines + ["| " + " | ".join(escape(c) for c in row) + " |" for row in table.rows]
+
+
+def to_markdown(page: Page, *, max_rows: int = 60) -> str:
+    """GitHub-flavoured Markdown with the same tables (no images), for a pull-request comment."""
+    lines = [f"## {page.title}", ""] + [f"- {line}" for line in page.summary]
+    if page.problems:
+        lines += ["", "**Not shown**", ""] + [f"- {p}" for p in page.problems]
+    for section in page.sections:
+        lines += ["", f"### {section.title}", ""]
+        if section.intro:
+            lines += [section.intro, ""]
+        for table in section.tables:
+            shown = Table(table.header, table.rows[:max_rows])
+            lines += [*_markdown_table(shown), ""]
+            if len(table.rows) > max_rows:
+                lines += [f"*… {len(table.rows) - max_rows} more rows in the HTML report*", ""]
+        lines += [f"- {note}" for note in section.notes]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def all_tables(page: Page) -> Sequence[Table]:
+    """Every table of the page, for checks that the HTML and the Markdown say the same."""
+    return [t for s in page.sections for t in s.tables]

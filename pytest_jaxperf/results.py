@@ -1,0 +1,177 @@
+"""What the reports read: a run's results (``--jaxperf-json``) and the baselines committed over git history.
+
+Nothing else is read: no jax, no test code. Both readers say which file is wrong and why, and change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .baseline import BaselineError, parse_file
+from .records import CheckRecord, Record, record_from_dict
+from .report import JSON_SCHEMA_VERSION
+
+
+class ResultsError(Exception):
+    """A results file that cannot be read: missing, not JSON, of another schema, or malformed."""
+
+
+@dataclass(frozen=True)
+class Results:
+    """One run's records, as written by ``--jaxperf-json``."""
+
+    path: Path
+    environment: str
+    records: tuple[Record, ...]
+
+    @property
+    def checks(self) -> tuple[CheckRecord, ...]:
+        return tuple(r for r in self.records if isinstance(r, CheckRecord))
+
+    @property
+    def measured(self) -> dict[tuple[str, str], CheckRecord]:
+        """The timed checks by (test id, measurement key): what two runs are compared on."""
+        return {(c.nodeid, c.key): c for c in self.checks if c.timing and c.timing.get("median")}
+
+
+def load_results(path: Path) -> Results:
+    """Read a ``--jaxperf-json`` file; ResultsError names the file and what is wrong with it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultsError(
+            f"{path}: no such results file (write one with pytest --jaxperf-json={path})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ResultsError(f"{path}: cannot be read ({error})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ResultsError(f"{path}: not JSON, or cut short ({error})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+        raise ResultsError(
+            f"{path}: not a jaxperf results file (no 'records' list); write one with --jaxperf-json"
+        )
+    if data.get("schema_version") != JSON_SCHEMA_VERSION:
+        raise ResultsError(
+            f"{path}: schema version {data.get('schema_version')!r}; this pytest-jaxperf reads version "
+            f"{JSON_SCHEMA_VERSION}"
+        )
+    records = []
+    for index, entry in enumerate(data["records"]):
+        try:
+            records.append(record_from_dict(entry))
+        except (TypeError, KeyError, AttributeError) as error:
+            raise ResultsError(f"{path}: record {index} is malformed ({error})") from None
+    return Results(path, str(data.get("environment", "")), tuple(records))
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """One benchmark's baseline as recorded at one time."""
+
+    environment: str
+    """The baselines' environment folder, e.g. ``cpu-cpu-x8-e424bcbc``."""
+    module: str
+    key: str
+    """The record's name in its module's file: ``test_x[bf16]::Decoder``."""
+    date: str
+    commit: str
+    """The commit the baseline was recorded at (its own ``commit`` field), not the one that stored it."""
+    median: float
+    items_per_call: int
+
+    @property
+    def throughput(self) -> float:
+        return self.items_per_call / self.median
+
+    @property
+    def benchmark(self) -> tuple[str, str, str]:
+        return (self.environment, self.module, self.key)
+
+
+@dataclass(frozen=True)
+class History:
+    """Every distinct baseline of every benchmark under a baselines folder, across its git history."""
+
+    points: tuple[HistoryPoint, ...]
+    revisions: int
+    """How many git revisions of the folder were read (0 outside a git repository)."""
+    problems: tuple[str, ...]
+    """Files that could not be read, each with its reason: reported, not fatal."""
+
+    def series(self) -> dict[tuple[str, str, str], list[HistoryPoint]]:
+        """Points per benchmark, oldest first."""
+        grouped: dict[tuple[str, str, str], list[HistoryPoint]] = {}
+        for point in self.points:
+            grouped.setdefault(point.benchmark, []).append(point)
+        for points in grouped.values():
+            points.sort(key=lambda p: (p.date, p.commit))
+        return grouped
+
+
+def _git(directory: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def baseline_history(baselines: Path) -> History:
+    """The baselines committed in git under ``baselines`` (every revision that touched it), plus the files
+    as they are now; each distinct recording of a benchmark is one point."""
+    documents: list[tuple[str, str]] = []  # (label, text)
+    revisions = 0
+    top = _git(baselines, "rev-parse", "--show-toplevel") if baselines.is_dir() else None
+    if top is not None:
+        root = Path(top.strip())
+        relative = baselines.resolve().relative_to(root.resolve()).as_posix()
+        log = _git(root, "log", "--format=%H", "--", relative) or ""
+        for commit in log.split():
+            revisions += 1
+            listing = _git(root, "ls-tree", "-r", "--name-only", commit, "--", relative) or ""
+            for name in listing.splitlines():
+                if name.endswith(".json"):
+                    text = _git(root, "show", f"{commit}:{name}")
+                    if text is not None:
+                        documents.append((f"{name} at {commit[:12]}", text))
+    if baselines.is_dir():
+        for path in sorted(baselines.glob("*/*.json")):
+            try:
+                documents.append((str(path), path.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError) as error:
+                documents.append((str(path), f"unreadable: {error}"))
+    seen: set[tuple[Any, ...]] = set()
+    points: list[HistoryPoint] = []
+    problems: list[str] = []
+    for label, text in documents:
+        try:
+            document = parse_file(text, Path(label))
+        except BaselineError as error:
+            if str(error) not in problems:
+                problems.append(str(error))
+            continue
+        environment = Path(label.split(" at ")[0]).parent.name
+        for key, record in document.records.items():
+            median = record.get("median") if isinstance(record, dict) else None
+            if not isinstance(median, int | float) or median <= 0:
+                continue
+            point = HistoryPoint(
+                environment,
+                document.module,
+                key,
+                str(record.get("date", "")),
+                str(record.get("commit", "")),
+                float(median),
+                int(record.get("items_per_call") or 1),
+            )
+            identity = (point.benchmark, point.date, point.commit, point.median)
+            if identity not in seen:
+                seen.add(identity)
+                points.append(point)
+    return History(tuple(points), revisions, tuple(problems))

@@ -1,0 +1,196 @@
+"""`jaxperf ab` end to end, in a git repository made for each test: the console script as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+JAXPERF = shutil.which("jaxperf")
+pytestmark = pytest.mark.skipif(JAXPERF is None, reason="the jaxperf console script is not installed")
+
+MEASURED = textwrap.dedent(
+    """
+    import os
+    import jax
+    import jax.numpy as jnp
+
+    WORK = {work}
+
+
+    def compute(x):
+        for _ in range(WORK):
+            x = jnp.tanh(x @ x.T @ x)
+        return x
+
+
+    def test_same(jaxperf):
+        jaxperf.measure(jax.jit(lambda x: jnp.tanh(x @ x.T)), jnp.ones((64, 64)), name="same")
+
+
+    def test_slow(jaxperf):
+        jaxperf.measure(jax.jit(compute), jnp.ones((96, 96)) / 96, name="compute")
+
+
+    def test_breaks():
+        assert {breaks_ok}, "the change broke this"
+
+
+    def test_fixed():
+        assert {fixed_ok}, "broken at base"
+    """
+)
+
+
+def git(directory: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=directory, check=True, capture_output=True, text=True)
+    return done.stdout
+
+
+def jaxperf(directory: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    assert JAXPERF is not None
+    return subprocess.run(
+        [JAXPERF, *args], cwd=directory, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> Path:
+    """A project at its base commit: two measured tests, one that passes, one that fails."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pytest.ini").write_text("[pytest]\naddopts = -p no:randomly\njaxperf_budget = 0.3\n")
+    (project / "test_model.py").write_text(MEASURED.format(work=1, breaks_ok=True, fixed_ok=False))
+    git(project, "init", "-q")
+    git(project, "add", ".")
+    git(project, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "base")
+    return project
+
+
+def worktrees(project: Path) -> list[str]:
+    return [
+        line
+        for line in git(project, "worktree", "list", "--porcelain").splitlines()
+        if line.startswith("worktree ")
+    ]
+
+
+def test_a_revision_that_does_not_exist_is_misuse(repository: Path):
+    done = jaxperf(repository, "ab", "--base", "no-such-branch", "--", "-q")
+    assert done.returncode == 2
+    assert "--base 'no-such-branch': no such revision" in done.stderr
+    assert len(worktrees(repository)) == 1
+
+
+def test_outside_a_git_repository_is_misuse(tmp_path: Path):
+    done = jaxperf(tmp_path, "ab", "--base", "main")
+    assert done.returncode == 2
+    assert "is not inside a git repository" in done.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [(["--rounds", "1"], "at least 2 are needed"),
+                                               (["--rounds", "five"], "'five' is not a whole number"),
+                                               (["--threshold", "2"], "'2' is outside (0, 1)")])  # fmt: skip
+def test_bad_arguments_name_the_value(repository: Path, args: list[str], message: str):
+    done = jaxperf(repository, "ab", "--base", "HEAD", *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_every_subcommand_has_help(repository: Path):
+    for command in ("report", "compare", "ab"):
+        done = jaxperf(repository, command, "--help")
+        assert done.returncode == 0
+        assert f"jaxperf {command}" in done.stdout
+
+
+def test_dirty_tree_failures_one_sided_tests_and_a_regression(repository: Path):
+    # The working tree, uncommitted: test_slow does 6 times the work, test_breaks fails, test_fixed
+    # passes, and test_new exists only here.
+    changed = MEASURED.format(work=6, breaks_ok=False, fixed_ok=True) + "\n\ndef test_new():\n    pass\n"
+    (repository / "test_model.py").write_text(changed)
+    done = jaxperf(repository, "ab", "--base", "HEAD", "--rounds", "2", "--json", "ab.json", "--", "-q")
+    output = done.stdout
+    assert "1 uncommitted change(s); B is the working tree as it is" in done.stderr
+    assert done.returncode == 1, output + done.stderr
+    table = output.split("\n\n")[0] if "\n\n" in output else output
+    lines: dict[str, str] = {}
+    for line in table.splitlines():
+        if line.startswith("test_model.py::"):
+            lines.setdefault(line.split()[0], line)  # the table's row, not the explanation below it
+    assert lines["test_model.py::test_breaks"].endswith("failed on B")
+    assert lines["test_model.py::test_fixed"].endswith("failed on A")
+    assert lines["test_model.py::test_new"].endswith("only on B")
+    assert lines["test_model.py::test_slow"].endswith("regressed")
+    assert "test_model.py::test_same" in lines
+    assert "B: failed in 2 of 2 run(s): AssertionError: the change broke this" in output
+    assert "s per test" in output
+    assert (repository / "ab.json").exists()
+    assert len(worktrees(repository)) == 1  # the base worktree is gone
+
+
+def test_ctrl_c_removes_the_worktree(repository: Path):
+    assert JAXPERF is not None
+    process = subprocess.Popen(
+        [JAXPERF, "ab", "--base", "HEAD", "--rounds", "4", "--", "-q"],
+        cwd=repository,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(worktrees(repository)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(worktrees(repository)) == 2, "the base worktree never appeared"
+    base = Path(worktrees(repository)[1].split(" ", 1)[1])
+    time.sleep(2)  # into the first round's process
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted; the base worktree was removed" in stderr
+    assert len(worktrees(repository)) == 1
+    assert not base.exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
+def test_a_cancelled_job_removes_the_worktree_too(repository: Path):
+    assert JAXPERF is not None
+    process = subprocess.Popen(
+        [JAXPERF, "ab", "--base", "HEAD", "--rounds", "4", "--", "-q"],
+        cwd=repository,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(worktrees(repository)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.terminate()
+    process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert len(worktrees(repository)) == 1
+
+
+def test_a_side_whose_pytest_cannot_start_is_reported(repository: Path):
+    (repository / "conftest.py").write_text("import no_such_module_anywhere\n")
+    done = jaxperf(repository, "ab", "--base", "HEAD", "--rounds", "2", "--", "-q")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "pytest at B (working tree) exited" in done.stderr
+    assert "no_such_module_anywhere" in done.stderr
+    assert len(worktrees(repository)) == 1
+
+
+def test_selecting_no_test_is_misuse(repository: Path):
+    done = jaxperf(
+        repository, "ab", "--base", "HEAD", "--rounds", "2", "--", "-q", "-k", "no_test_has_this_name"
+    )
+    assert done.returncode == 2
+    assert "no test ran at either side" in done.stderr
