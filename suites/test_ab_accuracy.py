@@ -10,9 +10,9 @@ The flag's own effect is measured over the whole pool; the detection rate is als
 slowed processes' medians scaled so that their mean effect is 10% (their spread kept). Disjoint trials (the
 pool cut into blocks of five rounds) are reported beside the resampled ones.
 
-The pool has JAXPERF_AB_POOL_ROUNDS rounds (default 10, about 100 s with one real ``jaxperf ab``: the main job's sanity check with loose
-bounds); the figures in the README come from 60 rounds (about 7 minutes), where the issue's bounds (at most
-1% false alarms, at least 95% detection) are asserted.
+The pool has JAXPERF_AB_POOL_ROUNDS rounds: by default 10 (about 100 s with one real ``jaxperf ab``), the
+main job's sanity check with loose bounds; the figures in the README come from 60 rounds (about 8 minutes),
+where the issue's bounds (at most 1% false alarms, at least 95% detection) are asserted.
 """
 
 from __future__ import annotations
