@@ -57,7 +57,7 @@ D = 256
 
 def test_mlp(jaxperf):
     rng = np.random.default_rng(0)
-    w1, *rest = (jnp.asarray(rng.normal(size=(D, D)).astype(np.float32) / D**0.5) for _ in range(6))
+    w1, *rest = (jnp.asarray(rng.normal(size=(D, D)).astype(np.float32) / D**0.5) for _ in range(4))
 
     @jax.jit
     def mlp(x):

@@ -136,7 +136,8 @@ def test_dirty_tree_failures_one_sided_tests_and_a_regression(repository: Path):
     assert len(worktrees(repository)) == 1  # the base worktree is gone
 
 
-def test_ctrl_c_removes_the_worktree(repository: Path):
+def start_ab_and_wait_for_the_worktree(repository: Path, *, new_session: bool) -> subprocess.Popen[str]:
+    """`jaxperf ab` running in the background, once its base worktree exists."""
     assert JAXPERF is not None
     process = subprocess.Popen(
         [JAXPERF, "ab", "--base", "HEAD", "--rounds", "4", "--", "-q"],
@@ -144,12 +145,18 @@ def test_ctrl_c_removes_the_worktree(repository: Path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,
+        start_new_session=new_session,
     )
     deadline = time.monotonic() + 60
     while len(worktrees(repository)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(worktrees(repository)) == 2, "the base worktree never appeared"
+    return process
+
+
+def test_ctrl_c_removes_the_worktree(repository: Path):
+    # Ctrl-C in a terminal reaches the whole foreground process group: jaxperf and its pytest child.
+    process = start_ab_and_wait_for_the_worktree(repository, new_session=True)
     base = Path(worktrees(repository)[1].split(" ", 1)[1])
     time.sleep(2)  # into the first round's process
     os.killpg(process.pid, signal.SIGINT)
@@ -162,17 +169,7 @@ def test_ctrl_c_removes_the_worktree(repository: Path):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
 def test_a_cancelled_job_removes_the_worktree_too(repository: Path):
-    assert JAXPERF is not None
-    process = subprocess.Popen(
-        [JAXPERF, "ab", "--base", "HEAD", "--rounds", "4", "--", "-q"],
-        cwd=repository,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while len(worktrees(repository)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    process = start_ab_and_wait_for_the_worktree(repository, new_session=False)
     process.terminate()
     process.communicate(timeout=60)
     assert process.returncode == 130
