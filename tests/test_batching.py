@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections import deque
 
@@ -211,6 +212,7 @@ def test_pipeline_split_and_sweep_through_the_fixture(jaxperf_pytester: pytest.P
     expect(
         jaxperf_pytester,
         "--jaxperf",
+        "--jaxperf-json=results.json",
         passed=2,
         lines=[
             "*test_pipeline*pipeline transfer cpu:0 → cpu:1*ms",
@@ -218,3 +220,7 @@ def test_pipeline_split_and_sweep_through_the_fixture(jaxperf_pytester: pytest.P
             "*test_sweep*Encoder: throughput saturates at batch*rows",
         ],
     )
+    # Each point of the sweep names its model and batch size: `jaxperf report` draws them as one line.
+    records = json.loads((jaxperf_pytester.path / "results.json").read_text())["records"]
+    points = [(r["model"], r["batch"]) for r in records if r["kind"] == "figure" and r["unit"] == "items/s"]
+    assert points == [("Encoder", 1), ("Encoder", 8), ("Encoder", 64)]

@@ -92,6 +92,8 @@ def test_jaxperf_prints_header_and_summary_and_writes_json(jaxperf_pytester: pyt
         "unit": "units",
         "value": 42.0,
         "variant": "fp32-d1",
+        "model": "",
+        "batch": None,
     }
 
 
