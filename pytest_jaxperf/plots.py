@@ -54,17 +54,28 @@ def _spans_decades(values: Sequence[float]) -> bool:
     return len(positive) >= 2 and max(positive) / min(positive) > LOG_RANGE
 
 
+#: More series than this and the legend goes below the plot, in two columns, and the figure grows to hold it.
+_LEGEND_BESIDE = 10
+
+
 def _legend(axes: Axes, count: int) -> None:
-    # Outside the axes, on the right: a legend inside hides points once there are more than a few series.
-    if count > 1:
-        axes.legend(
-            fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), ncols=1 if count <= 16 else 2
-        )
+    # Outside the axes: a legend inside hides points once there are more than a few series.
+    if count <= 1:
+        return
+    if count <= _LEGEND_BESIDE:
+        axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        axes.figure.legend(fontsize="small", loc="outside lower center", ncols=2)
+
+
+def _height(base: float, series: int) -> float:
+    """A figure's height, with room below for a long legend (see _legend)."""
+    return base if series <= _LEGEND_BESIDE else base + 0.2 * math.ceil(series / 2) + 0.3
 
 
 def throughput_against_batch(series: Mapping[str, Sequence[tuple[int, float]]]) -> bytes:
     """One line per series (model and variant): items/s against batch size."""
-    figure = _figure(12.0, 5.2)
+    figure = _figure(11.0, _height(4.6, len(series)))
     axes = figure.subplots()
     batches: list[float] = []
     rates: list[float] = []
@@ -181,7 +192,7 @@ def history(title: str, series: Mapping[str, Sequence[tuple[str, float]]]) -> by
     ``series`` maps a benchmark to ``(recording, items/s)`` pairs, the recording labelled ``date commit``;
     the x axis is the module's recordings in order (several can share a day).
     """
-    figure = _figure(11.0, 4.6)
+    figure = _figure(11.0, _height(4.6, len(series)))
     axes = figure.subplots()
     recordings = sorted({label for points in series.values() for label, _ in points})
     position = {label: index for index, label in enumerate(recordings)}
