@@ -1,10 +1,11 @@
 """``jaxperf ab``: the base revision against the working tree, in alternating fresh processes.
 
-A shared runner's speed moves by 15–25 % between processes, far more than a regression worth catching, and
-a stored baseline cannot tell the two apart. Running A (the base revision, checked out in a temporary git
-worktree) and B (the working tree, as it is) back to back, in the order A B, B A, A B … , exposes both to
-the same drift; each round gives one ratio of medians B/A per measurement, and the rounds' spread is the
-noise that matters. Each test runs with its own measurement (``--jaxperf``), against no baseline.
+On a shared runner one test's median moves by 3–6 % from one fresh process to the next (15–25 % with naive
+timing), as much as a regression worth catching, and a stored baseline cannot tell the two apart. Running
+A (the base revision, checked out in a temporary git worktree) and B (the working tree, as it is) in
+alternating processes, A B, B A, A B …, exposes both to the same drift; the processes are the replicates,
+and their spread is the noise that matters. Each test runs with its own measurement (``--jaxperf``),
+against no baseline.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ FAILING = (REGRESSED, FAILED_ON_B)
 #: jaxperf version: a file written into the scratch folder, put on PYTHONPATH, loaded with ``-p``.
 OUTCOMES_MODULE = "jaxperf_ab_outcomes"
 OUTCOMES_ENV = "JAXPERF_AB_OUTCOMES"
-_OUTCOMES_PLUGIN = """
+OUTCOMES_PLUGIN = """
 import json, os
 
 _outcomes = {}
@@ -455,7 +456,7 @@ def run_ab(
         side_directory = {"A": worktree / here.relative_to(root.resolve()), "B": here}
         with tempfile.TemporaryDirectory(prefix="jaxperf-ab-") as scratch_name:
             scratch = Path(scratch_name)
-            (scratch / f"{OUTCOMES_MODULE}.py").write_text(_OUTCOMES_PLUGIN, encoding="utf-8")
+            (scratch / f"{OUTCOMES_MODULE}.py").write_text(OUTCOMES_PLUGIN, encoding="utf-8")
             for index in range(rounds):
                 # A B, then B A: a drift in the machine's speed that is linear in time cancels in each pair.
                 for side in ("A", "B") if index % 2 == 0 else ("B", "A"):

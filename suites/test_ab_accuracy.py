@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 from pytest_jaxperf.ab import (
-    _OUTCOMES_PLUGIN,
     OUTCOMES_MODULE,
+    OUTCOMES_PLUGIN,
     REGRESSED,
     base_worktree,
     judge,
@@ -114,7 +114,7 @@ def test_ab_false_alarms_and_detection(jaxperf):
         (slowed / "conftest.py").write_text(SLOW_CONFTEST)
         scratch = root / "scratch"
         scratch.mkdir()
-        (scratch / f"{OUTCOMES_MODULE}.py").write_text(_OUTCOMES_PLUGIN)
+        (scratch / f"{OUTCOMES_MODULE}.py").write_text(OUTCOMES_PLUGIN)
         medians: dict[str, list[float]] = {"A": [], "B": [], "S": []}
         seconds: list[float] = []
         with base_worktree(project, "HEAD") as worktree:
