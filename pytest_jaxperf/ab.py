@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .records import CheckRecord, record_from_dict
-
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
@@ -375,22 +373,6 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def side_process(
-    side: str, round_index: int, directory: Path, pytest_args: Sequence[str], scratch: Path
-) -> tuple[list[str], dict[str, str]]:
-    """The command and environment of one side's pytest process."""
-    results = scratch / f"{side}{round_index:03d}.json"
-    outcomes = scratch / f"{side}{round_index:03d}-outcomes.json"
-    python_path = [str(directory), str(scratch), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(python_path), OUTCOMES_ENV: str(outcomes)}
-    command = [
-        sys.executable, "-m", "pytest", "--jaxperf", f"--jaxperf-json={results}",
-        f"--jaxperf-baselines={scratch / 'no-baselines'}", "-p", OUTCOMES_MODULE, "-p", "no:cacheprovider",
-        "-q", *pytest_args,
-    ]  # fmt: skip
-    return command, env
-
-
 def run_side(
     side: str,
     round_index: int,
@@ -404,26 +386,29 @@ def run_side(
     steadies one side's timings but turns the layout's effect, a few percent either way, into a bias
     between two directories that hold the same code; randomized, it is noise that the rounds average.
     """
-    command, env = side_process(side, round_index, directory, pytest_args, scratch)
-    outcomes = Path(env[OUTCOMES_ENV])
+    from .results import load_results
+
     results = scratch / f"{side}{round_index:03d}.json"
+    outcomes = scratch / f"{side}{round_index:03d}-outcomes.json"
+    python_path = [str(directory), str(scratch), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(python_path), OUTCOMES_ENV: str(outcomes)}
+    command = [
+        sys.executable, "-m", "pytest", "--jaxperf", f"--jaxperf-json={results}",
+        f"--jaxperf-baselines={scratch / 'no-baselines'}", "-p", OUTCOMES_MODULE, "-p", "no:cacheprovider",
+        "-q", *pytest_args,
+    ]  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     reported: dict[str, Any] = json.loads(outcomes.read_text()) if outcomes.exists() else {}
-    medians: dict[tuple[str, str], float] = {}
-    if results.exists():
-        for entry in json.loads(results.read_text()).get("records", []):
-            record = record_from_dict(entry)
-            if isinstance(record, CheckRecord) and record.timing and record.timing.get("median"):
-                medians[(record.nodeid, record.key)] = float(record.timing["median"])
+    measured = load_results(results).measured if results.exists() else {}
     return SideRun(
         side,
         round_index,
         seconds,
         int(reported.get("exitstatus", done.returncode)),
         {str(k): (str(v[0]), str(v[1])) for k, v in dict(reported.get("outcomes") or {}).items()},
-        medians,
+        {key: float((record.timing or {})["median"]) for key, record in measured.items()},
         (done.stdout + done.stderr)[-2000:],
     )
 

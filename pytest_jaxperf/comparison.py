@@ -36,17 +36,6 @@ class Difference:
         return self.verdict.status
 
 
-def _gate_fields(record: CheckRecord) -> dict[str, object]:
-    timing = record.timing or {}
-    return {
-        "median": timing["median"],
-        "items_per_call": timing.get("items_per_call"),
-        "sample_count": timing.get("sample_count"),
-        "compiles": record.compiles,
-        "metrics": record.metrics,
-    }
-
-
 def compare_results(a: Results, b: Results, *, threshold: float = DEFAULT_THRESHOLD) -> list[Difference]:
     """B against A, measurement by measurement (matched by test id and key), in A's order then B's."""
     measured_a, measured_b = a.measured, b.measured
@@ -58,8 +47,8 @@ def compare_results(a: Results, b: Results, *, threshold: float = DEFAULT_THRESH
             judged = Verdict(side, "the measurement exists in one run only")
         else:
             judged = verdict(
-                _gate_fields(record_b),
-                _gate_fields(record_a),
+                record_b.gate_fields(),
+                record_a.gate_fields(),
                 (record_b.timing or {})["samples"],
                 (record_a.timing or {})["samples"],
                 threshold=threshold,

@@ -694,15 +694,8 @@ class Jaxperf:
             return Verdict(NOT_COMPARABLE, lookup.reason)
         gate = self.spec.gate
         threshold = gate.threshold if gate and gate.threshold else self.config.threshold
-        now = {
-            "median": current.timing["median"],
-            "items_per_call": current.timing["items_per_call"],
-            "sample_count": current.timing["sample_count"],
-            "compiles": current.compiles,
-            "metrics": current.metrics,
-        }
         return verdict(
-            now,
+            current.gate_fields(),
             lookup.record,
             current.timing["samples"],
             lookup.record.get("samples", []),

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from . import plots
 from .records import CheckRecord, ComparisonRecord, FigureRecord
-from .report import check_rows, precision_rows, verdict_counts
+from .report import check_rows, markdown_table, precision_rows, verdict_counts, verdict_notes
 from .verdicts import INCONCLUSIVE, NOT_COMPARABLE, REGRESSED
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .results import History, Results
 
 #: A variant's tokens in a test case id (``[bf16-d8-wide]``): what is left names the case itself.
-_VARIANT_TOKEN = re.compile(r"(?<=[\[-])(?:int8-dynamic|fp32|bf16|fp16|int8|d\d+)(?=[\]-])")
+_VARIANT_TOKEN = r"int8-dynamic|fp32|bf16|fp16|int8|d\d+"
 REFERENCE_VARIANT = "fp32-d1"
 
 
@@ -62,27 +62,27 @@ class Page:
     """What could not be read or drawn: shown at the top, never hidden."""
 
 
+def _drop_parameters(label: str, token: str) -> str:
+    """``label`` without the parameters of its ``[...]`` that match the regex ``token``, dashes tidied and
+    an emptied ``[]`` dropped; repeated, since each removal can bring two dashes together."""
+    pattern = re.compile(rf"(?<=[\[-])(?:{token})(?=[\]-])")
+    while True:
+        shorter = pattern.sub("", label).replace("[-", "[").replace("-]", "]").replace("--", "-")
+        if shorter == label:
+            return label.replace("[]", "")
+        label = shorter
+
+
 def case_label(record: CheckRecord) -> str:
     """``test_x[wide] Decoder``: the test case without its variant tokens, and the model."""
-    name = record.nodeid.split("::")[-1]
-    stripped = name
-    while True:
-        shorter = _VARIANT_TOKEN.sub("", stripped).replace("[-", "[").replace("-]", "]").replace("--", "-")
-        if shorter == stripped:
-            break
-        stripped = shorter
-    return f"{stripped.replace('[]', '')} {record.model}"
+    return f"{_drop_parameters(record.nodeid.split('::')[-1], _VARIANT_TOKEN)} {record.model}"
 
 
 def series_label(record: CheckRecord) -> str:
     """The case label without the batch size among its parameters: a model's points at several batch
     sizes (``test_x[1]``, ``test_x[64]``) make one line."""
     batch = str((record.timing or {}).get("items_per_call") or "")
-    label = case_label(record)
-    if batch:
-        label = re.sub(rf"(?<=[\[-]){batch}(?=[\]-])", "", label).replace("[-", "[").replace("-]", "]")
-        label = label.replace("[]", "")
-    return label
+    return _drop_parameters(case_label(record), re.escape(batch)) if batch else case_label(record)
 
 
 def variant_label(record: CheckRecord) -> str:
@@ -113,11 +113,7 @@ def _verdicts(results: Results) -> Section:
             (row[0].split("::", 1)[-1], *row[1:]) for row in rows[1:] if row[0].split("::", 1)[0] == module
         )
         tables.append(Table(rows[0], own, caption=module))
-    notes = tuple(
-        f"{c.nodeid} {c.key}: {c.verdict['status']}: {c.verdict['reason']}"
-        for c in results.checks
-        if c.verdict and c.verdict.get("status") in (REGRESSED, INCONCLUSIVE, NOT_COMPARABLE)
-    )
+    notes = tuple(verdict_notes(results.records, (REGRESSED, INCONCLUSIVE, NOT_COMPARABLE)))
     return Section(
         "Checks and verdicts",
         "Every check of the run; under --jaxperf, its timing and its verdict against the committed baseline.",
@@ -435,12 +431,8 @@ def to_html(page: Page) -> str:
 
 
 def _markdown_table(table: Table) -> list[str]:
-    def escape(cell: str) -> str:
-        return cell.replace("|", "\\|")
-
-    lines = [f"`{table.caption}`", ""] if table.caption else []
-    lines += ["| " + " | ".join(escape(h) for h in table.header) + " |", "|" + "---|" * len(table.header)]
-    return lines + ["| " + " | ".join(escape(c) for c in row) + " |" for row in table.rows]
+    caption = [f"`{table.caption}`", ""] if table.caption else []
+    return caption + markdown_table(table.header, table.rows)
 
 
 def to_markdown(page: Page, *, max_rows: int = 60) -> str:

@@ -42,6 +42,18 @@ class CheckRecord:
     def module(self) -> str:
         return self.nodeid.split("::", 1)[0]
 
+    def gate_fields(self) -> dict[str, Any]:
+        """What the gate judges of a timed check (``verdicts.verdict``'s ``current``, or, for
+        ``jaxperf compare``, its reference): the median, the batch, the sample count, compiles, metrics."""
+        timing = self.timing or {}
+        return {
+            "median": timing["median"],
+            "items_per_call": timing.get("items_per_call"),
+            "sample_count": timing.get("sample_count"),
+            "compiles": self.compiles,
+            "metrics": self.metrics,
+        }
+
     @property
     def baseline_key(self) -> str:
         """The record's name inside its module's baseline file: ``test_x[bf16]::Decoder``."""

@@ -144,17 +144,24 @@ def summary_lines(records: Sequence[Record]) -> list[str]:
     if scaling:
         lines += [""] if lines else []
         lines += scaling
-    notes = [
-        f"{c.nodeid} {c.key}: {c.verdict['status']}: {c.verdict['reason']}"
-        for c in records
-        if isinstance(c, CheckRecord)
-        and c.verdict
-        and c.verdict.get("status") in (REGRESSED, IMPROVED, INCONCLUSIVE, NOT_COMPARABLE)
-    ]
+    notes = verdict_notes(records)
     if notes:
         lines += [""] if lines else []
         lines += notes
     return lines or ["no jaxperf checks or figures were recorded"]
+
+
+#: The verdicts whose reasons the summary spells out under its table.
+NOTED_VERDICTS = (REGRESSED, IMPROVED, INCONCLUSIVE, NOT_COMPARABLE)
+
+
+def verdict_notes(records: Sequence[Record], statuses: Sequence[str] = NOTED_VERDICTS) -> list[str]:
+    """One line per check whose verdict is among ``statuses``: the test, the key, the verdict, the reason."""
+    return [
+        f"{c.nodeid} {c.key}: {c.verdict['status']}: {c.verdict['reason']}"
+        for c in records
+        if isinstance(c, CheckRecord) and c.verdict and c.verdict.get("status") in statuses
+    ]
 
 
 def scaling_lines(records: Sequence[Record]) -> list[str]:
@@ -216,22 +223,24 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A GitHub-flavoured Markdown table, ``|`` in cells escaped."""
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    return [line(header), "|" + "---|" * len(header), *(line(row) for row in rows)]
+
+
 def markdown_summary(records: Sequence[Record]) -> str:
     """The check table as GitHub-flavoured Markdown, for a pull-request comment or a step summary."""
     rows = check_rows(records)
     if len(rows) == 1:
         return "### jaxperf\n\nNo measurement was recorded.\n"
-
-    def escape(cell: str) -> str:
-        return cell.replace("|", "\\|")
-
-    lines = ["### jaxperf", "", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows[1:]]
+    lines = ["### jaxperf", "", *markdown_table(rows[0], rows[1:])]
     precision = precision_rows(records)
     if len(precision) > 1:
-        lines += ["", "**Precision variants**", "", "| " + " | ".join(precision[0]) + " |"]
-        lines += ["|" + "---|" * len(precision[0])]
-        lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in precision[1:]]
+        lines += ["", "**Precision variants**", "", *markdown_table(precision[0], precision[1:])]
     regressions = [
         r for r in records if isinstance(r, CheckRecord) and (r.verdict or {}).get("status") == REGRESSED
     ]

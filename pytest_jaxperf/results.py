@@ -132,12 +132,18 @@ def baseline_history(baselines: Path) -> History:
         root = Path(top.strip())
         relative = baselines.resolve().relative_to(root.resolve()).as_posix()
         log = _git(root, "log", "--format=%H", "--", relative) or ""
+        read: set[str] = set()
         for commit in log.split():
             revisions += 1
-            listing = _git(root, "ls-tree", "-r", "--name-only", commit, "--", relative) or ""
-            for name in listing.splitlines():
-                if name.endswith(".json"):
-                    text = _git(root, "show", f"{commit}:{name}")
+            listing = _git(root, "ls-tree", "-r", commit, "--", relative) or ""
+            for entry in listing.splitlines():
+                # "<mode> blob <object id>\t<path>": a file unchanged since a later revision is the same
+                # object, read once.
+                info, _, name = entry.partition("\t")
+                blob = info.split()[-1] if info else ""
+                if name.endswith(".json") and blob not in read:
+                    read.add(blob)
+                    text = _git(root, "cat-file", "blob", blob)
                     if text is not None:
                         documents.append((f"{name} at {commit[:12]}", text))
     if baselines.is_dir():

@@ -152,13 +152,12 @@ class JaxperfSession:
         """Medians from ``repeat - 1`` extra processes running the same tests: the noise floor's data."""
         if self.settings.repeat <= 1 or os.environ.get(REPEAT_CHILD_ENV):
             return {}
-        import json
         import subprocess
         import sys
         import tempfile
         from pathlib import Path
 
-        from .records import CheckRecord, record_from_dict
+        from .results import load_results
 
         nodeids = sorted({r.nodeid for r in measured})
         medians: dict[tuple[str, str], list[float]] = {}
@@ -175,11 +174,9 @@ class JaxperfSession:
                 if not results.exists():
                     self.messages.append(f"jaxperf: noise-floor run {index + 2} wrote no results; skipped")
                     continue
-                for entry in json.loads(results.read_text())["records"]:
-                    record = record_from_dict(entry)
-                    if isinstance(record, CheckRecord) and record.timing is not None:
-                        key = (record.module, record.baseline_key)
-                        medians.setdefault(key, []).append(record.timing["median"])
+                for record in load_results(results).measured.values():
+                    key = (record.module, record.baseline_key)
+                    medians.setdefault(key, []).append((record.timing or {})["median"])
         self.messages.append(
             f"jaxperf: noise floor from {self.settings.repeat} processes (this one and "
             f"{self.settings.repeat - 1} more)"

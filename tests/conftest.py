@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import subprocess
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +68,9 @@ def expect(
     if lines:
         result.stdout.fnmatch_lines(globs(*lines))
     return result
+
+
+def git(directory: Path, *args: str) -> str:
+    """Run git in ``directory``, failing the test on an error; its standard output."""
+    done = subprocess.run(["git", *args], cwd=directory, check=True, capture_output=True, text=True)
+    return done.stdout

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import git
+
 JAXPERF = shutil.which("jaxperf")
 pytestmark = pytest.mark.skipif(JAXPERF is None, reason="the jaxperf console script is not installed")
 
@@ -47,11 +49,6 @@ MEASURED = textwrap.dedent(
         assert {fixed_ok}, "broken at base"
     """
 )
-
-
-def git(directory: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=directory, check=True, capture_output=True, text=True)
-    return done.stdout
 
 
 def jaxperf(directory: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ import argparse
 import html.parser
 import json
 import math
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,8 @@ from pytest_jaxperf.comparison import ONLY_IN_A, ONLY_IN_B, any_regressed, compa
 from pytest_jaxperf.records import CheckRecord, FigureRecord
 from pytest_jaxperf.report import JSON_SCHEMA_VERSION, results_json
 from pytest_jaxperf.results import ResultsError, baseline_history, load_results
+
+from .conftest import git
 
 # --- ab: statistics and verdicts ------------------------------------------------------------------
 
@@ -341,19 +342,15 @@ def _baseline_document(median, commit, date="2026-11-01"):
     }
 
 
-def _git(directory: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=directory, check=True, capture_output=True)
-
-
 def test_history_reads_every_committed_recording_and_reports_corrupt_files(tmp_path):
-    _git(tmp_path, "init", "-q")
+    git(tmp_path, "init", "-q")
     folder = tmp_path / "baselines" / "cpu-cpu-x1-abcd1234"
     folder.mkdir(parents=True)
     target = folder / "suites.t.py-123456.json"
     for median, commit in ((1e-3, "aaaa"), (0.8e-3, "bbbb")):
         target.write_text(json.dumps(_baseline_document(median, commit)))
-        _git(tmp_path, "add", ".")
-        _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", commit)
+        git(tmp_path, "add", ".")
+        git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", commit)
     (folder / "broken.json").write_text("{cut short")  # uncommitted, corrupt
     history = baseline_history(tmp_path / "baselines")
     assert history.revisions == 2
