@@ -62,6 +62,10 @@ class JitWarmSpec:
     """Compiles of the wrapped function allowed over the whole test; one more fails it."""
 
 
+#: The kinds of generated input the fidelity check draws, each probing one way precision fails.
+INPUT_KINDS = ("gaussian", "spike", "positive", "constant", "zero")
+
+
 @dataclass(frozen=True)
 class DtypeSpec:
     """``@jaxperf.dtype("bf16", "int8", min_sqnr_db=None, max_examples=None, input_scale=(1e-3, 1e3))``."""
@@ -74,6 +78,9 @@ class DtypeSpec:
     """Generated inputs per variant for the fidelity check."""
     input_scale: tuple[float, float] = (1e-3, 1e3)
     """The magnitudes the generated inputs span (log-uniform): narrow it to the model's real domain."""
+    input_kinds: tuple[str, ...] = INPUT_KINDS
+    """The kinds of generated input: leave out those outside the model's domain (a normalization
+    layer's input is never constant, say)."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +197,7 @@ def canonical_dtype(marker: str, name: Any) -> str:
 
 def parse_dtype(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> DtypeSpec:
     marker = "jaxperf_dtype"
-    _reject_unknown(marker, kwargs, ("min_sqnr_db", "max_examples", "input_scale"))
+    _reject_unknown(marker, kwargs, ("min_sqnr_db", "max_examples", "input_scale", "input_kinds"))
     if not args:
         raise MarkerError(f"{marker}: name at least one dtype, e.g. dtype('bf16', 'int8')")
     names = tuple(canonical_dtype(marker, a) for a in args)
@@ -218,7 +225,18 @@ def parse_dtype(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> DtypeSpec:
             f"{marker}: input_scale must be (smallest, largest) positive magnitudes such as (1e-3, 1e3), "
             f"got {scale!r}"
         )
-    return DtypeSpec(names, min_sqnr, max_examples, (float(scale[0]), float(scale[1])))
+    kinds = kwargs.get("input_kinds", INPUT_KINDS)
+    if (
+        not isinstance(kinds, tuple | list)
+        or not kinds
+        or not all(isinstance(k, str) and k in INPUT_KINDS for k in kinds)
+    ):
+        raise MarkerError(
+            f"{marker}: input_kinds must be a non-empty tuple of {', '.join(INPUT_KINDS)}, got {kinds!r}"
+        )
+    return DtypeSpec(
+        names, min_sqnr, max_examples, (float(scale[0]), float(scale[1])), tuple(dict.fromkeys(kinds))
+    )
 
 
 def _number(marker: str, name: str, value: Any) -> float:

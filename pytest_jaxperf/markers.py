@@ -16,7 +16,8 @@ MARKERS = {
         "the example inputs, and fail when it compiles more than max_compiles times"
     ),
     "jaxperf_dtype": (
-        "jaxperf_dtype(*names, min_sqnr_db=None, max_examples=None, input_scale=(1e-3, 1e3)): one case "
+        "jaxperf_dtype(*names, min_sqnr_db=None, max_examples=None, input_scale=(1e-3, 1e3), "
+        "input_kinds=('gaussian', 'spike', 'positive', 'constant', 'zero')): one case "
         "per precision (float32/fp32, bfloat16/bf16, float16/fp16, int8, int8-dynamic), audited and "
         "checked against float32 on generated inputs"
     ),
@@ -61,7 +62,8 @@ def dtype(*args: Any, **kwargs: Any) -> Any:
     ``wrap``/``check`` run the model in that precision, audit what its matmuls compute in, and (but for
     float32) compare it with float32 on hypothesis-generated inputs. Keywords: ``min_sqnr_db`` (the
     output-SQNR floor: a number or a per-dtype dict), ``max_examples`` (generated inputs), ``input_scale``
-    (the magnitudes they span, default ``(1e-3, 1e3)``).
+    (the magnitudes they span, default ``(1e-3, 1e3)``), ``input_kinds`` (the kinds of input drawn,
+    default all of ``gaussian``, ``spike``, ``positive``, ``constant``, ``zero``).
     """
     return _mark("jaxperf_dtype", args, kwargs)
 

@@ -104,6 +104,30 @@ def test_input_scale_is_validated_at_collection() -> None:
             parse_dtype(("bf16",), {"input_scale": bad})
 
 
+def test_input_kinds_are_validated_at_collection() -> None:
+    assert parse_dtype(("bf16",), {}).input_kinds == ("gaussian", "spike", "positive", "constant", "zero")
+    assert parse_dtype(("bf16",), {"input_kinds": ["spike", "gaussian"]}).input_kinds == ("spike", "gaussian")
+    for bad in ((), ("uniform",), "gaussian", ("gaussian", 1)):
+        with pytest.raises(MarkerError, match=r"input_kinds must be a non-empty tuple of gaussian, .*got"):
+            parse_dtype(("bf16",), {"input_kinds": bad})
+
+
+def test_only_the_chosen_input_kinds_are_drawn() -> None:
+    from hypothesis import given, settings
+
+    from pytest_jaxperf.checks.strategies import input_cases
+
+    seen = set()
+
+    @settings(max_examples=60, database=None, deadline=None)
+    @given(case=input_cases("bfloat16", False, (1e-3, 1e3), ("gaussian", "spike")))
+    def draw(case):
+        seen.add(case.kind)
+
+    draw()
+    assert seen == {"gaussian", "spike"}
+
+
 # --- quantization ----------------------------------------------------------------------------------------
 
 

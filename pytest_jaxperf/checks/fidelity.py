@@ -237,6 +237,7 @@ def check_fidelity(
     max_examples: int | None,
     database_key: str,
     input_scale: tuple[float, float] = (1e-3, 1e3),
+    input_kinds: tuple[str, ...] | None = None,
 ) -> FidelityResult:
     """Compare ``variant`` with ``reference`` on hypothesis-generated inputs; the result says why it failed.
 
@@ -246,6 +247,7 @@ def check_fidelity(
     from hypothesis import HealthCheck, given, reject, settings, target
     from hypothesis.control import currently_in_test_context
 
+    from ..config import INPUT_KINDS
     from .strategies import FLOAT16_MAX, FLOAT16_RANGE, build_inputs, input_cases
 
     started = time.perf_counter()
@@ -291,7 +293,7 @@ def check_fidelity(
         report_multiple_bugs=False,
     )
     test = settings(config)(
-        given(case=input_cases(dtype, float16_range=gain > 0, scale=input_scale))(property_)
+        given(case=input_cases(dtype, gain > 0, input_scale, input_kinds or INPUT_KINDS))(property_)
     )
     failure = None
     try:

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from ..config import INPUT_KINDS as KINDS  # re-exported: the kinds the strategies draw
+
 #: Largest finite float16.
 FLOAT16_MAX = 65504.0
-#: The kinds of input, each probing one way precision fails.
-KINDS = ("gaussian", "spike", "positive", "constant", "zero")
 #: float16 only: inputs scaled so that the float32 model's largest intermediate is 5–50% of float16's
 #: limit: float16 must stay finite there (it is judged on inf/NaN only).
 FLOAT16_RANGE = "float16-range"
@@ -54,12 +54,16 @@ class InputCase:
 
 
 def input_cases(
-    dtype: str, float16_range: bool, scale: tuple[float, float] = (1e-3, 1e3)
+    dtype: str,
+    float16_range: bool,
+    scale: tuple[float, float] = (1e-3, 1e3),
+    kinds: tuple[str, ...] = KINDS,
 ) -> st.SearchStrategy[InputCase]:
-    """Cases for a variant: every kind over ``scale`` (magnitudes); for float16 also its range's top."""
+    """Cases for a variant: each of ``kinds`` over ``scale`` (magnitudes); for float16 also its range's
+    top."""
     ordinary = st.builds(
         InputCase,
-        kind=st.sampled_from(KINDS),
+        kind=st.sampled_from(kinds),
         seed=st.integers(0, 2**32 - 1),
         log10_scale=st.floats(math.log10(scale[0]), math.log10(scale[1])),
         spike=st.integers(0, 2**31 - 1),
