@@ -38,7 +38,9 @@ def test_a_request_of_five_runs_in_the_eight_bucket() -> None:
 
 def test_batch_sweep_compiles_once_per_size_and_finds_saturation() -> None:
     watched = watch_compiles(jax.jit(lambda x: jnp.tanh(x @ jnp.ones((64, 64)))))
-    sweep = batch_sweep(watched, jnp.ones((2, 64)), (1, 4, 16, 256), config=TimingConfig(budget_seconds=0.1))
+    sweep = batch_sweep(
+        watched, jnp.ones((2, 64)), sizes=(1, 4, 16, 256), config=TimingConfig(budget_seconds=0.1)
+    )
     assert [p.batch for p in sweep.points] == [1, 4, 16, 256]
     assert [p.compiles for p in sweep.points] == [1, 1, 1, 1]
     assert all(p.throughput == pytest.approx(p.batch / p.latency_seconds) for p in sweep.points)

@@ -52,19 +52,28 @@ class BucketedModel:
     """``fn`` called on batches padded to fixed bucket sizes: at most one compile per bucket.
 
     ``BucketedModel(jitted, buckets=(1, 8, 64))(x)`` with ``x`` of 5 rows runs the 8-row program and
-    returns 5 rows. ``watched.compiles`` shows the compiles (one per bucket used).
+    returns 5 rows. ``watched.compiles`` shows the compiles (one per bucket used). ``fn`` may be a model
+    from ``jaxperf.wrap``: its own watched function is the one counted.
     """
 
     def __init__(self, fn: Callable[..., Any], buckets: Sequence[int]) -> None:
         if not buckets or any(b < 1 for b in buckets):
             raise ValueError(f"buckets must be positive sizes, got {tuple(buckets)!r}")
         self.buckets = tuple(sorted(set(buckets)))
-        self.watched = fn if isinstance(fn, WatchedFunction) else WatchedFunction(fn)
+        own = getattr(fn, "watched", None)
+        self._call: Callable[..., Any]
+        if isinstance(fn, WatchedFunction):
+            self.watched, self._call = fn, fn
+        elif isinstance(own, WatchedFunction):  # a wrapped model: called as it is, counted by its own watch
+            self.watched, self._call = own, fn
+        else:
+            self.watched = WatchedFunction(fn)
+            self._call = self.watched
 
     def __call__(self, *inputs: Any) -> Any:
         rows = inputs[0].shape[0]
         bucket = bucket_for(rows, self.buckets)
-        return take_rows(self.watched(*pad_batch(inputs, bucket)), rows)
+        return take_rows(self._call(*pad_batch(inputs, bucket)), rows)
 
 
 @dataclass(frozen=True)
@@ -100,26 +109,27 @@ class Sweep:
 
 def batch_sweep(
     fn: Callable[..., Any],
-    example_input: Any,
+    *example_inputs: Any,
     sizes: Sequence[int] = (1, 8, 64, 512),
-    *,
     config: TimingConfig | None = None,
     gain: float = 0.10,
 ) -> Sweep:
-    """Measure ``fn`` (a jitted callable of one batched input) at each batch size.
+    """Measure ``fn`` (a jitted callable of batched inputs, batch on axis 0 of each) at each batch size.
 
-    The example input's first row is repeated to each size. Each size must compile exactly once: a
+    Each example input's first row is repeated to each size. Each size must compile exactly once: a
     second compile for the same size fails the sweep (MeasurementError from the timing engine).
     """
+    if not example_inputs:
+        raise TypeError("batch_sweep needs at least one example input (a batch on axis 0)")
     config = config or TimingConfig(budget_seconds=0.5)
     watched = fn if isinstance(fn, WatchedFunction) else WatchedFunction(fn)
-    row = jax.tree_util.tree_map(lambda leaf: leaf[:1], example_input)
+    rows = jax.tree_util.tree_map(lambda leaf: leaf[:1], example_inputs)
     points = []
     for size in sorted(set(sizes)):
-        batch = jax.tree_util.tree_map(lambda leaf, n=size: jnp.repeat(leaf, n, axis=0), row)
+        batch = jax.tree_util.tree_map(lambda leaf, n=size: jnp.repeat(leaf, n, axis=0), rows)
         before = len(watched.compiles)
-        jax.block_until_ready(watched(batch))  # type: ignore[no-untyped-call]
-        timing = measure_callable(watched, (batch,), items_per_call=size, config=config)
+        jax.block_until_ready(watched(*batch))  # type: ignore[no-untyped-call]
+        timing = measure_callable(watched, batch, items_per_call=size, config=config)
         points.append(SweepPoint(size, timing.median, timing.throughput, len(watched.compiles) - before))
     saturation = points[-1].batch
     for current, following in itertools.pairwise(points):
