@@ -169,7 +169,9 @@ class JaxperfSession:
                     f"--jaxperf-baselines={self.settings.baselines_dir}", "-p", "no:cacheprovider", "-q",
                     *_forwarded_options(self.invocation_args), *nodeids,
                 ]  # fmt: skip
-                env = {**os.environ, REPEAT_CHILD_ENV: "1"}
+                # This process still holds its device memory: on a GPU, JAX's default preallocation of
+                # 75% of the card would fail in the child.
+                env = {**os.environ, REPEAT_CHILD_ENV: "1", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
                 subprocess.run(command, cwd=self.settings.rootdir, env=env, capture_output=True, check=False)
                 if not results.exists():
                     self.messages.append(f"jaxperf: noise-floor run {index + 2} wrote no results; skipped")
