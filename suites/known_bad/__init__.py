@@ -1,0 +1,1 @@
+"""The guide's snippets as written, each run through the plugin and caught for the right reason."""
