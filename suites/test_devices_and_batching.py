@@ -1,8 +1,7 @@
-"""Devices and batching on the suite models: throughput per device count, batch sweeps, the batcher.
+"""Serving the VAE decoder: the dynamic batcher at fixed request rates, and a two-device pipeline.
 
-Figures are reported with ``jaxperf.record`` (and the device-count cases through ``--jaxperf``'s table and
-its scaling lines). On this 2-core machine the 8 "devices" are virtual: they share two cores, so the
-figures show the plugin working, not a speed-up.
+Figures are reported with ``jaxperf.record``. Throughput per device count and batch sweeps of every suite
+model are in ``test_models.py``.
 """
 
 from __future__ import annotations
@@ -16,27 +15,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-import pytest_jaxperf as jaxperf
 from pytest_jaxperf.serving import DynamicBatcher
 from suites.models.vae import VAEDecoder
 
 REQUEST_RATES = (500, 2000)  # requests per second, open loop
 REQUESTS = 2000
-
-
-@jaxperf.jit_warm
-@jaxperf.devices(1, 2, 8)
-@pytest.mark.parametrize("hidden", [(128, 256), (1024, 1024)], ids=["vae", "wide"])
-def test_decoder_throughput_per_device_count(jaxperf, hidden):
-    record = jaxperf.check(VAEDecoder(hidden=hidden, rngs=nnx.Rngs(0)), jnp.zeros((512, 32)))
-    assert record.compiles == 1
-
-
-def test_decoder_batch_sweep(jaxperf):
-    sweep = jaxperf.batch_sweep(VAEDecoder(rngs=nnx.Rngs(0)), jnp.zeros((1, 32)), sizes=(1, 8, 64, 512))
-    # Expectation: one compile per batch size, and more rows per call never lowers throughput much.
-    assert [p.compiles for p in sweep.points] == [1, 1, 1, 1]
-    assert sweep.points[-1].throughput > sweep.points[0].throughput
 
 
 @pytest.mark.parametrize("rate", REQUEST_RATES)

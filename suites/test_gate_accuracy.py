@@ -15,8 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-A_A_PROCESSES = 10
-SLOWDOWN_PROCESSES = 4
+from suites.marks import cpu_runner_benchmark
+
+# The main job runs 4 A/A processes (40 comparisons) to stay within its time; the figures in the README
+# come from JAXPERF_GATE_AA_PROCESSES=10 (100 comparisons).
+A_A_PROCESSES = int(os.environ.get("JAXPERF_GATE_AA_PROCESSES", "4"))
+SLOWDOWN_PROCESSES = 2
+pytestmark = cpu_runner_benchmark
 BUDGET_SECONDS = "0.5"
 
 # Ten measured cases: four decoder batches and three MLP widths through jaxperf.check (compiled, with
@@ -155,7 +160,7 @@ def test_gate_false_alarms_and_detection(jaxperf, tmp_path):
     jaxperf.record("time --jaxperf adds per measured test", per_test, "s")
     jaxperf.record("recording baselines (3 processes, 10 tests)", record_seconds, "s")
 
-    assert comparisons >= 100
+    assert comparisons == 10 * A_A_PROCESSES
     # "At most 1% false alarms" read as a test of the count: it must be consistent with a rate of 1%
     # (one-sided binomial p ≥ 0.05: at most 3 of 100). Asserting at most 1 of 100 would fail a gate whose
     # rate is exactly 1% one time in four (and the 100 comparisons come from 10 processes, not 100).
