@@ -10,7 +10,7 @@ The flag's own effect is measured over the whole pool; the detection rate is als
 slowed processes' medians scaled so that their mean effect is 10% (their spread kept). Disjoint trials (the
 pool cut into blocks of five rounds) are reported beside the resampled ones.
 
-The pool has JAXPERF_AB_POOL_ROUNDS rounds: by default 10 (about 100 s with one real ``jaxperf ab``), the
+The pool has JAXPERF_AB_POOL_ROUNDS rounds: by default 8 (about 85 s with one real ``jaxperf ab``), the
 main job's sanity check with loose bounds; the figures in the README come from 60 rounds (about 8 minutes),
 where the issue's bounds (at most 1% false alarms, at least 95% detection) are asserted.
 """
@@ -41,7 +41,7 @@ from pytest_jaxperf.ab import (
 from suites.marks import cpu_runner_benchmark
 
 pytestmark = cpu_runner_benchmark
-POOL_ROUNDS = int(os.environ.get("JAXPERF_AB_POOL_ROUNDS", "10"))
+POOL_ROUNDS = int(os.environ.get("JAXPERF_AB_POOL_ROUNDS", "8"))
 #: Where to keep the pool's medians, for a look at other decision rules without re-running it.
 POOL_JSON = os.environ.get("JAXPERF_AB_POOL_JSON")
 FULL_POOL = 40

@@ -72,8 +72,15 @@ def test_dcgan_generator_precision(jaxperf):
 
 # A UNet block's input is a feature map from earlier layers: about unit scale, never constant. A constant
 # map makes every group norm divide rounding noise by its epsilon (a variance of 0): 10 dB for int8.
+# int8-dynamic's measured minimum over the derandomized inputs is 25.1 dB on the CPU (worst channel 21.4),
+# at the default floor: 23 dB leaves room for another backend's rounding.
 @jaxperf.jit_warm
-@jaxperf.dtype(*VARIANTS, input_scale=(0.1, 10.0), input_kinds=("gaussian", "spike", "positive"))
+@jaxperf.dtype(
+    *VARIANTS,
+    input_scale=(0.1, 10.0),
+    input_kinds=("gaussian", "spike", "positive"),
+    min_sqnr_db={"int8-dynamic": 23.0},
+)
 def test_unet_block_precision(jaxperf):
     check_variant(jaxperf, WORKLOADS["unet"].build(), *WORKLOADS["unet"].inputs(8), attention=True)
 
