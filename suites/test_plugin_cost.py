@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 PLAIN_TESTS = 200
-OVERHEAD_ROUNDS = 15
+# 10 paired runs in the main job (its time); the README's figures are from JAXPERF_OVERHEAD_ROUNDS=15.
+OVERHEAD_ROUNDS = int(os.environ.get("JAXPERF_OVERHEAD_ROUNDS", "10"))
 OVERHEAD_TARGET_PERCENT = 2.0
 WATCH_TARGET_US = 5.0
 IMPORT_TARGET_MS = 50.0
@@ -54,7 +55,7 @@ def test_plugin_overhead_on_a_suite_without_jaxperf_markers(jaxperf, tmp_path):
     ratios = [a / b for a, b in zip(with_plugin, without_plugin, strict=True)]
     overhead = (statistics.median(ratios) - 1) * 100
     # A fresh process's wall time moves by 3–6 % from one run to the next on this machine, so the median
-    # of 15 ratios is itself uncertain by about ±2 %: the target is held against the interval (the same
+    # of 10–15 ratios is itself uncertain by about ±2 %: the target is held against the interval (the same
     # statistics as `jaxperf ab`), failing only when the overhead is surely above it.
     estimate = ratio_of_medians(without_plugin, with_plugin)
     jaxperf.record(f"pytest run, {PLAIN_TESTS} plain tests, plugin on", statistics.median(with_plugin), "s")

@@ -84,7 +84,7 @@ def test_dynamic_batcher_compiles_per_batch_size(jaxperf):
             *(batcher.add_request(jnp.full((32,), i, jnp.float32)) for i in range(count))
         )
         try:
-            return await asyncio.wait_for(pending, timeout=5.0)
+            return await asyncio.wait_for(pending, timeout=1.0)
         except TimeoutError:
             # The model raised inside the batcher's task, so its callers are never answered (the next
             # test shows why); what the first task raised is the finding.
