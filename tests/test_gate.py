@@ -184,8 +184,15 @@ def test_ids_with_slashes_brackets_colons_and_unicode_stay_in_the_folder(
         "test_odd[a/../../b]::a/../../b",
         "test_odd[x::y[z]]::x::y[z]",
     ]
-    # Read back under each odd id (a 10 µs function over 0.3 s: the verdict itself may be inconclusive).
-    expect(jaxperf_pytester, "--jaxperf", passed=3, lines=["*test_odd?a/../../b?*fp32-d1*a/../../b*"])
+    # Read back under each odd id. What is tested is the names, not the timing: a 10 µs function against a
+    # one-process baseline moved by 22% between processes on CI, so the threshold is wide.
+    expect(
+        jaxperf_pytester,
+        "--jaxperf",
+        "--jaxperf-threshold=0.5",
+        passed=3,
+        lines=["*test_odd?a/../../b?*fp32-d1*a/../../b*"],
+    )
 
 
 def test_pytest_benchmark_fixture_and_exports(jaxperf_pytester: pytest.Pytester) -> None:
