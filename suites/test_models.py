@@ -62,9 +62,10 @@ def test_model(jaxperf, name):
     workload = WORKLOADS[name]
     record = jaxperf.check(workload.build(), *workload.inputs())
     # Expectation (JIT with warm-up): one compile, and the warm calls do not pay for it. The budget is
-    # checked from the compiled program before anything runs; with 8 devices the batch is split 8 ways.
+    # checked from the compiled program before anything runs (that check compiles it, ahead of the first
+    # call, so the compile is compared, not the first call); with 8 devices the batch is split 8 ways.
     assert record.compiles == 1
-    assert max(record.steady_call_seconds) < record.first_call_seconds
+    assert max(record.steady_call_seconds) < record.compile_seconds + record.first_call_seconds
 
 
 @jaxperf.jit_warm
