@@ -170,6 +170,13 @@ class Jaxperf:
         explain = functools.partial(self._explain_run_failure, wrapped, inputs=example_inputs)
         with self._failures_explained(explain):
             timings = warm_up(wrapped, example_inputs, calls)
+            if wrapped.mesh is not None:
+                self._check_sharded(wrapped, example_inputs)
+            precision = (
+                self._check_precision(model, params, wrapped, example_inputs) if self.spec.dtype else None
+            )
+        if memory is not None:
+            memory = {**memory, **self._device_peak()}
         compiles = len(wrapped.watched.compiles) if wrapped.watched else 0
         if ahead_of_time and wrapped.watched and not any(c.call == 1 for c in wrapped.watched.compiles):
             # The memory check compiled the program ahead of time and the first call reused it from
@@ -178,14 +185,6 @@ class Jaxperf:
             timings = dataclasses.replace(
                 timings, compile_seconds=timings.compile_seconds + sum(e.seconds for e in ahead_of_time)
             )
-        with self._failures_explained(explain):
-            if wrapped.mesh is not None:
-                self._check_sharded(wrapped, example_inputs)
-            precision = (
-                self._check_precision(model, params, wrapped, example_inputs) if self.spec.dtype else None
-            )
-        if memory is not None:
-            memory = {**memory, **self._device_peak()}
         record = CheckRecord(
             nodeid=self.nodeid,
             variant=self.variant.id,
@@ -546,18 +545,15 @@ class Jaxperf:
             raise TypeError(error)
         # The variant keeps the model's name (a converted function has its own).
         name = type(model).__name__ if is_nnx_module(model) else function_name(model)
-        if convert is not None:
-            if params is None:
-                from flax import nnx
+        if convert is not None and params is None:
+            from flax import nnx
 
-                # A copy: a conversion that edits the module in place (swapping its layers, say) would
-                # otherwise change the float32 reference too, and the fidelity check would compare the
-                # variant with itself.
-                converted = convert(nnx.clone(model) if isinstance(model, nnx.Module) else model)
-            else:
-                converted = convert(model, params)
-            if params is None:
-                return _BuiltVariant(converted, name=name)
+            # A copy: a conversion that edits the module in place (swapping its layers, say) would
+            # otherwise change the float32 reference too, and the fidelity check would compare the
+            # variant with itself.
+            return _BuiltVariant(convert(nnx.clone(model) if is_nnx_module(model) else model), name=name)
+        if convert is not None:
+            converted = convert(model, params)
             if not (isinstance(converted, tuple) and len(converted) == 2):
                 raise TypeError(
                     f"convert(fn, params) must return (fn, params) for a function model, got {converted!r}"
