@@ -7,12 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_jaxperf.checks.memory import MemoryBreakdown, format_bytes, out_of_memory_message
 from pytest_jaxperf.optimize.jit import wrap_model
 from pytest_jaxperf.optimize.memory import (
     chunked,
     donating,
+    fitting_boundary,
     max_batch_size,
     memory_at_batch,
     rematerialized,
@@ -175,6 +178,50 @@ def test_max_batch_size_is_the_boundary_and_a_confirming_run_agrees() -> None:
     assert fit.first_over == fit.batch + 1
     assert fit.compiles < 2 * np.log2(fit.batch) + 4
     assert max_batch_size(model, jnp.zeros((8, 32)), 1000).batch == 0  # not even the parameters fit
+
+
+def test_max_batch_size_on_an_autotuning_backend_checks_the_boundary_with_the_real_program(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Here the untuned and the real programs are the same (XLA:CPU does not autotune), so the check
+    # agrees in its two compiles; that it moves a wrong estimate is fitting_boundary's test below.
+    model = Mlp(rngs=nnx.Rngs(0))
+    on_cpu = max_batch_size(model, jnp.zeros((8, 32)), "8MiB")
+    assert on_cpu.autotuned_compiles == 0
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    on_gpu = max_batch_size(model, jnp.zeros((8, 32)), "8MiB")
+    assert (on_gpu.batch, on_gpu.first_over, on_gpu.needs) == (on_cpu.batch, on_cpu.first_over, on_cpu.needs)
+    assert on_gpu.autotuned_compiles == 2
+    assert on_gpu.compiles == on_cpu.compiles + 2
+    assert "(2 autotuned)" in on_gpu.describe()
+
+
+@settings(deadline=None, max_examples=300)
+@given(
+    limit=st.integers(1, 1 << 24),
+    largest=st.integers(0, 1 << 24),
+    start=st.integers(1, 1 << 24),
+)
+def test_fitting_boundary_finds_the_boundary_from_any_start(largest: int, start: int, limit: int) -> None:
+    calls: list[int] = []
+
+    def fits(batch: int) -> bool:
+        assert 1 <= batch <= limit
+        calls.append(batch)
+        return batch <= largest
+
+    expected = (largest, largest + 1) if largest < limit else (limit, None)
+    assert fitting_boundary(fits, start, limit) == expected
+    # Stepping out and bisecting each take about log2 of the distance from the start.
+    distance = abs(min(largest, limit) - min(start, limit)) + 2
+    assert len(calls) <= 2 * np.log2(distance) + 3
+
+
+def test_fitting_boundary_from_a_good_guess_takes_two_calls() -> None:
+    calls: list[int] = []
+    assert fitting_boundary(lambda b: calls.append(b) or b <= 1000, 1000, 1 << 24) == (1000, 1001)
+    assert calls == [1000, 1001]
+    assert fitting_boundary(lambda b: b <= 1000, 1, 1 << 24) == (1000, 1001)
 
 
 def test_max_batch_size_needs_a_budget_on_the_cpu() -> None:

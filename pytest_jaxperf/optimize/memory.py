@@ -1,7 +1,9 @@
 """Memory-saving optimizations, each measured from the compiled program's memory analysis.
 
 - :func:`max_batch_size`: the largest batch under a budget, by binary search over compile-only memory
-  analysis: no trial run, no out-of-memory, no device memory used (``confirm=True`` runs it once).
+  analysis: no trial run, no out-of-memory, no device memory used (``confirm=True`` runs it once). On
+  accelerators the trial programs compile without autotuning and the boundary is then checked with the
+  program the model really runs.
 - :func:`chunked`: a batch run in fixed-size chunks, the last one padded to the chunk size and its result
   sliced, so one program serves every batch size; :meth:`ChunkedModel.memory_saved` says what it buys.
 - :func:`donating`: the inputs' buffers donated to the computation (the caller promises not to reuse
@@ -17,6 +19,7 @@ import functools
 import time
 import warnings
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -27,7 +30,7 @@ from ..checks.memory import MemoryBreakdown, compiled_memory, device_memory_stat
 from .jit import wrap_model
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from .jit import WrappedModel
 
@@ -40,11 +43,56 @@ def _at_batch(example: Any, batch: int) -> Any:
     )
 
 
-def memory_at_batch(wrapped: WrappedModel, example_input: Any, batch: int) -> MemoryBreakdown:
+def memory_at_batch(
+    wrapped: WrappedModel,
+    example_input: Any,
+    batch: int,
+    *,
+    compiler_options: Mapping[str, Any] | None = None,
+) -> MemoryBreakdown:
     """What the model's compiled program needs for ``batch`` rows (compiles; runs nothing)."""
     assert wrapped.forward is not None
     lowered = jax.jit(wrapped.forward).lower(wrapped.params, _at_batch(example_input, batch))
-    return compiled_memory(lowered.compile())
+    return compiled_memory(lowered.compile(dict(compiler_options) if compiler_options else None))
+
+
+#: XLA options of the search's trial compiles. A GPU compile autotunes: it times candidate kernels for
+#: every GEMM, convolution and fusion at the new shape, which at large batches takes seconds a compile
+#: and made a 30-compile search the slowest case of the suites on an H100. Without it XLA takes its
+#: default kernels, whose workspaces can differ a little, so the boundary is re-checked with the program
+#: the model really runs. XLA:CPU does not autotune; the option changes nothing there.
+UNTUNED_OPTIONS: Mapping[str, Any] = MappingProxyType({"xla_gpu_autotune_level": 0})
+
+
+def fitting_boundary(fits: Callable[[int], bool], start: int, limit: int) -> tuple[int, int | None]:
+    """The largest batch in ``1..limit`` for which ``fits`` holds (0: none) and the smallest tried for
+    which it does not (None: ``limit`` fits), for a ``fits`` that holds up to some batch and not beyond.
+
+    Steps out from ``start`` by 1, 2, 4, ... rows until the answer changes, then bisects: from 1 that is
+    doubling (1, 2, 4, ...), from a good guess it is two calls.
+    """
+    start = max(1, min(start, limit))
+    low, high, step = 0, None, 1
+    if fits(start):
+        low = start
+        while low < limit:
+            batch = min(low + step, limit)
+            if not fits(batch):
+                high = batch
+                break
+            low, step = batch, step * 2
+    else:
+        high = start
+        while high - step >= 1:
+            batch = high - step
+            if fits(batch):
+                low = batch
+                break
+            high, step = batch, step * 2
+    while high is not None and high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -62,12 +110,15 @@ class BatchFit:
     seconds: float
     confirmed: bool = False
     """Whether ``confirm=True`` ran the model at ``batch``."""
+    autotuned_compiles: int = 0
+    """Of ``compiles``, those with the backend's autotuning (the boundary's check on accelerators)."""
 
     def describe(self) -> str:
         needs = f" (needs {format_bytes(self.needs.total)}: {self.needs.describe()})" if self.needs else ""
         return (
             f"largest batch {self.batch} under {format_bytes(self.budget)}{needs}; "
-            f"{self.compiles} compiles, {self.seconds:.2f} s, no device memory used"
+            f"{self.compiles} compiles ({self.autotuned_compiles} autotuned), {self.seconds:.2f} s, "
+            "no device memory used"
         )
 
 
@@ -94,8 +145,10 @@ def max_batch_size(
     """The largest batch of ``example_input``'s row shape whose compiled program fits ``budget``.
 
     Doubles the batch until the program needs more than the budget, then bisects: about 2·log2(batch)
-    compiles, each ahead of time (nothing runs, nothing is allocated). ``budget`` is bytes or a size
-    string (``"1GiB"``); by default the device's own limit (GPUs and TPUs report one; the CPU does not).
+    compiles, each ahead of time (nothing runs, nothing is allocated), without autotuning; where the
+    backend autotunes (GPUs), the boundary is then checked with the program the model really runs.
+    ``budget`` is bytes or a size string (``"1GiB"``); by default the device's own limit (GPUs and TPUs
+    report one; the CPU does not).
     ``confirm=True`` then runs the model once at the batch found.
     """
     from ..config import parse_bytes
@@ -103,26 +156,21 @@ def max_batch_size(
     started = time.perf_counter()
     budget_bytes = device_budget() if budget is None else parse_bytes(budget)
     wrapped = wrap_model(model, params=params, jit=False)
-    cache: dict[int, MemoryBreakdown] = {}
+    # Trial programs compile without autotuning; then, where the backend autotunes, the boundary is
+    # checked (and if need be moved) with the programs the model really runs: two compiles when the
+    # untuned estimate was right.
+    untuned: dict[int, MemoryBreakdown] = {}
+    tuned: dict[int, MemoryBreakdown] = {}
 
-    def needs(batch: int) -> MemoryBreakdown:
+    def needs(batch: int, cache: dict[int, MemoryBreakdown], options: Mapping[str, Any] | None) -> int:
         if batch not in cache:
-            cache[batch] = memory_at_batch(wrapped, example_input, batch)
-        return cache[batch]
+            cache[batch] = memory_at_batch(wrapped, example_input, batch, compiler_options=options)
+        return cache[batch].total
 
-    fits, over = 0, None
-    batch = 1
-    while batch <= limit:
-        if needs(batch).total > budget_bytes:
-            over = batch
-            break
-        fits, batch = batch, batch * 2
-    if over is not None:
-        low, high = fits, over  # low fits (or is 0), high does not
-        while high - low > 1:
-            middle = (low + high) // 2
-            low, high = (middle, high) if needs(middle).total <= budget_bytes else (low, middle)
-        fits, over = low, high
+    fits, over = fitting_boundary(lambda b: needs(b, untuned, UNTUNED_OPTIONS) <= budget_bytes, 1, limit)
+    if jax.default_backend() != "cpu":
+        fits, over = fitting_boundary(lambda b: needs(b, tuned, None) <= budget_bytes, fits, limit)
+    final = tuned if tuned else untuned
     confirmed = False
     if confirm and fits:
         assert wrapped.forward is not None
@@ -132,9 +180,10 @@ def max_batch_size(
     return BatchFit(
         batch=fits,
         budget=budget_bytes,
-        needs=needs(fits) if fits else None,
+        needs=final[fits] if fits else None,
         first_over=over,
-        compiles=len(cache),
+        compiles=len(untuned) + len(tuned),
+        autotuned_compiles=len(tuned),
         seconds=time.perf_counter() - started,
         confirmed=confirmed,
     )
