@@ -48,3 +48,10 @@ def provide_cpu_devices(count: int) -> None:
             f"jax started its backends before pytest-jaxperf could provide {count} CPU devices (something "
             f"ran a jax operation while loading); set JAX_NUM_CPU_DEVICES={count} in the environment instead"
         ) from None
+
+
+def child_process_environment(**extra: str) -> dict[str, str]:
+    """This process's environment, plus ``extra``, for a child process that starts jax while this one
+    holds its devices: without preallocation, as jax's default of 75% of a GPU's memory would fail there.
+    """
+    return {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false", **extra}

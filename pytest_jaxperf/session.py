@@ -157,6 +157,7 @@ class JaxperfSession:
         import tempfile
         from pathlib import Path
 
+        from .environment import child_process_environment
         from .results import load_results
 
         nodeids = sorted({r.nodeid for r in measured})
@@ -169,9 +170,7 @@ class JaxperfSession:
                     f"--jaxperf-baselines={self.settings.baselines_dir}", "-p", "no:cacheprovider", "-q",
                     *_forwarded_options(self.invocation_args), *nodeids,
                 ]  # fmt: skip
-                # This process still holds its device memory: on a GPU, JAX's default preallocation of
-                # 75% of the card would fail in the child.
-                env = {**os.environ, REPEAT_CHILD_ENV: "1", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+                env = child_process_environment(**{REPEAT_CHILD_ENV: "1"})
                 subprocess.run(command, cwd=self.settings.rootdir, env=env, capture_output=True, check=False)
                 if not results.exists():
                     self.messages.append(f"jaxperf: noise-floor run {index + 2} wrote no results; skipped")

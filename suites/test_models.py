@@ -8,7 +8,6 @@ and the batch each backend runs them at. The precision variants of the same mode
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from flax import nnx
 
 import pytest_jaxperf as jaxperf
+from pytest_jaxperf.environment import child_process_environment
 from pytest_jaxperf.optimize.batching import BucketedModel
 from pytest_jaxperf.optimize.precision import mixed_precision
 from suites.workloads import WORKLOADS
@@ -158,8 +158,7 @@ def test_persistent_compilation_cache(jaxperf, name, tmp_path):
     def fresh_process():
         command = [sys.executable, "-m", "suites.first_result", str(tmp_path / "cache"), name]
         root = Path(__file__).parent.parent
-        # This process holds its device memory: on a GPU the child must not try to preallocate 75% of it.
-        env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+        env = child_process_environment()  # this process holds the device's memory
         done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads(done.stdout.strip().splitlines()[-1])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from .conftest import expect
 
-#: Models for the precision tests: correct ones, and the broken variants a user (or a guide) may supply.
+#: Models for the precision tests: correct ones, and broken variants a user may supply. The guide's own
+#: snippets come from the suites' copy of them, ``suites/known_bad/guide.py``.
 PRECISION_MODELS = textwrap.dedent(
     """
     import jax
@@ -81,47 +83,6 @@ PRECISION_MODELS = textwrap.dedent(
             return y * self.scale[...] + self.bias[...]
 
 
-    class GuideQuantizedLinear(nnx.Module):
-        '''The guide's QuantizedLinear: per-tensor int8 codes, dequantized *before* a float32 matmul.'''
-
-        def __init__(self, linear):
-            w = linear.kernel[...]
-            self.scale = nnx.Param(jnp.max(jnp.abs(w)))
-            self.kq = nnx.Param(jnp.round(w / self.scale[...] * 127).astype(jnp.int8))
-            self.bias = nnx.Param(linear.bias[...])
-
-        def __call__(self, x):
-            w = self.kq[...].astype(jnp.float32) * self.scale[...] / 127
-            return x @ w + self.bias[...]
-
-
-    def dynamic_quantize(x, bits=8):
-        '''The guide's dynamic quantization: min/max over the tensor, codes 0..255 cast to int8.'''
-        x_min, x_max = x.min(), x.max()
-        scale = (x_max - x_min) / (2**bits - 1)
-        q = jnp.round((x - x_min) / scale).astype(jnp.int8)
-        return q, scale, x_min
-
-
-    class GuideDynamicLinear(nnx.Module):
-        '''int8 x int8 -> int32 with per-channel weights, but the guide's activation quantization.'''
-
-        def __init__(self, linear):
-            w = linear.kernel[...]
-            self.w_scale = nnx.Param(jnp.max(jnp.abs(w), axis=0) / 127.0)
-            self.codes = nnx.Param(jnp.round(w / self.w_scale[...]).astype(jnp.int8))
-            self.column_sums = nnx.Param(jnp.sum(w, axis=0))
-            self.bias = nnx.Param(linear.bias[...])
-
-        def __call__(self, x):
-            q, scale, x_min = dynamic_quantize(x)
-            acc = jax.lax.dot_general(
-                q, self.codes[...], (((x.ndim - 1,), (0,)), ((), ())), preferred_element_type=jnp.int32
-            )
-            # x ≈ q * scale + x_min, so x @ w ≈ scale * (q @ w) + x_min * column sums of w
-            return acc * scale * self.w_scale[...] + x_min * self.column_sums[...] + self.bias[...]
-
-
     class DequantizedLinear(nnx.Module):
         '''int8 weights, but dequantized to float32 before a float32 matmul: weight-only at best.'''
 
@@ -133,24 +94,18 @@ PRECISION_MODELS = textwrap.dedent(
 
         def __call__(self, x):
             return x @ (self.codes[...].astype(jnp.float32) * self.w_scale[...]) + self.bias[...]
-
-
-    class MixedPrecisionModel(nnx.Module):
-        '''The guide's mixed precision: the input cast to float16, the model left in float32.'''
-
-        def __init__(self, model):
-            self.model = model
-
-        def __call__(self, x):
-            return self.model(x.astype(jnp.float16)).astype(jnp.float32)
     """
 )
 
 
+GUIDE_SNIPPETS = Path(__file__).parents[1] / "suites" / "known_bad" / "guide.py"
+
+
 @pytest.fixture
 def precision_pytester(jaxperf_pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """A pytester directory with the precision models, its runs derandomized as on CI."""
-    jaxperf_pytester.makepyfile(precision_models=PRECISION_MODELS)
+    """A pytester directory with the precision models and the guide's snippets, its runs derandomized as
+    on CI."""
+    jaxperf_pytester.makepyfile(precision_models=PRECISION_MODELS, guide=GUIDE_SNIPPETS.read_text())
     # On CI, hypothesis's own "ci" profile derandomizes the generated inputs: every run checks the same.
     monkeypatch.setenv("CI", "1")
     return jaxperf_pytester
@@ -310,10 +265,9 @@ def test_the_guides_three_snippets_are_caught(precision_pytester: pytest.Pyteste
         from flax import nnx
 
         import pytest_jaxperf as jaxperf
+        from guide import DynamicQuantizedLinear, MixedPrecisionModel, QuantizedLinear
         from models import Decoder
-        from precision_models import (
-            GuideDynamicLinear, GuideQuantizedLinear, MixedPrecisionModel, swap_linears,
-        )
+        from precision_models import swap_linears
 
 
         @jaxperf.dtype("fp16")
@@ -323,13 +277,13 @@ def test_the_guides_three_snippets_are_caught(precision_pytester: pytest.Pyteste
 
         @jaxperf.dtype("int8")
         def test_quantized_linear(jaxperf):
-            convert = lambda model: swap_linears(model, GuideQuantizedLinear)
+            convert = lambda model: swap_linears(model, QuantizedLinear)
             jaxperf.check(Decoder(rngs=nnx.Rngs(0)), jnp.zeros((8, 32)), convert=convert)
 
 
         @jaxperf.dtype("int8-dynamic", input_scale=(1e-3, 10))
         def test_dynamic_quantization(jaxperf):
-            convert = lambda model: swap_linears(model, GuideDynamicLinear)
+            convert = lambda model: swap_linears(model, DynamicQuantizedLinear)
             jaxperf.check(Decoder(rngs=nnx.Rngs(0)), jnp.zeros((64, 32)), convert=convert)
         """
     )
