@@ -38,9 +38,9 @@ from pytest_jaxperf.ab import (
     run_ab,
     run_side,
 )
-from suites.marks import cpu_runner_benchmark
+from suites.marks import cpu_runner_benchmark, gate_benchmark
 
-pytestmark = cpu_runner_benchmark
+pytestmark = [gate_benchmark, cpu_runner_benchmark]
 POOL_ROUNDS = int(os.environ.get("JAXPERF_AB_POOL_ROUNDS", "8"))
 #: Where to keep the pool's medians, for a look at other decision rules without re-running it.
 POOL_JSON = os.environ.get("JAXPERF_AB_POOL_JSON")

@@ -15,13 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-from suites.marks import cpu_runner_benchmark
+from suites.marks import cpu_runner_benchmark, gate_benchmark
 
 # The main job runs 2 A/A processes (20 comparisons: a smoke test of the gate) to stay within its time;
 # the figures in the README come from JAXPERF_GATE_AA_PROCESSES=10 (100 comparisons).
 A_A_PROCESSES = int(os.environ.get("JAXPERF_GATE_AA_PROCESSES", "2"))
 SLOWDOWN_PROCESSES = 4 if A_A_PROCESSES >= 10 else 2
-pytestmark = cpu_runner_benchmark
+pytestmark = [gate_benchmark, cpu_runner_benchmark]
 BUDGET_SECONDS = "0.5"
 
 # Ten measured cases: four decoder batches and three MLP widths through jaxperf.check (compiled, with
