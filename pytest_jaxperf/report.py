@@ -144,7 +144,7 @@ def summary_lines(records: Sequence[Record]) -> list[str]:
     if scaling:
         lines += [""] if lines else []
         lines += scaling
-    notes = verdict_notes(records)
+    notes = verdict_notes(records) + drift_lines(records)
     if notes:
         lines += [""] if lines else []
         lines += notes
@@ -162,6 +162,42 @@ def verdict_notes(records: Sequence[Record], statuses: Sequence[str] = NOTED_VER
         for c in records
         if isinstance(c, CheckRecord) and c.verdict and c.verdict.get("status") in statuses
     ]
+
+
+def drift_lines(records: Sequence[Record]) -> list[str]:
+    """When the run's timed checks moved together against their baselines: what that says, and which
+    regressions stand out even against it (see :class:`~pytest_jaxperf.verdicts.RunDrift`)."""
+    from .verdicts import PASS, TimedCheck, run_drift
+
+    timed = [
+        TimedCheck(f"{c.nodeid} {c.key}", c.verdict["ratio"], c.verdict["ci_low"], c.verdict["limit"])
+        for c in records
+        if isinstance(c, CheckRecord)
+        and c.verdict
+        and c.verdict.get("status") in (PASS, REGRESSED, IMPROVED, INCONCLUSIVE)
+        and c.verdict.get("ratio") is not None
+        and c.verdict.get("ci_low") is not None
+        and c.verdict.get("limit") is not None
+    ]
+    drift = run_drift(timed)
+    if drift is None:
+        return []
+    regressed = sum(
+        1 for c in records if isinstance(c, CheckRecord) and (c.verdict or {}).get("status") == REGRESSED
+    )
+    lines = [f"jaxperf: {drift.describe()}."]
+    if regressed:
+        lines.append(
+            f"jaxperf: of the {regressed} regressed, against that median "
+            + (
+                f"{len(drift.standing_out)} still stand{'s' if len(drift.standing_out) == 1 else ''} out: "
+                + ", ".join(drift.standing_out)
+                if drift.standing_out
+                else "none stands out"
+            )
+            + "; `jaxperf ab` compares two revisions interleaved, which a drifting machine cannot fool."
+        )
+    return lines
 
 
 def scaling_lines(records: Sequence[Record]) -> list[str]:

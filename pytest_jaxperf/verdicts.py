@@ -201,3 +201,62 @@ def noise_floor_of_run(floors: Sequence[float]) -> float:
 
     measured = [f for f in floors if f > 0]
     return statistics.median(measured) if len(measured) >= 3 else 0.0
+
+
+#: Fewest timed checks in a run for their median to speak for the machine rather than for one model.
+DRIFT_MIN_CHECKS = 8
+#: A median change of the run's checks at least this large is reported as the machine's drift.
+DRIFT_REPORTED = 0.05
+
+
+@dataclass(frozen=True)
+class TimedCheck:
+    """What :func:`run_drift` needs of one timing verdict."""
+
+    name: str
+    ratio: float
+    """Current median time / baseline median time."""
+    ci_low: float
+    limit: float
+
+
+@dataclass(frozen=True)
+class RunDrift:
+    """How a run's timed checks moved together against their baselines.
+
+    A baseline is recorded at one time; a shared machine can run everything slower hours later (measured:
+    every suite model 12–20% slower three hours on, the code unchanged). The noise floor, from processes
+    recorded together, does not cover that, so the gate then flags unchanged models. Most checks moving
+    alike points at the machine, not at each model; this is reported beside the verdicts, which it does not
+    change: a change that slows every model at once reads the same.
+    """
+
+    checks: int
+    median_ratio: float
+    quartiles: tuple[float, float]
+    standing_out: tuple[str, ...]
+    """Regressed checks whose interval clears their limit even against the run's median."""
+
+    def describe(self) -> str:
+        low, high = self.quartiles
+        direction = "slower" if self.median_ratio > 1 else "faster"
+        return (
+            f"the median of {self.checks} timed checks ran {abs(self.median_ratio - 1):.1%} {direction} than "
+            f"its baseline (middle half {_percent(low - 1)}…{_percent(high - 1)} in time): the machine looks "
+            f"{direction} than when the baselines were recorded, or every model changed at once"
+        )
+
+
+def run_drift(checks: Sequence[TimedCheck]) -> RunDrift | None:
+    """The run's common drift, when there are enough timed checks and their median moved noticeably."""
+    import statistics
+
+    ratios = sorted(c.ratio for c in checks if c.ratio > 0 and math.isfinite(c.ratio))
+    if len(ratios) < DRIFT_MIN_CHECKS:
+        return None
+    median = statistics.median(ratios)
+    if abs(median - 1) < DRIFT_REPORTED and abs(1 / median - 1) < DRIFT_REPORTED:
+        return None
+    quartiles = statistics.quantiles(ratios, n=4)
+    standing_out = tuple(c.name for c in checks if c.ci_low / median - 1 > c.limit and c.ci_low - 1 > c.limit)
+    return RunDrift(len(ratios), median, (quartiles[0], quartiles[2]), standing_out)

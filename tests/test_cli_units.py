@@ -14,7 +14,7 @@ import pytest
 from pytest_jaxperf import ab, cli, page, plots
 from pytest_jaxperf.comparison import ONLY_IN_A, ONLY_IN_B, any_regressed, compare_results
 from pytest_jaxperf.records import CheckRecord, FigureRecord
-from pytest_jaxperf.report import JSON_SCHEMA_VERSION, results_json
+from pytest_jaxperf.report import JSON_SCHEMA_VERSION, drift_lines, results_json
 from pytest_jaxperf.results import ResultsError, baseline_history, load_results
 
 from .conftest import git
@@ -372,3 +372,17 @@ def test_history_outside_git_reads_the_files_as_they_are(tmp_path):
     assert history.revisions == 0
     assert [p.throughput for p in history.points] == [32_000]
     assert math.isfinite(history.points[0].median)
+
+
+def test_the_summary_says_when_the_whole_run_drifted() -> None:
+    def judged(index: int, ratio: float, status: str) -> CheckRecord:
+        verdict = {"status": status, "reason": "", "ratio": ratio, "ci_low": ratio - 0.02, "limit": 0.14}
+        return check(f"t.py::test_{index}", 0.001 * ratio, verdict=verdict)
+
+    drifted = [judged(i, 1.12 + 0.01 * (i % 6), "pass" if i % 6 < 3 else "regressed") for i in range(12)]
+    lines = drift_lines([*drifted, judged(12, 1.6, "regressed")])
+    assert lines[0].startswith("jaxperf: the median of 13 timed checks ran 15.0% slower than its baseline")
+    assert lines[1].startswith(
+        "jaxperf: of the 7 regressed, against that median 1 still stands out: t.py::test_12"
+    )
+    assert drift_lines(drifted[:7]) == []  # too few checks to tell the machine from the models

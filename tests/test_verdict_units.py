@@ -26,8 +26,10 @@ from pytest_jaxperf.verdicts import (
     INCONCLUSIVE,
     PASS,
     REGRESSED,
+    TimedCheck,
     deterministic_changes,
     noise_floor,
+    run_drift,
     timing_verdict,
     verdict,
 )
@@ -50,6 +52,25 @@ def test_timing_verdicts_against_the_limit() -> None:
     assert (
         verdict_.reason == "median 1500 ms vs baseline 1000 ms (+50.0%, 95% CI +45.0%…+55.0%, limit +24.0%)"
     )
+
+
+def test_run_drift_speaks_when_most_checks_moved_alike() -> None:
+    # Nine checks 17% slower (the machine), one twice as slow: only that one stands out against the median.
+    drifted = [TimedCheck(f"t{i}", 1.17 + 0.01 * (i % 3), 1.16, 0.14) for i in range(9)]
+    slow = TimedCheck("slow", 2.0, 1.9, 0.14)
+    drift = run_drift([*drifted, slow])
+    assert drift is not None
+    assert drift.checks == 10
+    assert drift.median_ratio == pytest.approx(1.18)
+    assert drift.standing_out == ("slow",)
+    assert drift.describe().startswith("the median of 10 timed checks ran 18.0% slower than its baseline")
+    # Too few checks to tell the machine from the models; or no common move worth a word.
+    assert run_drift(drifted[:7]) is None
+    assert run_drift([TimedCheck(f"t{i}", 1.0 + 0.004 * i, 0.97, 0.1) for i in range(12)]) is None
+    faster = run_drift([TimedCheck(f"t{i}", 0.8, 0.78, 0.1) for i in range(8)])
+    assert faster is not None
+    assert "ran 20.0% faster" in faster.describe()
+    assert faster.standing_out == ()
 
 
 def test_throughput_message_reads_as_a_drop() -> None:
