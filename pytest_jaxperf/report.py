@@ -283,6 +283,9 @@ def markdown_summary(records: Sequence[Record]) -> str:
     if regressions:
         lines += ["", "**Regressions**", ""]
         lines += [f"- `{r.nodeid}` {r.key}: {r.verdict['reason']}" for r in regressions if r.verdict]
+    drift = drift_lines(records)
+    if drift:
+        lines += ["", *(f"> {line.removeprefix('jaxperf: ')}" for line in drift)]
     return "\n".join(lines) + "\n"
 
 

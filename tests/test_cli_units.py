@@ -14,7 +14,7 @@ import pytest
 from pytest_jaxperf import ab, cli, page, plots
 from pytest_jaxperf.comparison import ONLY_IN_A, ONLY_IN_B, any_regressed, compare_results
 from pytest_jaxperf.records import CheckRecord, FigureRecord
-from pytest_jaxperf.report import JSON_SCHEMA_VERSION, drift_lines, results_json
+from pytest_jaxperf.report import JSON_SCHEMA_VERSION, drift_lines, markdown_summary, results_json
 from pytest_jaxperf.results import ResultsError, baseline_history, load_results
 
 from .conftest import git
@@ -386,3 +386,7 @@ def test_the_summary_says_when_the_whole_run_drifted() -> None:
         "jaxperf: of the 7 regressed, against that median 1 still stands out: t.py::test_12"
     )
     assert drift_lines(drifted[:7]) == []  # too few checks to tell the machine from the models
+    # The pull-request comment says it too, under the regressions.
+    assert "\n> the median of 13 timed checks ran 15.0% slower" in markdown_summary(
+        [*drifted, judged(12, 1.6, "regressed")]
+    )
