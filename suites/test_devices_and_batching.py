@@ -44,7 +44,13 @@ def test_batcher_at_a_fixed_request_rate(jaxperf, rate):
 
     batcher, rows, elapsed = asyncio.run(main())
     assert len(rows) == REQUESTS
-    np.testing.assert_allclose(rows[7], np.asarray(forward(rows_in[7:8]))[0], rtol=1e-5, atol=1e-6)
+    # The row answered from its bucket's program is the row computed alone: to float32 rounding on the CPU;
+    # on a GPU to TF32's (float32 matmuls run in TF32 by default, a 64-row and a 1-row matmul in kernels
+    # of their own).
+    tolerance = 1e-5 if jax.default_backend() == "cpu" else 5e-3
+    np.testing.assert_allclose(
+        rows[7], np.asarray(forward(rows_in[7:8]))[0], rtol=tolerance, atol=tolerance / 10
+    )
     jaxperf.record(f"batcher, {rate} requests/s offered: answered", REQUESTS / elapsed, "requests/s")
     jaxperf.record(f"batcher, {rate} requests/s: p50 latency", batcher.stats.percentile(0.5) * 1e3, "ms")
     jaxperf.record(f"batcher, {rate} requests/s: p99 latency", batcher.stats.percentile(0.99) * 1e3, "ms")
