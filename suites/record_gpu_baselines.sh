@@ -17,7 +17,8 @@ cd "$(dirname "$0")/.."
 out=${OUT:-gpu-run}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-export PYTHONPATH=. PYTHONUNBUFFERED=1
+# Absolute: some suites start child processes in other directories.
+export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
 log="$out/log.txt"
 {
     date -u

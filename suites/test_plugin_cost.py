@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
+from importlib import metadata
 from typing import TYPE_CHECKING
 
 import jax
@@ -34,6 +35,16 @@ def _environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
 
 
+def _plugin_on_and_off() -> tuple[list[str], list[str]]:
+    """The options of a child pytest with the plugin and without it: installed, the entry point loads it
+    and ``-p no:jaxperf`` blocks it; run from the source tree (the GPU machine) or with plugin autoloading
+    off, ``-p`` loads it."""
+    installed = any(entry.name == "jaxperf" for entry in metadata.entry_points(group="pytest11"))
+    if installed and not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return [], ["-p", "no:jaxperf"]
+    return ["-p", "pytest_jaxperf.plugin"], []
+
+
 def _wall_time(command: list[str], cwd: Path) -> float:
     start = time.perf_counter()
     subprocess.run(command, cwd=cwd, env=_environment(), check=True, capture_output=True)
@@ -45,11 +56,22 @@ def test_plugin_overhead_on_a_suite_without_jaxperf_markers(jaxperf, tmp_path):
     (tmp_path / "test_plain.py").write_text(body)
     (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider -q\n")
     pytest_command = [sys.executable, "-m", "pytest"]
+    plugin_on, plugin_off = _plugin_on_and_off()
+    # The two sides really differ: the plugin's options exist with it only.
+    for options, loaded in ((plugin_on, True), (plugin_off, False)):
+        done = subprocess.run(
+            [*pytest_command, *options, "--help"],
+            cwd=tmp_path,
+            env=_environment(),
+            capture_output=True,
+            text=True,
+        )
+        assert ("--jaxperf-update-baselines" in done.stdout) == loaded, (options, done.stdout[-2000:])
     _wall_time(pytest_command, tmp_path)  # write the .pyc files before timing
     with_plugin, without_plugin = [], []
     for round_index in range(OVERHEAD_ROUNDS):
         # Alternate which goes first, so a drift in machine load hits both sides alike.
-        pair = [(with_plugin, []), (without_plugin, ["-p", "no:jaxperf"])]
+        pair = [(with_plugin, plugin_on), (without_plugin, plugin_off)]
         for samples, extra in pair if round_index % 2 else reversed(pair):
             samples.append(_wall_time(pytest_command + extra, tmp_path))
     ratios = [a / b for a, b in zip(with_plugin, without_plugin, strict=True)]
