@@ -75,6 +75,6 @@ echo "main job on this GPU (the three parts): $(( $(date +%s) - started )) s; ex
     | tee -a "$log"
 
 written=$(cd baselines && find . -name '*.json' -newer "$stamp" | sort)
-echo "baseline files written: ${written:-none}" | tee -a "$log"
+echo "baseline files written: $(echo ${written:-none})" | tee -a "$log"
 [ -n "$written" ] && (cd baselines && tar czf "$out/baselines-gpu.tar.gz" $written)
 [ "${statuses[*]}" = "0 0 0" ]
