@@ -343,16 +343,40 @@ def base_worktree(root: Path, commit: str) -> Iterator[Path]:
     """The base revision checked out in a temporary worktree, removed on the way out, Ctrl-C included."""
     scratch = Path(tempfile.mkdtemp(prefix="jaxperf-ab-base-"))
     path = scratch / "base"
-    done = _git(root, "worktree", "add", "--detach", str(path), commit)
-    if done.returncode != 0:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise AbError(f"git worktree add failed for {commit[:12]}: {done.stderr.strip()}")
     try:
+        # An interrupt during the add would kill git half-way (subprocess kills its child), leaving a
+        # locked, half-made worktree that nothing removes: it takes effect once git is done.
+        with _interrupts_deferred():
+            done = _git(root, "worktree", "add", "--detach", str(path), commit)
+        if done.returncode != 0:
+            raise AbError(f"git worktree add failed for {commit[:12]}: {done.stderr.strip()}")
         yield path
     finally:
         _git(root, "worktree", "remove", "--force", str(path))
         shutil.rmtree(scratch, ignore_errors=True)
         _git(root, "worktree", "prune")
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C or SIGTERM during the block takes effect at its end, as a KeyboardInterrupt."""
+    received: list[int] = []
+
+    def defer(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    try:
+        previous = {number: signal.signal(number, defer) for number in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave the handlers alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 @contextmanager

@@ -173,6 +173,28 @@ def test_a_cancelled_job_removes_the_worktree_too(repository: Path):
     assert len(worktrees(repository)) == 1
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_while_git_adds_the_worktree_waits_for_git(signum: int) -> None:
+    # The cancelled-job test above raced with it: SIGTERM during `git worktree add` killed git half-way
+    # and left a locked worktree behind (1 CI run in about 20).
+    from pytest_jaxperf.ab import _interrupts_deferred
+
+    steps: list[str] = []
+
+    def signalled_while_git_runs() -> None:
+        with _interrupts_deferred():
+            os.kill(os.getpid(), signum)
+            time.sleep(0.05)  # the signal arrives here, and waits
+            steps.append("git done")
+
+    with pytest.raises(KeyboardInterrupt):
+        signalled_while_git_runs()
+    assert steps == ["git done"]
+    # The handlers are back: a SIGINT now interrupts at once.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_a_side_whose_pytest_cannot_start_is_reported(repository: Path):
     (repository / "conftest.py").write_text("import no_such_module_anywhere\n")
     done = jaxperf(repository, "ab", "--base", "HEAD", "--rounds", "2", "--", "-q")
