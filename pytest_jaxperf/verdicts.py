@@ -106,7 +106,7 @@ def timing_verdict(
     ratio = current["median"] / baseline["median"]
     low, high = ratio_ci
     reason = _timing_reason(current, baseline, ratio, low, high, limit, reference)
-    if low - 1 > limit:
+    if slower_beyond(low, limit):
         status = REGRESSED
     elif high - 1 < -limit / (1 + limit):
         # Faster beyond the same limit expressed the other way: 1/(1+limit) of the baseline time.
@@ -116,6 +116,11 @@ def timing_verdict(
     else:
         status = INCONCLUSIVE
     return Verdict(status, reason, ratio, low, high, limit)
+
+
+def slower_beyond(ci_low: float, limit: float) -> bool:
+    """The timing tier's regression: the time ratio's interval lies wholly above ``1 + limit``."""
+    return ci_low - 1 > limit
 
 
 def _timing_reason(
@@ -258,5 +263,9 @@ def run_drift(checks: Sequence[TimedCheck]) -> RunDrift | None:
     if abs(median - 1) < DRIFT_REPORTED and abs(1 / median - 1) < DRIFT_REPORTED:
         return None
     quartiles = statistics.quantiles(ratios, n=4)
-    standing_out = tuple(c.name for c in checks if c.ci_low / median - 1 > c.limit and c.ci_low - 1 > c.limit)
+    standing_out = tuple(
+        c.name
+        for c in checks
+        if slower_beyond(c.ci_low, c.limit) and slower_beyond(c.ci_low / median, c.limit)
+    )
     return RunDrift(len(ratios), median, (quartiles[0], quartiles[2]), standing_out)
