@@ -51,6 +51,8 @@ class Verdict:
     limit: float | None = None
     deterministic: tuple[str, ...] = ()
     """Deterministic changes found (regressions or improvements), one line each."""
+    regressed_exactly: bool = False
+    """Whether a deterministic figure regressed: the program's doing, whatever the machine's speed."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "deterministic": list(self.deterministic)}
@@ -175,6 +177,7 @@ def verdict(
             timing.ci_high,
             timing.limit,
             tuple(regressions + improvements),
+            regressed_exactly=True,
         )
     return Verdict(
         timing.status,
@@ -239,8 +242,10 @@ class RunDrift:
     checks: int
     median_ratio: float
     quartiles: tuple[float, float]
+    slower: int
+    """Checks whose time interval clears their limit against their baseline (timing regressions)."""
     standing_out: tuple[str, ...]
-    """Regressed checks whose interval clears their limit even against the run's median."""
+    """Of those, the checks whose interval clears their limit even against the run's median."""
 
     def describe(self) -> str:
         low, high = self.quartiles
@@ -263,9 +268,6 @@ def run_drift(checks: Sequence[TimedCheck]) -> RunDrift | None:
     if abs(median - 1) < DRIFT_REPORTED and abs(1 / median - 1) < DRIFT_REPORTED:
         return None
     quartiles = statistics.quantiles(ratios, n=4)
-    standing_out = tuple(
-        c.name
-        for c in checks
-        if slower_beyond(c.ci_low, c.limit) and slower_beyond(c.ci_low / median, c.limit)
-    )
-    return RunDrift(len(ratios), median, (quartiles[0], quartiles[2]), standing_out)
+    slower = [c for c in checks if slower_beyond(c.ci_low, c.limit)]
+    standing_out = tuple(c.name for c in slower if slower_beyond(c.ci_low / median, c.limit))
+    return RunDrift(len(ratios), median, (quartiles[0], quartiles[2]), len(slower), standing_out)

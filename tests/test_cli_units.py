@@ -375,18 +375,28 @@ def test_history_outside_git_reads_the_files_as_they_are(tmp_path):
 
 
 def test_the_summary_says_when_the_whole_run_drifted() -> None:
-    def judged(index: int, ratio: float, status: str) -> CheckRecord:
-        verdict = {"status": status, "reason": "", "ratio": ratio, "ci_low": ratio - 0.02, "limit": 0.14}
+    def judged(index: int, ratio: float, *, exactly: bool = False) -> CheckRecord:
+        # Consistent with the timing tier: regressed when the interval's low end clears the limit.
+        low, limit = ratio - 0.02, 0.145
+        status = "regressed" if exactly or low - 1 > limit else "pass"
+        verdict = {
+            "status": status, "reason": "", "ratio": ratio, "ci_low": low, "limit": limit,
+            "regressed_exactly": exactly,
+        }  # fmt: skip
         return check(f"t.py::test_{index}", 0.001 * ratio, verdict=verdict)
 
-    drifted = [judged(i, 1.12 + 0.01 * (i % 6), "pass" if i % 6 < 3 else "regressed") for i in range(12)]
-    lines = drift_lines([*drifted, judged(12, 1.6, "regressed")])
-    assert lines[0].startswith("jaxperf: the median of 13 timed checks ran 15.0% slower than its baseline")
+    drifted = [judged(i, 1.1 + 0.015 * (i % 6)) for i in range(12)]
+    assert [r.verdict["status"] for r in drifted].count("regressed") == 2  # 1.175: low 1.155, over the limit
+    # One more slower than the rest, and one whose FLOPs grew while its time did not move.
+    run = [*drifted, judged(12, 1.6), judged(13, 1.0, exactly=True)]
+    lines = drift_lines(run)
+    assert lines[0].startswith("jaxperf: the median of 14 timed checks ran 13.8% slower than its baseline")
     assert lines[1].startswith(
-        "jaxperf: of the 7 regressed, against that median 1 still stands out: t.py::test_12"
+        "jaxperf: of the 3 slower than their limits, against that median 1 still stands out: t.py::test_12"
     )
+    # Counted apart, never among those the drift may explain.
+    assert lines[2].startswith("jaxperf: 1 regressed in exact figures (compiles, FLOPs, bytes, memory)")
+    assert lines[2].endswith("t.py::test_13 " + run[-1].key)
     assert drift_lines(drifted[:7]) == []  # too few checks to tell the machine from the models
     # The pull-request comment says it too, under the regressions.
-    assert "\n> the median of 13 timed checks ran 15.0% slower" in markdown_summary(
-        [*drifted, judged(12, 1.6, "regressed")]
-    )
+    assert "\n> the median of 14 timed checks ran 13.8% slower" in markdown_summary(run)

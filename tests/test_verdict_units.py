@@ -62,6 +62,7 @@ def test_run_drift_speaks_when_most_checks_moved_alike() -> None:
     assert drift is not None
     assert drift.checks == 10
     assert drift.median_ratio == pytest.approx(1.18)
+    assert drift.slower == 10  # all ten clear their limit against their own baseline
     assert drift.standing_out == ("slow",)
     assert drift.describe().startswith("the median of 10 timed checks ran 18.0% slower than its baseline")
     # Too few checks to tell the machine from the models; or no common move worth a word.
@@ -104,6 +105,10 @@ def test_deterministic_tier_is_exact_and_wins() -> None:
     )
     assert result.status == REGRESSED
     assert result.reason.startswith("compiles 2 vs baseline 1; FLOPs 2000 vs baseline 1000 (+100.0%)")
+    assert result.regressed_exactly
+    slower = [1.5 * s for s in samples]
+    timing_only = verdict({**same, "median": 1.5}, {**base, "median": 1.0}, slower, samples)
+    assert (timing_only.status, timing_only.regressed_exactly) == (REGRESSED, False)
 
 
 def test_noise_floor_is_the_relative_range_of_medians() -> None:
