@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .verdicts import NEW, NOT_COMPARABLE
+from .verdicts import NEW, NOT_COMPARABLE, deterministic_changes
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -251,8 +251,36 @@ class BaselineStore:
 _BASELINE_SAMPLES = 41
 
 
+class ProgramChanged(Exception):
+    """A baseline cannot take another recording: what it measured is no longer the same program."""
+
+
+#: Process medians a baseline keeps when recordings are added to it (the most recent).
+MAX_PROCESS_MEDIANS = 12
+
+
+def extended_medians(stored: Mapping[str, Any], current: Mapping[str, Any], new: list[float]) -> list[float]:
+    """A baseline's process medians with another recording's added, the latest MAX_PROCESS_MEDIANS kept.
+
+    Only the same program may be added: medians of a changed model are not the same code measured at
+    another time, so a change in compiles, FLOPs, bytes or memory (``current`` against ``stored``) raises
+    :class:`ProgramChanged` naming it.
+    """
+    regressions, improvements = deterministic_changes(current, stored)
+    if regressions or improvements:
+        raise ProgramChanged(
+            f"its program changed since it was recorded ({'; '.join(regressions + improvements)})"
+        )
+    before = [float(m) for m in stored.get("process_medians") or [stored["median"]]]
+    return [*before, *new][-MAX_PROCESS_MEDIANS:]
+
+
 def baseline_record(
-    record: CheckRecord, process_medians: list[float], noise_floor: float, commit: str
+    record: CheckRecord,
+    process_medians: list[float],
+    noise_floor: float,
+    commit: str,
+    recordings: int = 1,
 ) -> dict[str, Any]:
     """What a baseline keeps of a measured check.
 
@@ -289,6 +317,7 @@ def baseline_record(
         "items_per_call": timing.get("items_per_call"),
         "noise_floor": noise_floor,
         "processes": len(process_medians),
+        "recordings": recordings,
         "compiles": record.compiles,
         "metrics": record.metrics,
         "date": datetime.datetime.now(datetime.UTC).date().isoformat(),

@@ -70,6 +70,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--jaxperf-repeat processes",
     )
     group.addoption(
+        "--jaxperf-extend-baselines",
+        action="store_true",
+        dest="jaxperf_extend_baselines",
+        default=False,
+        help="Record as --jaxperf-update-baselines does, but add this run's processes to each stored "
+        "baseline of the same program instead of replacing it: the same code measured at another time, "
+        "so the noise floor spans how the machine drifts between recordings",
+    )
+    group.addoption(
         "--jaxperf-repeat",
         dest="jaxperf_repeat",
         metavar="N",

@@ -126,17 +126,20 @@ class JaxperfSession:
             for record in measured
             if record.timing
         }
+        store = self.baseline_store()
+        recordings: dict[int, int] = {}
+        if self.settings.extend_baselines:
+            measured, recordings = self._extend(measured, medians, store)
         # Most of the spread between processes is the machine's, common to every measurement: a floor
         # taken from one measurement's three processes can come out small by chance. Each baseline keeps
         # the larger of its own spread and the median spread of the whole recording.
-        machine_noise = noise_floor_of_run([noise_floor(m) for m in medians.values()])
+        machine_noise = noise_floor_of_run([noise_floor(medians[id(r)]) for r in measured])
         by_module: dict[str, dict[str, dict[str, Any]]] = {}
         for record in measured:
             own = noise_floor(medians[id(record)])
             by_module.setdefault(record.module, {})[record.baseline_key] = baseline_record(
-                record, medians[id(record)], max(own, machine_noise), commit
+                record, medians[id(record)], max(own, machine_noise), commit, recordings.get(id(record), 1)
             )
-        store = self.baseline_store()
         ok = True
         for module, records in sorted(by_module.items()):
             try:
@@ -147,6 +150,41 @@ class JaxperfSession:
                 continue
             self.messages.append(f"jaxperf: {len(records)} baseline(s) written to {path}")
         return ok
+
+    def _extend(
+        self, measured: list[CheckRecord], medians: dict[int, list[float]], store: BaselineStore
+    ) -> tuple[list[CheckRecord], dict[int, int]]:
+        """--jaxperf-extend-baselines: each stored baseline's process medians joined to this recording's
+        (``medians`` updated in place); what stays out, and why, goes to the messages."""
+        from .baseline import BaselineError, ProgramChanged, extended_medians
+
+        kept: list[CheckRecord] = []
+        recordings: dict[int, int] = {}
+        for record in measured:
+            name = f"{record.module}::{record.baseline_key}"
+            try:
+                lookup = store.lookup(record.module, record.baseline_key)
+            except BaselineError:
+                lookup = None  # a corrupt file: reported when it is written, and left as it is
+            if lookup is not None and lookup.record is not None:
+                try:
+                    medians[id(record)] = extended_medians(
+                        lookup.record, record.gate_fields(), medians[id(record)]
+                    )
+                except ProgramChanged as error:
+                    self.messages.append(
+                        f"jaxperf: {name} not extended: {error}; it keeps its baseline "
+                        "(--jaxperf-update-baselines records it anew)"
+                    )
+                    continue
+                recordings[id(record)] = int(lookup.record.get("recordings") or 1) + 1
+            kept.append(record)
+        added = sum(1 for n in recordings.values() if n > 1)
+        self.messages.append(
+            f"jaxperf: {added} baseline(s) extended with this recording's processes, "
+            f"{len(kept) - added} recorded anew"
+        )
+        return kept, recordings
 
     def _repeat_medians(self, measured: list[CheckRecord]) -> dict[tuple[str, str], list[float]]:
         """Medians from ``repeat - 1`` extra processes running the same tests: the noise floor's data."""

@@ -59,6 +59,8 @@ class PluginConfig:
     """``--jaxperf``: measure and compare with baselines (correctness checks run regardless)."""
     baselines_dir: Path = Path("baselines")
     update_baselines: bool = False
+    extend_baselines: bool = False
+    """``--jaxperf-extend-baselines``: add this recording's processes to the stored baselines."""
     json_path: Path | None = None
     markdown_path: Path | None = None
     benchmark_json_path: Path | None = None
@@ -89,12 +91,14 @@ class PluginConfig:
         measure = config.getoption("jaxperf")
         if measure is None:
             measure = bool(config.getini("jaxperf"))
-        update = bool(config.getoption("jaxperf_update_baselines"))
+        extend = bool(config.getoption("jaxperf_extend_baselines"))
+        update = bool(config.getoption("jaxperf_update_baselines")) or extend
         here = config.invocation_params.dir
         return cls(
             measure=bool(measure) or update,
             baselines_dir=Path(config.rootpath, baselines_directory(str(value("jaxperf_baselines")))),
             update_baselines=update,
+            extend_baselines=extend,
             json_path=path("jaxperf_json", here),
             markdown_path=path("jaxperf_markdown", here),
             benchmark_json_path=path("jaxperf_benchmark_json", here),

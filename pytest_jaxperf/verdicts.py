@@ -10,6 +10,7 @@ much.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -191,7 +192,13 @@ def verdict(
 
 
 def noise_floor(medians: Sequence[float]) -> float:
-    """The spread of medians measured in separate processes: (max − min) / median of them."""
+    """The spread of medians measured in separate processes, as three processes would show it.
+
+    With three medians it is their range over their median. The range of more of them is wider by
+    chance alone (six normal draws span 1.5 times what three do), so a baseline extended with another
+    recording would read as noisier the more processes it holds; the range is scaled by the expected
+    range of three draws over that of ``n``, which keeps one meaning for every count.
+    """
     finite = sorted(m for m in medians if m > 0 and math.isfinite(m))
     if len(finite) < 2:
         return 0.0
@@ -200,7 +207,18 @@ def noise_floor(medians: Sequence[float]) -> float:
         if len(finite) % 2
         else (finite[len(finite) // 2 - 1] + finite[len(finite) // 2]) / 2
     )
-    return (finite[-1] - finite[0]) / middle
+    return (finite[-1] - finite[0]) / middle * expected_range(3) / expected_range(len(finite))
+
+
+@functools.cache
+def expected_range(n: int) -> float:
+    """The expected range of ``n`` standard normal draws (``d2`` of quality control: 1.128 for 2, 1.693
+    for 3), by integrating ``1 − Φ(x)ⁿ − (1 − Φ(x))ⁿ`` over x."""
+    step, total = 0.01, 0.0
+    for i in range(-1000, 1001):
+        below = 0.5 * (1 + math.erf(i * step / math.sqrt(2)))
+        total += 1 - below**n - (1 - below) ** n
+    return total * step
 
 
 def noise_floor_of_run(floors: Sequence[float]) -> float:

@@ -11,10 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_jaxperf.baseline import (
+    MAX_PROCESS_MEDIANS,
     BaselineError,
     BaselineStore,
+    ProgramChanged,
     dumps,
     environment_id,
+    extended_medians,
     module_file_name,
     read_file,
     stable_numbers,
@@ -28,6 +31,7 @@ from pytest_jaxperf.verdicts import (
     REGRESSED,
     TimedCheck,
     deterministic_changes,
+    expected_range,
     noise_floor,
     run_drift,
     timing_verdict,
@@ -115,6 +119,28 @@ def test_noise_floor_is_the_relative_range_of_medians() -> None:
     assert noise_floor([1.0]) == 0.0
     assert noise_floor([0.9, 1.0, 1.2]) == pytest.approx(0.3)
     assert noise_floor([2.0, 2.0]) == 0.0
+    # The expected range of n normal draws (the d2 table of quality control).
+    assert [round(expected_range(n), 3) for n in (2, 3, 6, 12)] == [1.128, 1.693, 2.534, 3.258]
+    # Six medians, two recordings alike: the range is read as three processes would show it, so a
+    # baseline does not look noisier just for holding more processes.
+    assert noise_floor([0.9, 1.0, 1.2] * 2) == pytest.approx(0.3 * 1.693 / 2.534, rel=1e-3)
+
+
+def test_a_baseline_takes_another_recording_of_the_same_program_only() -> None:
+    stored = {"median": 1.0, "process_medians": [0.9, 1.0, 1.1], "compiles": 1, "metrics": {"flops": 1e6}}
+    same = {"compiles": 1, "metrics": {"flops": 1e6}}
+    assert extended_medians(stored, same, [1.2, 1.3]) == [0.9, 1.0, 1.1, 1.2, 1.3]
+    # Only the most recent are kept.
+    many = extended_medians(stored, same, [2.0] * MAX_PROCESS_MEDIANS)
+    assert many == [2.0] * MAX_PROCESS_MEDIANS
+    # A baseline from before process medians were kept counts as its median.
+    assert extended_medians({"median": 1.0, "compiles": 1}, {"compiles": 1}, [1.1]) == [1.0, 1.1]
+    with pytest.raises(
+        ProgramChanged, match=r"program changed since it was recorded \(FLOPs 2\.000e\+06 vs baseline 1"
+    ):
+        extended_medians(stored, {"compiles": 1, "metrics": {"flops": 2e6}}, [1.0])
+    with pytest.raises(ProgramChanged, match="compiles 2 vs baseline 1"):
+        extended_medians(stored, {"compiles": 2, "metrics": {"flops": 1e6}}, [1.0])
 
 
 def test_median_ci_covers_the_median() -> None:
