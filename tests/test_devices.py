@@ -110,3 +110,18 @@ def test_cpu_devices_option_after_a_backend_started_is_a_clear_error(
     result.stderr.fnmatch_lines(
         ["*jaxperf_cpu_devices: jax started its backends before pytest-jaxperf could provide 4 CPU devices*"]
     )
+
+
+def test_float32_tolerance_follows_the_backends_matmul_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    import jax
+
+    from pytest_jaxperf.checks import sharding
+
+    assert sharding.float32_tolerance() == 1e-5  # XLA:CPU computes float32 matmuls in float32
+    # A GPU computes them in TF32 unless told otherwise, a TPU in one bfloat16 pass.
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert sharding.float32_tolerance() == 5e-3
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    assert sharding.float32_tolerance() == 2e-2
+    with jax.default_matmul_precision("highest"):
+        assert sharding.float32_tolerance() == 1e-5
