@@ -22,7 +22,7 @@ REDUCED_FLOAT32_TOLERANCE = {"gpu": 5e-3, "cuda": 5e-3, "rocm": 5e-3, "tpu": 2e-
 
 def float32_tolerance() -> float:
     """The float32 tolerance on this backend at the configured default matmul precision."""
-    precision = str(jax.config.jax_default_matmul_precision or "default").lower()
+    precision = str(getattr(jax.config, "jax_default_matmul_precision", None) or "default").lower()
     if precision in ("highest", "float32"):
         return TOLERANCE["float32"]
     return REDUCED_FLOAT32_TOLERANCE.get(jax.default_backend(), TOLERANCE["float32"])
