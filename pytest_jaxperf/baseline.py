@@ -263,16 +263,21 @@ def extended_medians(stored: Mapping[str, Any], current: Mapping[str, Any], new:
     """A baseline's process medians with another recording's added, the latest MAX_PROCESS_MEDIANS kept.
 
     Only the same program may be added: medians of a changed model are not the same code measured at
-    another time, so a change in compiles, FLOPs, bytes or memory (``current`` against ``stored``) raises
-    :class:`ProgramChanged` naming it.
+    another time, so a change in compiles, FLOPs, bytes, memory or the optimized program's fingerprint
+    (``current`` against ``stored``) raises :class:`ProgramChanged` naming it.
     """
     regressions, improvements = deterministic_changes(current, stored)
-    if regressions or improvements:
-        raise ProgramChanged(
-            f"its program changed since it was recorded ({'; '.join(regressions + improvements)})"
-        )
-    before = [float(m) for m in stored.get("process_medians") or [stored["median"]]]
-    return [*before, *new][-MAX_PROCESS_MEDIANS:]
+    changes = regressions + improvements
+    # The same work can be fused differently, and run at another speed: the optimized program's
+    # fingerprint (source locations and autotuning stripped) tells.
+    now = (current.get("metrics") or {}).get("hlo_fingerprint")
+    before = (stored.get("metrics") or {}).get("hlo_fingerprint")
+    if now and before and now != before:
+        changes.append(f"optimized HLO fingerprint {now} vs baseline {before}")
+    if changes:
+        raise ProgramChanged(f"its program changed since it was recorded ({'; '.join(changes)})")
+    recorded = [float(m) for m in stored.get("process_medians") or [stored["median"]]]
+    return [*recorded, *new][-MAX_PROCESS_MEDIANS:]
 
 
 def baseline_record(

@@ -141,6 +141,12 @@ def test_a_baseline_takes_another_recording_of_the_same_program_only() -> None:
         extended_medians(stored, {"compiles": 1, "metrics": {"flops": 2e6}}, [1.0])
     with pytest.raises(ProgramChanged, match="compiles 2 vs baseline 1"):
         extended_medians(stored, {"compiles": 2, "metrics": {"flops": 1e6}}, [1.0])
+    # The same work fused otherwise is another program too.
+    fused = {**stored, "metrics": {"flops": 1e6, "hlo_fingerprint": "aaaa"}}
+    refused = {"compiles": 1, "metrics": {"flops": 1e6, "hlo_fingerprint": "bbbb"}}
+    with pytest.raises(ProgramChanged, match="optimized HLO fingerprint bbbb vs baseline aaaa"):
+        extended_medians(fused, refused, [1.0])
+    assert extended_medians(fused, {**refused, "metrics": fused["metrics"]}, [1.0]) == [0.9, 1.0, 1.1, 1.0]
 
 
 def test_median_ci_covers_the_median() -> None:
