@@ -359,14 +359,22 @@ def base_worktree(root: Path, commit: str) -> Iterator[Path]:
 
 @contextmanager
 def _interrupts_deferred() -> Iterator[None]:
-    """Ctrl-C or SIGTERM during the block takes effect at its end, as a KeyboardInterrupt."""
+    """Ctrl-C or SIGTERM during the block takes effect at its end, as a KeyboardInterrupt.
+
+    A signal the process ignores (SIGINT in a background job of a shell without job control, for one)
+    stays ignored: it was never going to interrupt.
+    """
     received: list[int] = []
 
     def defer(signum: int, frame: object) -> None:
         received.append(signum)
 
     try:
-        previous = {number: signal.signal(number, defer) for number in (signal.SIGINT, signal.SIGTERM)}
+        previous = {
+            number: signal.signal(number, defer)
+            for number in (signal.SIGINT, signal.SIGTERM)
+            if signal.getsignal(number) is not signal.SIG_IGN
+        }
     except ValueError:  # not the main thread: leave the handlers alone
         yield
         return
@@ -387,7 +395,10 @@ def _terminate_as_interrupt() -> Iterator[None]:
         raise KeyboardInterrupt
 
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        # An ignored SIGTERM stays ignored, as in _interrupts_deferred.
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous is not signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, interrupt)
     except ValueError:  # not the main thread: leave the handler alone
         yield
         return

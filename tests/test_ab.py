@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,8 @@ def start_ab_and_wait_for_the_worktree(repository: Path, *, new_session: bool) -
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=new_session,
+        # Ctrl-C must reach it even where this test runs with SIGINT ignored (a background job).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while len(worktrees(repository)) < 2 and time.monotonic() < deadline:
@@ -173,9 +176,20 @@ def test_a_cancelled_job_removes_the_worktree_too(repository: Path):
     assert len(worktrees(repository)) == 1
 
 
+@pytest.fixture
+def interruptible() -> Iterator[None]:
+    """SIGINT raising KeyboardInterrupt and SIGTERM at its default, whatever this process inherited."""
+    previous = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for number, handler in previous.items():
+        signal.signal(number, handler)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupt_while_git_adds_the_worktree_waits_for_git(signum: int) -> None:
+def test_an_interrupt_while_git_adds_the_worktree_waits_for_git(signum: int, interruptible: None) -> None:
     # The cancelled-job test above raced with it: SIGTERM during `git worktree add` killed git half-way
     # and left a locked worktree behind (1 CI run in about 20).
     from pytest_jaxperf.ab import _interrupts_deferred
@@ -193,6 +207,23 @@ def test_an_interrupt_while_git_adds_the_worktree_waits_for_git(signum: int) -> 
     assert steps == ["git done"]
     # The handlers are back: a SIGINT now interrupts at once.
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_an_ignored_interrupt_stays_ignored(interruptible: None) -> None:
+    # A background job of a shell without job control ignores SIGINT: it was never going to interrupt,
+    # and must not start to (CI, run that way, failed here when the handlers assumed Python's default).
+    from pytest_jaxperf.ab import _interrupts_deferred, _terminate_as_interrupt
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with _terminate_as_interrupt(), _interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
 
 
 def test_a_side_whose_pytest_cannot_start_is_reported(repository: Path):
