@@ -179,10 +179,9 @@ class JaxperfSession:
                     continue
                 recordings[id(record)] = int(lookup.record.get("recordings") or 1) + 1
             kept.append(record)
-        added = sum(1 for n in recordings.values() if n > 1)
         self.messages.append(
-            f"jaxperf: {added} baseline(s) extended with this recording's processes, "
-            f"{len(kept) - added} recorded anew"
+            f"jaxperf: {len(recordings)} baseline(s) extended with this recording's processes, "
+            f"{len(kept) - len(recordings)} recorded anew"
         )
         return kept, recordings
 
