@@ -104,21 +104,18 @@ def test_life_cycle(gated: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> 
 def test_extending_a_baseline_adds_another_recordings_processes(
     gated: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    def extend(*lines: str) -> None:
+        expect(gated, "--jaxperf-extend-baselines", "--jaxperf-repeat=1", passed=1, lines=lines)
+
     expect(gated, "--jaxperf-update-baselines", "--jaxperf-repeat=2", passed=1)
     (path,) = baseline_files(gated.path)
     first = json.loads(path.read_text())["records"]["test_stack[fp32]::Stack"]
     assert first["recordings"] == 1
 
     # The same code measured again later: its processes join the stored ones.
-    expect(
-        gated,
-        "--jaxperf-extend-baselines",
-        "--jaxperf-repeat=1",
-        passed=1,
-        lines=[
-            "jaxperf: 1 baseline(s) extended with this recording's processes, 0 recorded anew",
-            "*1 baseline(s) written to *test_gated.py-*.json",
-        ],
+    extend(
+        "jaxperf: 1 baseline(s) extended with this recording's processes, 0 recorded anew",
+        "*1 baseline(s) written to *test_gated.py-*.json",
     )
     extended = json.loads(path.read_text())["records"]["test_stack[fp32]::Stack"]
     assert extended["recordings"] == 2
@@ -131,16 +128,10 @@ def test_extending_a_baseline_adds_another_recordings_processes(
     # A changed model is not the same code at another time: refused, its baseline kept as it was.
     monkeypatch.setenv("WORK", "3")
     before = path.read_text()
-    expect(
-        gated,
-        "--jaxperf-extend-baselines",
-        "--jaxperf-repeat=1",
-        passed=1,
-        lines=[
-            "jaxperf: test_gated.py::test_stack[fp32]::Stack not extended: its program changed since it "
-            "was recorded (FLOPs * vs baseline * (+200.*%)*; it keeps its baseline "
-            "(--jaxperf-update-baselines records it anew)",
-        ],
+    extend(
+        "jaxperf: test_gated.py::test_stack[fp32]::Stack not extended: its program changed since it "
+        "was recorded (FLOPs * vs baseline * (+200.*%)*; it keeps its baseline "
+        "(--jaxperf-update-baselines records it anew)",
     )
     assert path.read_text() == before
 
