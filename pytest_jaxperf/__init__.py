@@ -11,19 +11,19 @@ from typing import TYPE_CHECKING, Any
 from .markers import devices, dtype, gate, jit_warm, memory
 
 if TYPE_CHECKING:
-    from .checks.compiles import CompileWatch, RecompileError, WatchedFunction, watch_compiles
-    from .config import Variant
+    from .core.compiles import CompileWatch, RecompileError, WatchedFunction, watch_compiles
     from .optimize.memory import chunked, donating, max_batch_size, rematerialized
+    from .specs import Variant
 
 __version__ = "0.1.0"
 
 # Loaded on first access: these import jax; Variant's module builds the marker specs.
 _LAZY = {
-    "Variant": "pytest_jaxperf.config",
-    "watch_compiles": "pytest_jaxperf.checks.compiles",
-    "CompileWatch": "pytest_jaxperf.checks.compiles",
-    "RecompileError": "pytest_jaxperf.checks.compiles",
-    "WatchedFunction": "pytest_jaxperf.checks.compiles",
+    "Variant": "pytest_jaxperf.specs",
+    "watch_compiles": "pytest_jaxperf.core.compiles",
+    "CompileWatch": "pytest_jaxperf.core.compiles",
+    "RecompileError": "pytest_jaxperf.core.compiles",
+    "WatchedFunction": "pytest_jaxperf.core.compiles",
     "max_batch_size": "pytest_jaxperf.optimize.memory",
     "chunked": "pytest_jaxperf.optimize.memory",
     "donating": "pytest_jaxperf.optimize.memory",

@@ -11,20 +11,20 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .config import DEFAULT_VARIANT, TestSpec, Variant
 from .records import CheckRecord, ComparisonRecord, FigureRecord, Record
 from .settings import PluginConfig
+from .specs import DEFAULT_VARIANT, TestSpec, Variant
 from .verdicts import INCONCLUSIVE, NEW, REGRESSED
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
     from .baseline import BaselineStore
-    from .checks.compiles import CompileWatch, RecompileError
-    from .checks.memory import MemoryBreakdown
-    from .measure import Comparison
+    from .core.compiles import CompileWatch, RecompileError
+    from .core.memory import MemoryBreakdown
+    from .core.timing import Comparison
+    from .core.wrap import WrappedModel
     from .optimize.batching import PipelineTiming, Sweep
-    from .optimize.jit import WrappedModel
     from .verdicts import Verdict
 
 
@@ -37,14 +37,14 @@ class JaxperfInconclusive(UserWarning):
 
 
 def _items(inputs: tuple[Any, ...]) -> int:
-    from .measure import items_along_batch
+    from .core.timing import items_along_batch
 
     return items_along_batch(inputs)
 
 
 def _describe_inputs(inputs: tuple[Any, ...]) -> str:
     """``[0]: f32[64,32] on cpu:0; [1]: ...``: the inputs' abstract signature."""
-    from .checks.signature import describe_call
+    from .core.signature import describe_call
 
     signature = describe_call(lambda *inputs: None, inputs, {})
     return "; ".join(f"{path.removeprefix('inputs')}: {leaf.describe()}" for path, leaf in signature.items())
@@ -109,7 +109,7 @@ class Jaxperf:
         for (known_model, known_params, known_convert), known, _ in self._wrapped:
             if known_model is model and known_params is params and known_convert is convert:
                 return known
-        from .optimize.jit import wrap_model
+        from .core.wrap import wrap_model
 
         variant = self._apply_precision(model, params, example_inputs, convert)
         jit_spec = self.spec.jit_warm
@@ -156,8 +156,8 @@ class Jaxperf:
                 "jaxperf.check(model, *example_inputs) needs at least one example input: "
                 "its shapes and dtypes are what the model is compiled and checked for"
             )
-        from .checks.compiles import event_log
-        from .optimize.jit import warm_up
+        from .core.compiles import event_log
+        from .core.wrap import warm_up
 
         wrapped = self.wrap(model, *example_inputs, params=params, convert=convert)
         calls = self.spec.jit_warm.warmup if self.spec.jit_warm else 1
@@ -228,8 +228,8 @@ class Jaxperf:
         __tracebackhide__ = True
         if not self.config.measure:
             return None
-        from .checks.compiles import event_log, function_name
-        from .measure import timed_call
+        from .core.compiles import event_log, function_name
+        from .core.timing import timed_call
 
         label = name or function_name(fn)
         # The first call apart: it may compile, and it is no sample. What it compiled is counted, not
@@ -270,8 +270,8 @@ class Jaxperf:
         Interleaving makes both share the machine's drift, so the ratio is far steadier than two
         separate measurements (fp32 against bf16, say). Runs whether or not ``--jaxperf`` is given.
         """
-        from .checks.compiles import function_name
-        from .measure import TimingConfig, compare_callables
+        from .core.compiles import function_name
+        from .core.timing import TimingConfig, compare_callables
 
         labels = names or (function_name(a), function_name(b))
         comparison = compare_callables(
@@ -290,8 +290,8 @@ class Jaxperf:
         than ``max_compiles`` times inside it; pass ``jaxperf.wrap``-ed models to get the cause of each
         compile, or any jitted function to get JAX's explanation.
         """
-        from .checks.compiles import CompileWatch
-        from .optimize.jit import WrappedModel
+        from .core.compiles import CompileWatch
+        from .core.wrap import WrappedModel
 
         self._explain_cache_misses()
         watched: list[Callable[..., Any]] = []
@@ -332,9 +332,9 @@ class Jaxperf:
         Each example input's first row (axis 0 is the batch) is repeated to each size; each point is
         reported as a figure.
         """
-        from .measure import TimingConfig
+        from .core.timing import TimingConfig
+        from .core.wrap import wrap_model
         from .optimize.batching import batch_sweep
-        from .optimize.jit import wrap_model
 
         wrapped = wrap_model(model, params=params, jit=True)
         assert wrapped.watched is not None
@@ -394,7 +394,7 @@ class Jaxperf:
         """What the model's compiled program needs (compiles ahead of time; runs nothing)."""
         import jax
 
-        from .checks.memory import compiled_memory
+        from .core.memory import compiled_memory
 
         lowered = wrapped.lower(*inputs)
         if lowered is None:  # not jitted here: the same function, compiled for the analysis only
@@ -405,7 +405,7 @@ class Jaxperf:
     def _check_memory_budget(self, wrapped: WrappedModel, inputs: tuple[Any, ...]) -> dict[str, Any]:
         """Fail before running when the compiled program needs more than ``@jaxperf.memory``'s budget."""
         __tracebackhide__ = True
-        from .checks.memory import MemoryAnalysisUnavailable, format_bytes
+        from .core.memory import MemoryAnalysisUnavailable, format_bytes
 
         spec = self.spec.memory
         assert spec is not None
@@ -445,7 +445,7 @@ class Jaxperf:
     ) -> str:
         import jax
 
-        from .checks.memory import out_of_memory_message
+        from .core.memory import out_of_memory_message
 
         device = jax.devices()[0]
         return f"jaxperf {self.variant.case_id}: " + out_of_memory_message(
@@ -463,7 +463,7 @@ class Jaxperf:
         failed run's buffers released first; ``explain`` re-raises what it cannot explain, and the
         plugin's own outcomes (fail, skip, recompile, regression) pass through untouched."""
         __tracebackhide__ = True
-        from .checks.compiles import RecompileError
+        from .core.compiles import RecompileError
 
         message = ""
         try:
@@ -484,7 +484,7 @@ class Jaxperf:
 
     def _explain_out_of_memory(self, label: str, args: tuple[Any, ...], fn: Any, error: Exception) -> str:
         __tracebackhide__ = True
-        from .checks.memory import compiled_memory, is_out_of_memory
+        from .core.memory import compiled_memory, is_out_of_memory
 
         if not is_out_of_memory(error):
             raise error
@@ -498,7 +498,7 @@ class Jaxperf:
         """The device's peak bytes in use so far (GPU/TPU; a process-lifetime high-water mark)."""
         import jax
 
-        from .checks.memory import device_memory_stats
+        from .core.memory import device_memory_stats
 
         stats = device_memory_stats(jax.devices()[0])
         return {"device_peak_bytes": stats["peak_bytes_in_use"]} if "peak_bytes_in_use" in stats else {}
@@ -509,7 +509,7 @@ class Jaxperf:
         """The failure message for an out-of-memory error or a variant that could not run; re-raise
         anything else (the user's own error)."""
         __tracebackhide__ = True
-        from .checks.memory import is_out_of_memory
+        from .core.memory import is_out_of_memory
 
         if is_out_of_memory(error):
             return self._out_of_memory_message(wrapped, error, inputs)
@@ -537,8 +537,8 @@ class Jaxperf:
         dtype = self.variant.dtype
         if dtype == "float32":
             return _BuiltVariant(model, params)
-        from .checks.compiles import function_name
-        from .optimize.jit import describe_model_error, is_nnx_module
+        from .core.compiles import function_name
+        from .core.wrap import describe_model_error, is_nnx_module
 
         error = describe_model_error(model, params)
         if error:
@@ -592,8 +592,8 @@ class Jaxperf:
 
         from .checks.audit import audit
         from .checks.fidelity import check_fidelity, floor_for
-        from .checks.memory import tree_bytes
-        from .optimize.jit import wrap_model
+        from .core.memory import tree_bytes
+        from .core.wrap import wrap_model
 
         dtype = self.variant.dtype
         # float32's parameter bytes are the reference's: the model as given, wrapped as it is.
@@ -661,8 +661,8 @@ class Jaxperf:
         items: int | None = None,
     ) -> CheckRecord:
         __tracebackhide__ = True
-        from .measure import TimingConfig, items_along_batch, measure_callable
-        from .metrics import deterministic_metrics, roofline
+        from .core.metrics import deterministic_metrics, roofline
+        from .core.timing import TimingConfig, items_along_batch, measure_callable
 
         gate = self.spec.gate
         mode = (gate.mode if gate and gate.mode else None) or self.config.mode
@@ -743,7 +743,7 @@ class Jaxperf:
     def _explain_cache_misses(self) -> None:
         # On for the rest of the test, so that watched calls need not toggle it each time.
         if self._explaining is None:
-            from .checks.compiles import explaining_cache_misses
+            from .core.compiles import explaining_cache_misses
 
             self._explaining = contextlib.ExitStack()
             self._explaining.enter_context(explaining_cache_misses())
@@ -756,7 +756,7 @@ class Jaxperf:
             return None
         import jax
 
-        from .optimize.sharding import DeviceShortage, batch_mesh
+        from .core.placement import DeviceShortage, batch_mesh
 
         backend = jax.default_backend()
         if devices.platform and devices.platform != backend:
@@ -778,7 +778,7 @@ class Jaxperf:
         """The compiled program really spans the mesh, and it computes what one device computes."""
         __tracebackhide__ = True
         from .checks.sharding import sharding_problems
-        from .optimize.jit import wrap_model
+        from .core.wrap import wrap_model
 
         # The same variant (its precision, its int8 weights) on one device.
         variant = self._built_variant(wrapped)

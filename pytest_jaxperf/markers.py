@@ -2,7 +2,7 @@
 
 Each works bare (``@jaxperf.jit_warm``) or called (``@jaxperf.jit_warm(max_compiles=2)``), exactly like
 ``@pytest.mark.jaxperf_jit_warm``. Arguments are not checked here but at collection, where a bad one can
-be reported against the test that carries it (:mod:`pytest_jaxperf.config`).
+be reported against the test that carries it (:mod:`pytest_jaxperf.specs`).
 """
 
 from __future__ import annotations

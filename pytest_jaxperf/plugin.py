@@ -17,8 +17,8 @@ from .settings import MODES, PluginConfig, baselines_directory, positive_float, 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
 
-    from .config import TestSpec, Variant
     from .fixture import Jaxperf
+    from .specs import TestSpec, Variant
 
 # Every pytest run loads this plugin, most of them without a jaxperf marker: the marker specs, the
 # fixture object and anything touching jax are imported on first use, not here.
@@ -209,7 +209,7 @@ def _marks(node: Any) -> Iterator[tuple[str, tuple[Any, ...], dict[str, Any]]]:
 
 def _spec_or_fail(node: Any) -> TestSpec:
     __tracebackhide__ = True
-    from .config import MarkerError, build_spec
+    from .specs import MarkerError, build_spec
 
     try:
         return build_spec(_marks(node))
@@ -256,7 +256,7 @@ def pytest_runtest_makereport(
 @pytest.fixture
 def jaxperf_variant(request: pytest.FixtureRequest) -> Variant:
     """The optimization variant of this test case (``bf16-d8``, ...), from its jaxperf markers."""
-    from .config import DEFAULT_VARIANT
+    from .specs import DEFAULT_VARIANT
 
     variant: Variant = getattr(request, "param", DEFAULT_VARIANT)
     return variant

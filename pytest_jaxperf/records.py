@@ -88,7 +88,7 @@ class ComparisonRecord:
     nodeid: str
     variant: str
     comparison: dict[str, Any]
-    """:class:`pytest_jaxperf.measure.Comparison` as a dict: names, medians, ratio, interval, rounds."""
+    """:class:`pytest_jaxperf.core.timing.Comparison` as a dict: names, medians, ratio, interval, rounds."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "comparison", **dataclasses.asdict(self)}

@@ -15,6 +15,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from .intervals import ratio_ci
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -160,8 +162,6 @@ def verdict(
     reference: str = "baseline",
 ) -> Verdict:
     """Both tiers: a deterministic regression fails whatever the timing says."""
-    from .measure import ratio_ci
-
     regressions, improvements = deterministic_changes(current, baseline, reference=reference)
     if baseline_samples and current_samples and baseline.get("median"):
         sizes = (baseline.get("sample_count"), current.get("sample_count"))

@@ -26,7 +26,7 @@ def main(cache_dir: str, name: str) -> None:
 
     jax.monitoring.register_event_listener(count)
 
-    from pytest_jaxperf.optimize.jit import wrap_model
+    from pytest_jaxperf.core.wrap import wrap_model
     from suites.workloads import WORKLOADS
 
     workload = WORKLOADS[name]

@@ -20,7 +20,7 @@ from flax import nnx
 from hypothesis import settings
 
 from pytest_jaxperf.checks.fidelity import check_fidelity, floor_for
-from pytest_jaxperf.optimize.jit import wrap_model
+from pytest_jaxperf.core.wrap import wrap_model
 from pytest_jaxperf.optimize.precision import mixed_precision
 from suites.models.encoder import Encoder
 from suites.workloads import WORKLOADS

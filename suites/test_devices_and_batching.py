@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from pytest_jaxperf.serving import DynamicBatcher
+from pytest_jaxperf.optimize.serving import DynamicBatcher
 from suites.models.vae import VAEDecoder
 
 REQUEST_RATES = (500, 2000)  # requests per second, open loop

@@ -20,8 +20,8 @@ import pytest
 from flax import nnx
 
 from pytest_jaxperf import chunked, donating, max_batch_size, rematerialized
-from pytest_jaxperf.checks.memory import compiled_memory
-from pytest_jaxperf.optimize.jit import wrap_model
+from pytest_jaxperf.core.memory import compiled_memory
+from pytest_jaxperf.core.wrap import wrap_model
 from pytest_jaxperf.optimize.precision import mixed_precision
 from pytest_jaxperf.optimize.quantize import quantize_int8
 from suites.models.cnn import ConvNet

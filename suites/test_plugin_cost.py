@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from pytest_jaxperf.ab import ratio_of_medians
-from pytest_jaxperf.checks.compiles import WatchedFunction, watch_compiles
+from pytest_jaxperf.core.compiles import WatchedFunction, watch_compiles
 
 if TYPE_CHECKING:
     from pathlib import Path

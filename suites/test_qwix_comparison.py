@@ -15,8 +15,8 @@ from flax import nnx
 
 from pytest_jaxperf.checks.audit import audit
 from pytest_jaxperf.checks.fidelity import compare
-from pytest_jaxperf.checks.memory import tree_bytes
-from pytest_jaxperf.optimize.jit import wrap_model
+from pytest_jaxperf.core.memory import tree_bytes
+from pytest_jaxperf.core.wrap import wrap_model
 from pytest_jaxperf.optimize.quantize import quantize_int8
 from suites.models.cnn import ConvNet
 from suites.models.encoder import Encoder

@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pytest_jaxperf.checks.compiles import watch_compiles
-from pytest_jaxperf.measure import TimingConfig
+from pytest_jaxperf.core.compiles import watch_compiles
+from pytest_jaxperf.core.timing import TimingConfig
 from pytest_jaxperf.optimize.batching import BucketedModel, batch_sweep, bucket_for
-from pytest_jaxperf.serving import BatcherClosed, DynamicBatcher
+from pytest_jaxperf.optimize.serving import BatcherClosed, DynamicBatcher
 
 from .conftest import expect
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_jaxperf.config import (
+from pytest_jaxperf.specs import (
     DTYPE_NAMES,
     JitWarmSpec,
     MarkerError,

@@ -10,8 +10,8 @@ from flax import nnx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_jaxperf.checks.memory import MemoryBreakdown, format_bytes, out_of_memory_message
-from pytest_jaxperf.optimize.jit import wrap_model
+from pytest_jaxperf.core.memory import MemoryBreakdown, format_bytes, out_of_memory_message
+from pytest_jaxperf.core.wrap import wrap_model
 from pytest_jaxperf.optimize.memory import (
     chunked,
     donating,
@@ -289,7 +289,7 @@ def test_a_budget_without_memory_analysis_is_skipped_saying_why(jaxperf_pytester
         """
         import pytest
 
-        from pytest_jaxperf.checks import memory
+        from pytest_jaxperf.core import memory
 
 
         @pytest.fixture(autouse=True)

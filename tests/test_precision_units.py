@@ -17,10 +17,9 @@ from pytest_jaxperf.checks.fidelity import (
     judge,
 )
 from pytest_jaxperf.checks.strategies import FLOAT16_MAX, InputCase, build_inputs
-from pytest_jaxperf.config import MarkerError, parse_dtype
-from pytest_jaxperf.optimize.precision import cast_floating
+from pytest_jaxperf.core.program import cast_floating, trace
 from pytest_jaxperf.optimize.quantize import QuantizationError, quantize_int8, quantize_symmetric
-from pytest_jaxperf.program import trace
+from pytest_jaxperf.specs import MarkerError, parse_dtype
 
 RNG = np.random.default_rng(0)
 

@@ -22,8 +22,8 @@ from pytest_jaxperf.baseline import (
     read_file,
     stable_numbers,
 )
-from pytest_jaxperf.measure import median_ci, ratio_ci
-from pytest_jaxperf.metrics import hlo_counts, known_peak, normalized_hlo
+from pytest_jaxperf.core.metrics import hlo_counts, known_peak, normalized_hlo
+from pytest_jaxperf.intervals import median_ci, ratio_ci
 from pytest_jaxperf.verdicts import (
     IMPROVED,
     INCONCLUSIVE,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import pytest_jaxperf as jaxperf
-from pytest_jaxperf.checks.signature import Leaf, describe_call, explain_difference
+from pytest_jaxperf.core.signature import Leaf, describe_call, explain_difference
 
 
 def test_watch_records_each_compile_with_its_cause() -> None:

@@ -1,6 +1,6 @@
 """The precision audit: did the optimization happen? No thresholds, only what the program computes.
 
-Every matmul and convolution of the variant's program (:mod:`pytest_jaxperf.program`) is classified by
+Every matmul and convolution of the variant's program (:mod:`pytest_jaxperf.core.program`) is classified by
 its operands' dtypes and, when one operand is a weight, by what the weight is: a float parameter, int8
 codes reaching the matmul unchanged (converted at most, the scale applied after the matmul), or int8
 codes multiplied back to float before it ("dequantized"). Then:
@@ -23,10 +23,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..program import LAYOUT_OPS, Const, innermost_module
+from ..core.program import LAYOUT_OPS, Const, innermost_module
 
 if TYPE_CHECKING:
-    from ..program import Program
+    from ..core.program import Program
 
 #: What a weight operand is.
 FLOAT_WEIGHT, INT8_WEIGHT, DEQUANTIZED = "float", "int8", "dequantized"

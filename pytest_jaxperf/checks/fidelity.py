@@ -13,7 +13,7 @@ on GPUs use TF32, as noisy as float16). Every comparison is made on the host in 
 
 A zero-signal reference (all zeros) is judged by max abs error against the variant's resolution.
 
-On failure the model is run again, op by op, on the failing input (:mod:`pytest_jaxperf.program`) and
+On failure the model is run again, op by op, on the failing input (:mod:`pytest_jaxperf.core.program`) and
 each layer (the operations of one module) is compared twice: along the variant's own run
 (*propagated*: where error accumulates) and fed the float32 run's inputs (*shadow*: the layer that
 loses precision); the first operation that turned finite values into inf or NaN is named.
@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..program import Const, execute, innermost_module, leaf_env
+from ..core.program import Const, execute, innermost_module, leaf_env
 
 if TYPE_CHECKING:
     import contextlib
     from collections.abc import Sequence
 
-    from ..optimize.jit import WrappedModel
-    from ..program import Program
+    from ..core.program import Program
+    from ..core.wrap import WrappedModel
     from .strategies import InputCase
 
 #: Default output-SQNR floors (dB), from measured end-to-end SQNR minus a margin: float16 62–65 dB,
@@ -247,7 +247,7 @@ def check_fidelity(
     from hypothesis import HealthCheck, given, reject, settings, target
     from hypothesis.control import currently_in_test_context
 
-    from ..config import INPUT_KINDS
+    from ..specs import INPUT_KINDS
     from .strategies import FLOAT16_MAX, FLOAT16_RANGE, build_inputs, input_cases
 
     started = time.perf_counter()

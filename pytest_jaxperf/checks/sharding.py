@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from ..optimize.sharding import participating_devices
+from ..core.placement import participating_devices
 
 if TYPE_CHECKING:
-    from ..optimize.jit import WrappedModel
+    from ..core.wrap import WrappedModel
 
 #: Relative and absolute tolerance of a sharded output against the single-device one, per dtype.
 TOLERANCE = {"float32": 1e-5, "float64": 1e-12, "bfloat16": 1e-2, "float16": 1e-3}

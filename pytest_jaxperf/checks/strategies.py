@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from ..config import INPUT_KINDS as KINDS  # re-exported: the kinds the strategies draw
+from ..specs import INPUT_KINDS as KINDS  # re-exported: the kinds the strategies draw
 
 #: Largest finite float16.
 FLOAT16_MAX = 65504.0

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 
-from ..checks.compiles import WatchedFunction
-from ..measure import TimingConfig, measure_callable, timed_call
+from ..core.compiles import WatchedFunction
+from ..core.timing import TimingConfig, measure_callable, timed_call
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

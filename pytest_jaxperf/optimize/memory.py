@@ -26,13 +26,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..checks.memory import MemoryBreakdown, compiled_memory, device_memory_stats, format_bytes
-from .jit import wrap_model
+from ..core.memory import MemoryBreakdown, compiled_memory, device_memory_stats, format_bytes
+from ..core.wrap import wrap_model
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from .jit import WrappedModel
+    from ..core.wrap import WrappedModel
 
 
 def _at_batch(example: Any, batch: int) -> Any:
@@ -151,7 +151,7 @@ def max_batch_size(
     report one; the CPU does not).
     ``confirm=True`` then runs the model once at the batch found.
     """
-    from ..config import parse_bytes
+    from ..specs import parse_bytes
 
     started = time.perf_counter()
     budget_bytes = device_budget() if budget is None else parse_bytes(budget)

@@ -4,8 +4,9 @@ For a ``flax.nnx`` module every flax layer gets the low ``dtype`` (flax's comput
 ``promote_dtype`` casts the layer's inputs and parameters to it, and the normalization layers still
 compute their statistics in float32, as flax does), and the parameters are stored in the low dtype, except
 those of normalization layers, which flax keeps in float32. The inputs are cast where the model is
-called (:func:`cast_floating`). Casting only the input is *not* mixed precision: JAX promotes
-``float16 @ float32`` back to float32 (see :mod:`pytest_jaxperf.checks.audit`, which catches it).
+called (:func:`~pytest_jaxperf.core.program.cast_floating`). Casting only the input is *not* mixed
+precision: JAX promotes ``float16 @ float32`` back to float32 (see :mod:`pytest_jaxperf.checks.audit`,
+which catches it).
 
 For a function with a params pytree every floating parameter and input is cast: the function then
 computes in the low dtype unless it promotes back itself, which the audit reports.
@@ -15,18 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
-from ..program import is_floating
+from ..core.program import cast_floating, is_floating
 
 #: Canonical dtype name → the JAX dtype the model computes in.
 COMPUTE_DTYPES = {"bfloat16": jnp.bfloat16, "float16": jnp.float16, "float32": jnp.float32}
-
-
-def cast_floating(tree: Any, dtype: Any) -> Any:
-    """Every floating-point leaf of ``tree`` as ``dtype``; integer and boolean leaves unchanged."""
-    return jax.tree.map(lambda leaf: leaf.astype(dtype) if is_floating(leaf) else leaf, tree)
 
 
 def mixed_precision(model: Any, dtype: Any, *, params: Any = None) -> tuple[Any, Any]:

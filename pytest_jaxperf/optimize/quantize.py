@@ -1,6 +1,6 @@
 """INT8 quantization of any model's weights, read from what the model computes.
 
-The model is traced once on example inputs (:func:`pytest_jaxperf.program.trace`): every matmul and
+The model is traced once on example inputs (:func:`pytest_jaxperf.core.program.trace`): every matmul and
 convolution that multiplies an activation by a weight (a value computed from the parameters alone) is
 found together with its exact contracting axes, so one code path serves ``nnx.Linear``,
 ``nnx.LinearGeneral`` (attention projections), ``nnx.Einsum``, ``nnx.Conv`` and plain functions with a
@@ -29,9 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import program as prog
-from ..checks.memory import tree_bytes
-from ..program import innermost_module
+from ..core import program as prog
+from ..core.memory import tree_bytes
+from ..core.program import innermost_module
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -256,7 +256,7 @@ def quantize_int8(
                 return live(*inputs)
 
         return QuantizedModel(type(model).__name__, forward, state, example_inputs, dynamic=dynamic)
-    from ..checks.compiles import function_name
+    from ..core.compiles import function_name
 
     if params is None:
 

@@ -11,7 +11,7 @@ from flax import nnx
 
 import pytest_jaxperf as jaxperf
 from pytest_jaxperf import RecompileError
-from pytest_jaxperf.serving import DynamicBatcher as OurBatcher
+from pytest_jaxperf.optimize.serving import DynamicBatcher as OurBatcher
 from suites.known_bad.guide import (
     CompressedModel,
     DynamicBatcher,

@@ -161,7 +161,7 @@ class DynamicBatcher:
         import jax
         import numpy as np
 
-        from .optimize.batching import bucket_for, pad_batch, take_rows
+        from .batching import bucket_for, pad_batch, take_rows
 
         size = len(batch)
         bucket = bucket_for(size, self.buckets)

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 
-from ..checks.compiles import RecompileError, WatchedFunction, function_name
+from .compiles import RecompileError, WatchedFunction, function_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from ..program import Program
+    from .program import Program
 
 
 class ModelStructureError(RecompileError):
@@ -73,7 +73,7 @@ class WrappedModel:
 
     def program(self, *inputs: Any) -> Program:
         """What the model computes for these inputs, its operations named by module path."""
-        from ..program import trace
+        from .program import trace
 
         assert self.forward is not None
         return trace(functools.partial(self.forward, scoped=True), self.params, inputs)
@@ -82,7 +82,7 @@ class WrappedModel:
         """The inputs as this callable runs them: with a mesh, the batch axis split over its devices."""
         if self.mesh is None:
             return inputs
-        from .sharding import shard_batch
+        from .placement import shard_batch
 
         return shard_batch(inputs, self.mesh)
 
@@ -165,7 +165,7 @@ def wrap_model(
             model, jit=jit, max_compiles=max_compiles, explain=explain, mesh=mesh, cast_inputs=cast_inputs
         )
     if mesh is not None and params is not None:
-        from .sharding import replicate
+        from .placement import replicate
 
         params = replicate(params, mesh)
     renamed = name is not None and name != function_name(model)
@@ -222,7 +222,7 @@ def _function_forward(
 ) -> Callable[..., Any]:
     def forward(params: Any, *inputs: Any, scoped: bool = False, **kwargs: Any) -> Any:
         if cast_inputs is not None:
-            from .precision import cast_floating
+            from .program import cast_floating
 
             inputs = cast_floating(inputs, cast_inputs)
         return model(params, *inputs, **kwargs) if takes_params else model(*inputs, **kwargs)
@@ -237,13 +237,13 @@ def _wrap_module(
 ) -> WrappedModel:
     from flax import nnx
 
-    from ..program import module_scopes
+    from .program import module_scopes
 
     name = type(module).__name__
     graphdef, state = nnx.split(module)
     state_paths = _variable_paths(state)
     if mesh is not None:
-        from .sharding import replicate
+        from .placement import replicate
 
         state = replicate(state, mesh)
     structure_changes: list[str] = []
@@ -251,7 +251,7 @@ def _wrap_module(
     def forward(state: Any, *inputs: Any, scoped: bool = False, **kwargs: Any) -> Any:
         live = nnx.merge(graphdef, state)
         if cast_inputs is not None:
-            from .precision import cast_floating
+            from .program import cast_floating
 
             inputs = cast_floating(inputs, cast_inputs)
         # Reading the program (scoped): name each operation after the submodule it runs in.
@@ -299,8 +299,8 @@ def _wrap_module(
 
 
 def _variable_paths(state: Any) -> dict[str, str]:
-    from ..checks.signature import describe_leaf
-    from ..program import leaf_names
+    from .program import leaf_names
+    from .signature import describe_leaf
 
     # Named as the user wrote the attributes (the paths' trailing ".value" dropped).
     leaves = jax.tree_util.tree_leaves(state)
@@ -329,7 +329,7 @@ def warm_up(wrapped: WrappedModel, inputs: Sequence[Any], calls: int) -> WarmupT
     """Call ``wrapped(*inputs)`` ``calls`` times, blocking on each whole output, and time each."""
     __tracebackhide__ = True
     compiled_before = wrapped.watched.compile_seconds if wrapped.watched else 0.0
-    from ..measure import timed_call
+    from .timing import timed_call
 
     placed = wrapped.place(*inputs)
     durations = [timed_call(wrapped.run, *placed)[1] for _ in range(calls)]

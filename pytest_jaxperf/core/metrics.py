@@ -172,7 +172,7 @@ def measure_ceilings(size: int = 2048, copy_bytes: int = 256 * 1024**2) -> Peak:
     source = jnp.ones((copy_bytes // 4,), jnp.float32)
     copy = jax.jit(lambda x: x + 1)
 
-    from .measure import timed_call
+    from .timing import timed_call
 
     def best(fn: Any, arg: Any) -> float:
         timed_call(fn, arg)  # compiles

@@ -3,7 +3,7 @@
 * Every timed call is blocked on its whole output pytree (``jax.block_until_ready``): without it only the
   asynchronous dispatch is timed.
 * The callable is warmed up until its call time is steady before any sample counts; compile time and the
-  first call are figures of their own (see :mod:`.optimize.jit`), never samples.
+  first call are figures of their own (see :mod:`.wrap`), never samples.
 * A compile inside the timed region fails the measurement: the sample would time XLA, not the model.
 * Sampling goes on in rounds until the median's confidence interval is within ``target`` of the median, or
   the time budget is spent.
@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from .checks.compiles import event_log
+from ..intervals import median_ci, ratio_ci
+from .compiles import event_log
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -88,25 +89,6 @@ class Timing:
         data["samples"] = list(self.samples)
         data["throughput"] = self.throughput
         return data
-
-
-def median_ci(samples: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """A distribution-free confidence interval of the median, from binomial order statistics."""
-    ordered = sorted(samples)
-    n = len(ordered)
-    if n < 6:
-        return ordered[0], ordered[-1]
-    z = 1.959963984540054 if confidence == 0.95 else _z(confidence)
-    half = z * math.sqrt(n) / 2
-    low = max(0, math.floor(n / 2 - half))
-    high = min(n - 1, math.ceil(n / 2 + half))
-    return ordered[low], ordered[high]
-
-
-def _z(confidence: float) -> float:
-    from statistics import NormalDist
-
-    return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
 def _compiles_since(count_before: int) -> list[str]:
@@ -274,31 +256,6 @@ def compare_callables(
     )
 
 
-def ratio_ci(
-    a: Sequence[float],
-    b: Sequence[float],
-    confidence: float = 0.95,
-    resamples: int = 2000,
-    seed: int = 0,
-    sizes: tuple[int | None, int | None] = (None, None),
-) -> tuple[float, float]:
-    """Bootstrap confidence interval of median(b) / median(a); the seed keeps verdicts reproducible.
-
-    ``a`` and ``b`` may be sketches (evenly spaced order statistics) of larger samples: ``sizes`` gives
-    the real sample counts, and each resample draws that many values (capped at 2000) from the sketch,
-    so a 41-point sketch of 10,000 samples is not mistaken for a sample of 41.
-    """
-    rng = np.random.default_rng(seed)
-    sa, sb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    na = min(2000, sizes[0] or len(sa))
-    nb = min(2000, sizes[1] or len(sb))
-    medians_a = np.median(sa[rng.integers(0, len(sa), (resamples, na))], axis=1)
-    medians_b = np.median(sb[rng.integers(0, len(sb), (resamples, nb))], axis=1)
-    ratios = medians_b / medians_a
-    tail = (1 - confidence) / 2
-    return float(np.quantile(ratios, tail)), float(np.quantile(ratios, 1 - tail))
-
-
 def items_along_batch(inputs: Sequence[Any]) -> int:
     """Items per call: the leading dimension of the first array input (1 when there is none)."""
     for value in inputs:
@@ -318,7 +275,5 @@ __all__ = [
     "compare_callables",
     "items_along_batch",
     "measure_callable",
-    "median_ci",
-    "ratio_ci",
     "timed_call",
 ]

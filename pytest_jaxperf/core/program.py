@@ -357,6 +357,11 @@ def is_floating(value: Any) -> bool:
     return bool(jnp.issubdtype(getattr(value, "dtype", np.float32), jnp.floating))
 
 
+def cast_floating(tree: Any, dtype: Any) -> Any:
+    """Every floating-point leaf of ``tree`` as ``dtype``; integer and boolean leaves unchanged."""
+    return jax.tree.map(lambda leaf: leaf.astype(dtype) if is_floating(leaf) else leaf, tree)
+
+
 # --- module scopes -----------------------------------------------------------------------------------
 
 
