@@ -6,12 +6,12 @@ Nothing else is read: no jax, no test code. Both readers say which file is wrong
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .baseline import BaselineError, parse_file
+from .processes import git_output
 from .records import CheckRecord, Record, record_from_dict
 from .report import JSON_SCHEMA_VERSION
 
@@ -114,28 +114,20 @@ class History:
         return grouped
 
 
-def _git(directory: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, check=False)
-    except OSError:
-        return None
-    return done.stdout if done.returncode == 0 else None
-
-
 def baseline_history(baselines: Path) -> History:
     """The baselines committed in git under ``baselines`` (every revision that touched it), plus the files
     as they are now; each distinct recording of a benchmark is one point."""
     documents: list[tuple[str, str]] = []  # (label, text)
     revisions = 0
-    top = _git(baselines, "rev-parse", "--show-toplevel") if baselines.is_dir() else None
+    top = git_output(baselines, "rev-parse", "--show-toplevel") if baselines.is_dir() else None
     if top is not None:
         root = Path(top.strip())
         relative = baselines.resolve().relative_to(root.resolve()).as_posix()
-        log = _git(root, "log", "--format=%H", "--", relative) or ""
+        log = git_output(root, "log", "--format=%H", "--", relative) or ""
         read: set[str] = set()
         for commit in log.split():
             revisions += 1
-            listing = _git(root, "ls-tree", "-r", commit, "--", relative) or ""
+            listing = git_output(root, "ls-tree", "-r", commit, "--", relative) or ""
             for entry in listing.splitlines():
                 # "<mode> blob <object id>\t<path>": a file unchanged since a later revision is the same
                 # object, read once.
@@ -143,7 +135,7 @@ def baseline_history(baselines: Path) -> History:
                 blob = info.split()[-1] if info else ""
                 if name.endswith(".json") and blob not in read:
                     read.add(blob)
-                    text = _git(root, "cat-file", "blob", blob)
+                    text = git_output(root, "cat-file", "blob", blob)
                     if text is not None:
                         documents.append((f"{name} at {commit[:12]}", text))
     if baselines.is_dir():
