@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from .records import CheckRecord
     from .results import Results
 
+#: A measurement (or, in ``jaxperf ab``, a test) that exists on one side only; ``jaxperf ab`` says it the
+#: same way.
 ONLY_IN_A = "only in A"
 ONLY_IN_B = "only in B"
 

@@ -29,12 +29,11 @@ import time
 from pathlib import Path
 
 from pytest_jaxperf.ab import (
-    OUTCOMES_MODULE,
-    OUTCOMES_PLUGIN,
     REGRESSED,
     base_worktree,
-    judge,
+    install_outcomes_plugin,
     ratio_of_medians,
+    ratio_verdict,
     run_ab,
     run_side,
 )
@@ -116,7 +115,7 @@ def test_ab_false_alarms_and_detection(jaxperf):
         (slowed / "conftest.py").write_text(SLOW_CONFTEST)
         scratch = root / "scratch"
         scratch.mkdir()
-        (scratch / f"{OUTCOMES_MODULE}.py").write_text(OUTCOMES_PLUGIN)
+        install_outcomes_plugin(scratch)
         medians: dict[str, list[float]] = {"A": [], "B": [], "S": []}
         seconds: list[float] = []
         with base_worktree(project, "HEAD") as worktree:
@@ -148,18 +147,22 @@ def test_ab_false_alarms_and_detection(jaxperf):
             def pick(values: list[float], rounds: list[int] = rounds) -> list[float]:
                 return [values[i] for i in rounds]
 
-            false_alarms += judge(ratio_of_medians(pick(medians["A"]), pick(medians["B"]))) == REGRESSED
-            detected += judge(ratio_of_medians(pick(medians["A"]), pick(medians["S"]))) == REGRESSED
-            detected_ten += judge(ratio_of_medians(pick(medians["A"]), pick(exact_ten))) == REGRESSED
+            false_alarms += (
+                ratio_verdict(ratio_of_medians(pick(medians["A"]), pick(medians["B"]))) == REGRESSED
+            )
+            detected += ratio_verdict(ratio_of_medians(pick(medians["A"]), pick(medians["S"]))) == REGRESSED
+            detected_ten += ratio_verdict(ratio_of_medians(pick(medians["A"]), pick(exact_ten))) == REGRESSED
         blocks = [
             list(range(i, i + TRIAL_ROUNDS)) for i in range(0, POOL_ROUNDS - TRIAL_ROUNDS + 1, TRIAL_ROUNDS)
         ]
         disjoint_alarms = sum(
-            judge(ratio_of_medians([medians["A"][i] for i in b], [medians["B"][i] for i in b])) == REGRESSED
+            ratio_verdict(ratio_of_medians([medians["A"][i] for i in b], [medians["B"][i] for i in b]))
+            == REGRESSED
             for b in blocks
         )
         disjoint_detected = sum(
-            judge(ratio_of_medians([medians["A"][i] for i in b], [medians["S"][i] for i in b])) == REGRESSED
+            ratio_verdict(ratio_of_medians([medians["A"][i] for i in b], [medians["S"][i] for i in b]))
+            == REGRESSED
             for b in blocks
         )
 

@@ -125,7 +125,7 @@ def test_dirty_tree_failures_one_sided_tests_and_a_regression(repository: Path):
             lines.setdefault(line.split()[0], line)  # the table's row, not the explanation below it
     assert lines["test_model.py::test_breaks"].endswith("failed on B")
     assert lines["test_model.py::test_fixed"].endswith("failed on A")
-    assert lines["test_model.py::test_new"].endswith("only on B")
+    assert lines["test_model.py::test_new"].endswith("only in B")
     assert lines["test_model.py::test_slow"].endswith("regressed")
     assert "test_model.py::test_same" in lines
     assert "B: failed in 2 of 2 run(s): AssertionError: the change broke this" in output
@@ -192,12 +192,12 @@ def interruptible() -> Iterator[None]:
 def test_an_interrupt_while_git_adds_the_worktree_waits_for_git(signum: int, interruptible: None) -> None:
     # The cancelled-job test above raced with it: SIGTERM during `git worktree add` killed git half-way
     # and left a locked worktree behind (1 CI run in about 20).
-    from pytest_jaxperf.ab import _interrupts_deferred
+    from pytest_jaxperf.ab.signals import interrupts_deferred
 
     steps: list[str] = []
 
     def signalled_while_git_runs() -> None:
-        with _interrupts_deferred():
+        with interrupts_deferred():
             os.kill(os.getpid(), signum)
             time.sleep(0.05)  # the signal arrives here, and waits
             steps.append("git done")
@@ -214,11 +214,11 @@ def test_an_interrupt_while_git_adds_the_worktree_waits_for_git(signum: int, int
 def test_an_ignored_interrupt_stays_ignored(interruptible: None) -> None:
     # A background job of a shell without job control ignores SIGINT: it was never going to interrupt,
     # and must not start to (CI, run that way, failed here when the handlers assumed Python's default).
-    from pytest_jaxperf.ab import _interrupts_deferred, _terminate_as_interrupt
+    from pytest_jaxperf.ab.signals import interrupts_deferred, terminate_as_interrupt
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    with _terminate_as_interrupt(), _interrupts_deferred():
+    with terminate_as_interrupt(), interrupts_deferred():
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.05)

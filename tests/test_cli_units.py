@@ -56,8 +56,8 @@ def test_interval_widens_with_the_spread_between_processes():
         (1.00, 0.95, 1.05, ab.PASS),
     ],
 )
-def test_judge(ratio, low, high, status):
-    assert ab.judge(ab.RatioEstimate(ratio, low, high, 5), threshold=0.05) == status
+def test_ratio_verdict(ratio, low, high, status):
+    assert ab.ratio_verdict(ab.RatioEstimate(ratio, low, high, 5), threshold=0.05) == status
 
 
 def _run(side, index, outcomes, medians):
@@ -91,8 +91,8 @@ def test_summarize_reports_failures_and_one_sided_tests_not_timings():
     assert "AssertionError: boom" in rows[("t::breaks", "")].reason
     assert "3 of 3" in rows[("t::breaks", "")].reason
     assert rows[("t::fixed", "")].status == ab.FAILED_ON_A
-    assert rows[("t::new", "")].status == ab.ONLY_ON_B
-    assert rows[("t::old", "")].status == ab.ONLY_ON_A
+    assert rows[("t::new", "")].status == ONLY_IN_B
+    assert rows[("t::old", "")].status == ONLY_IN_A
     assert rows[("t::same", "f")].status == ab.PASS
     assert rows[("t::slow", "g")].status == ab.REGRESSED
     assert rows[("t::plain", "")].status == ab.NOT_MEASURED
