@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 
 from pytest_jaxperf.checks.audit import audit
-from pytest_jaxperf.checks.fidelity import compare
+from pytest_jaxperf.checks.outputs import compare
 from pytest_jaxperf.core.memory import tree_bytes
 from pytest_jaxperf.core.wrap import wrap_model
 from pytest_jaxperf.optimize.quantize import quantize_int8

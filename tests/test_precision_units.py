@@ -10,12 +10,8 @@ import numpy as np
 import pytest
 
 from pytest_jaxperf.checks.audit import audit, compiled_matmul_types
-from pytest_jaxperf.checks.fidelity import (
-    WORST_CHANNEL_FLOOR_DB,
-    compare,
-    floor_for,
-    judge,
-)
+from pytest_jaxperf.checks.fidelity import floor_for
+from pytest_jaxperf.checks.outputs import WORST_CHANNEL_FLOOR_DB, compare, output_problem
 from pytest_jaxperf.checks.strategies import FLOAT16_MAX, InputCase, build_inputs
 from pytest_jaxperf.core.program import cast_floating, trace
 from pytest_jaxperf.optimize.quantize import QuantizationError, quantize_int8, quantize_symmetric
@@ -42,7 +38,7 @@ def test_cosine_is_blind_to_scale_and_sqnr_is_not() -> None:
     result = compare(reference, 127 * reference)  # a forgotten /127
     assert result.cosine == pytest.approx(1.0)
     assert result.sqnr_db == pytest.approx(-20 * math.log10(126), abs=1e-9)
-    assert judge(result, "int8", 30.0) is not None
+    assert output_problem(result, "int8", 30.0) is not None
 
 
 def test_a_destroyed_channel_fails_while_the_output_sqnr_passes() -> None:
@@ -57,7 +53,7 @@ def test_a_destroyed_channel_fails_while_the_output_sqnr_passes() -> None:
     energy = np.sum(reference**2, axis=0)
     assert result.worst_channel_db == pytest.approx(10 * math.log10(0.1 * np.mean(energy) / energy[5]))
     floor = WORST_CHANNEL_FLOOR_DB
-    assert judge(result, "int8", 30.0) == (
+    assert output_problem(result, "int8", 30.0) == (
         f"output channel 5: SQNR {result.worst_channel_db:.1f} dB < {floor:.1f} dB "
         f"(output SQNR {result.sqnr_db:.1f} dB)"
     )
@@ -70,15 +66,17 @@ def test_non_finite_values_where_float32_is_finite_fail_first() -> None:
     output[3, 3] = np.nan
     result = compare(reference, output)
     assert result.nonfinite == 2
-    assert judge(result, "float16", 45.0) == "2 non-finite output values where float32's are finite"
-    assert judge(result, "float16", 45.0, finite_only=True) == judge(result, "float16", 45.0)
+    assert output_problem(result, "float16", 45.0) == "2 non-finite output values where float32's are finite"
+    assert output_problem(result, "float16", 45.0, finite_only=True) == output_problem(
+        result, "float16", 45.0
+    )
 
 
 def test_a_zero_reference_is_judged_by_max_abs_error() -> None:
     zeros = np.zeros((8, 8))
     assert compare(zeros, zeros).zero_signal
-    assert judge(compare(zeros, zeros + 1e-4), "bfloat16", 30.0) is None
-    assert "all zeros" in (judge(compare(zeros, zeros + 0.5), "bfloat16", 30.0) or "")
+    assert output_problem(compare(zeros, zeros + 1e-4), "bfloat16", 30.0) is None
+    assert "all zeros" in (output_problem(compare(zeros, zeros + 0.5), "bfloat16", 30.0) or "")
 
 
 def test_pytrees_are_compared_leaf_by_leaf_with_a_shape_check() -> None:
