@@ -7,21 +7,17 @@ their reports; only the controller writes files (results, reports, baselines).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import pytest
     from _pytest.terminal import TerminalReporter
 
     from .baseline import BaselineStore
-    from .records import CheckRecord, Record
+    from .records import Record
     from .settings import PluginConfig
 
 PLUGIN_NAME = "jaxperf-session"
-#: Set in the extra processes that measure the noise floor, so that they never record baselines.
-REPEAT_CHILD_ENV = "JAXPERF_REPEAT_CHILD"
 
 
 class JaxperfSession:
@@ -111,146 +107,8 @@ class JaxperfSession:
 
     def _write_baselines(self) -> bool:
         """Record the measured checks as baselines; False when a file could not be written."""
-        from .baseline import BaselineError, baseline_record
-        from .records import CheckRecord
-        from .verdicts import noise_floor, noise_floor_of_run
+        from .recording import write_baselines
 
-        measured = [r for r in self.records if isinstance(r, CheckRecord) and r.timing is not None]
-        if not measured:
-            self.messages.append("jaxperf: nothing was measured, so no baseline was written")
-            return True
-        repeats = self._repeat_medians(measured)
-        commit = _git_commit(self.settings.rootdir)
-        medians = {
-            id(record): [record.timing["median"], *repeats.get((record.module, record.baseline_key), [])]
-            for record in measured
-            if record.timing
-        }
-        store = self.baseline_store()
-        recordings: dict[int, int] = {}
-        if self.settings.extend_baselines:
-            measured, recordings = self._extend(measured, medians, store)
-        # Most of the spread between processes is the machine's, common to every measurement: a floor
-        # taken from one measurement's three processes can come out small by chance. Each baseline keeps
-        # the larger of its own spread and the median spread of the whole recording.
-        machine_noise = noise_floor_of_run([noise_floor(medians[id(r)]) for r in measured])
-        by_module: dict[str, dict[str, dict[str, Any]]] = {}
-        for record in measured:
-            own = noise_floor(medians[id(record)])
-            by_module.setdefault(record.module, {})[record.baseline_key] = baseline_record(
-                record, medians[id(record)], max(own, machine_noise), commit, recordings.get(id(record), 1)
-            )
-        ok = True
-        for module, records in sorted(by_module.items()):
-            try:
-                path = store.write(module, records)
-            except BaselineError as error:
-                self.messages.append(f"jaxperf: {error}")
-                ok = False
-                continue
-            self.messages.append(f"jaxperf: {len(records)} baseline(s) written to {path}")
-        return ok
-
-    def _extend(
-        self, measured: list[CheckRecord], medians: dict[int, list[float]], store: BaselineStore
-    ) -> tuple[list[CheckRecord], dict[int, int]]:
-        """--jaxperf-extend-baselines: each stored baseline's process medians joined to this recording's
-        (``medians`` updated in place); what stays out, and why, goes to the messages."""
-        from .baseline import BaselineError, ProgramChanged, extended_medians
-
-        kept: list[CheckRecord] = []
-        recordings: dict[int, int] = {}
-        for record in measured:
-            name = f"{record.module}::{record.baseline_key}"
-            try:
-                lookup = store.lookup(record.module, record.baseline_key)
-            except BaselineError:
-                lookup = None  # a corrupt file: reported when it is written, and left as it is
-            if lookup is not None and lookup.record is not None:
-                try:
-                    medians[id(record)] = extended_medians(
-                        lookup.record, record.gate_fields(), medians[id(record)]
-                    )
-                except ProgramChanged as error:
-                    self.messages.append(
-                        f"jaxperf: {name} not extended: {error}; it keeps its baseline "
-                        "(--jaxperf-update-baselines records it anew)"
-                    )
-                    continue
-                recordings[id(record)] = int(lookup.record.get("recordings") or 1) + 1
-            kept.append(record)
-        self.messages.append(
-            f"jaxperf: {len(recordings)} baseline(s) extended with this recording's processes, "
-            f"{len(kept) - len(recordings)} recorded anew"
+        return write_baselines(
+            self.records, self.settings, self.baseline_store(), self.invocation_args, self.messages
         )
-        return kept, recordings
-
-    def _repeat_medians(self, measured: list[CheckRecord]) -> dict[tuple[str, str], list[float]]:
-        """Medians from ``repeat - 1`` extra processes running the same tests: the noise floor's data."""
-        if self.settings.repeat <= 1 or os.environ.get(REPEAT_CHILD_ENV):
-            return {}
-        import subprocess
-        import sys
-        import tempfile
-        from pathlib import Path
-
-        from .environment import child_process_environment
-        from .results import load_results
-
-        nodeids = sorted({r.nodeid for r in measured})
-        medians: dict[tuple[str, str], list[float]] = {}
-        with tempfile.TemporaryDirectory(prefix="jaxperf-repeat-") as scratch:
-            for index in range(self.settings.repeat - 1):
-                results = Path(scratch, f"run{index}.json")
-                command = [
-                    sys.executable, "-m", "pytest", "--jaxperf", f"--jaxperf-json={results}",
-                    f"--jaxperf-baselines={self.settings.baselines_dir}", "-p", "no:cacheprovider", "-q",
-                    *_forwarded_options(self.invocation_args), *nodeids,
-                ]  # fmt: skip
-                env = child_process_environment(**{REPEAT_CHILD_ENV: "1"})
-                subprocess.run(command, cwd=self.settings.rootdir, env=env, capture_output=True, check=False)
-                if not results.exists():
-                    self.messages.append(f"jaxperf: noise-floor run {index + 2} wrote no results; skipped")
-                    continue
-                for record in load_results(results).measured.values():
-                    key = (record.module, record.baseline_key)
-                    medians.setdefault(key, []).append((record.timing or {})["median"])
-        self.messages.append(
-            f"jaxperf: noise floor from {self.settings.repeat} processes (this one and "
-            f"{self.settings.repeat - 1} more)"
-        )
-        return medians
-
-
-#: Options worth passing on to the noise-floor processes (the measurement settings).
-_FORWARDED = ("--jaxperf-budget", "--jaxperf-threshold", "--jaxperf-mode", "-p", "-c", "--rootdir")
-
-
-def _forwarded_options(args: tuple[str, ...]) -> list[str]:
-    forwarded: list[str] = []
-    iterator = iter(args)
-    for arg in iterator:
-        name = arg.split("=", 1)[0]
-        if name in _FORWARDED:
-            forwarded.append(arg)
-            if "=" not in arg and name in _FORWARDED:
-                following = next(iterator, None)
-                if following is not None:
-                    forwarded.append(following)
-    return forwarded
-
-
-def _git_commit(directory: Path) -> str:
-    import subprocess
-
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=directory,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError:
-        return "unknown"
-    return result.stdout.strip() or "unknown"

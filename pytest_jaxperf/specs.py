@@ -158,6 +158,15 @@ class Variant:
 DEFAULT_VARIANT = Variant()
 
 
+@dataclass(frozen=True)
+class Case:
+    """One test case: its node id, what its markers ask for, and its variant."""
+
+    nodeid: str
+    spec: TestSpec
+    variant: Variant = DEFAULT_VARIANT
+
+
 # --- marker parsing -------------------------------------------------------------------------------
 
 

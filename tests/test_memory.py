@@ -10,8 +10,9 @@ from flax import nnx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_jaxperf.core.memory import MemoryBreakdown, format_bytes, out_of_memory_message
+from pytest_jaxperf.core.memory import MemoryBreakdown, format_bytes
 from pytest_jaxperf.core.wrap import wrap_model
+from pytest_jaxperf.failures import out_of_memory_message
 from pytest_jaxperf.optimize.memory import (
     chunked,
     donating,

@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from ..core.placement import participating_devices
+from ..errors import CaseFailed
 
 if TYPE_CHECKING:
     from ..core.wrap import WrappedModel
@@ -60,3 +61,19 @@ def sharding_problems(sharded: WrappedModel, single: WrappedModel, inputs: tuple
                 f"output by up to {worst:.3g} (tolerance {tolerance:g})"
             )
     return problems
+
+
+def check_sharded(sharded: WrappedModel, single: WrappedModel, inputs: tuple[Any, ...]) -> None:
+    """The compiled program really spans the mesh, and it computes what one device computes; raises
+    :class:`~pytest_jaxperf.errors.CaseFailed` naming every problem otherwise."""
+    problems = sharding_problems(sharded, single, inputs)
+    if problems:
+        raise CaseFailed("; ".join(problems))
+
+
+def check_pipeline_output(output: Any, reference: Any) -> None:
+    """The output of a pipeline split over two devices equals both stages run on one device."""
+    np.testing.assert_allclose(
+        np.asarray(output), np.asarray(reference), rtol=1e-5, atol=1e-6,
+        err_msg="the pipeline's output differs from both stages run on one device",
+    )  # fmt: skip

@@ -1,18 +1,19 @@
-"""Device memory: what a compiled program needs, and out-of-memory errors a person can act on.
+"""Device memory: what a compiled program needs, what a device has used, and how running out looks.
 
 The compiled program's memory analysis gives arguments, outputs, temporaries and aliased (donated) bytes
 on every backend, CPU included, before anything runs: a budget is checked from it without executing, and
 the largest batch that fits is found from it without touching device memory. An out-of-memory error
-raised while a model runs (``RESOURCE_EXHAUSTED`` from XLA, or the host's ``MemoryError``) becomes a
-failure naming the device, the size asked for, the function, the variant, the inputs and the compiled
-breakdown.
+raised while a model runs is ``RESOURCE_EXHAUSTED`` from XLA or the host's ``MemoryError``
+(:func:`is_out_of_memory`); :mod:`pytest_jaxperf.failures` turns it into a message a person can act on.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .wrap import WrappedModel
 
 _UNITS = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
 
@@ -98,43 +99,6 @@ def is_out_of_memory(error: BaseException) -> bool:
     return "RESOURCE_EXHAUSTED" in str(error) or "Out of memory" in str(error)
 
 
-_SIZE = r"([0-9.]+)\s*([KMGT]i?B|bytes|B)?"
-_TRIED = re.compile(r"(?:allocat\w*|tried to allocate)\s+" + _SIZE, re.IGNORECASE)
-_LIMIT = re.compile(r"(?:limit|capacity|memory limit)\D{0,20}" + _SIZE, re.IGNORECASE)
-
-
-def _parse_size(number: str, unit: str | None) -> float:
-    scale = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4, "KB": 1e3, "MB": 1e6, "GB": 1e9}
-    return float(number) * scale.get(unit or "", 1)
-
-
-def out_of_memory_message(
-    error: BaseException,
-    *,
-    device: str,
-    function: str,
-    variant: str,
-    inputs: str,
-    breakdown: MemoryBreakdown | None,
-) -> str:
-    """``out of memory on cuda:0: tried to allocate 157.3 GiB (limit 104.9 GiB) in jit_decode; ...``."""
-    text = str(error)
-    head = f"out of memory on {device}"
-    tried = _TRIED.search(text)
-    if isinstance(error, MemoryError):
-        head = "out of host memory (MemoryError)"
-    elif tried:
-        head += f": tried to allocate {format_bytes(_parse_size(*tried.groups()))}"
-        limit = _LIMIT.search(text)
-        if limit:
-            head += f" (limit {format_bytes(_parse_size(*limit.groups()))})"
-    parts = [f"{head} in {function}", f"variant {variant}", f"inputs {inputs}"]
-    if breakdown is not None:
-        parts.append(f"compiled needs: {breakdown.describe()}")
-    first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-    return "; ".join(parts) + f"\n{type(error).__name__}: {first_line[:300]}"
-
-
 def device_memory_stats(device: Any) -> dict[str, int]:
     """The device's allocator statistics (GPU/TPU: ``bytes_limit``, ``peak_bytes_in_use``...); {} on CPU."""
     try:
@@ -142,3 +106,24 @@ def device_memory_stats(device: Any) -> dict[str, int]:
     except Exception:  # some backends raise instead of returning None
         return {}
     return dict(stats or {})
+
+
+def wrapped_memory(wrapped: WrappedModel, inputs: tuple[Any, ...]) -> MemoryBreakdown:
+    """What a wrapped model's compiled program needs for these inputs (compiles ahead of time; runs
+    nothing); raises :class:`MemoryAnalysisUnavailable`."""
+    import jax
+
+    lowered = wrapped.lower(*inputs)
+    if lowered is None:  # not jitted here: the same function, compiled for the analysis only
+        assert wrapped.forward is not None
+        lowered = jax.jit(wrapped.forward).lower(wrapped.params, *inputs)
+    return compiled_memory(lowered.compile())
+
+
+def device_peak() -> dict[str, int]:
+    """The first device's peak bytes in use so far (GPU/TPU; a process-lifetime high-water mark), as
+    ``{"device_peak_bytes": n}``; empty where the backend keeps no statistics (the CPU)."""
+    import jax
+
+    stats = device_memory_stats(jax.devices()[0])
+    return {"device_peak_bytes": stats["peak_bytes_in_use"]} if "peak_bytes_in_use" in stats else {}

@@ -270,3 +270,9 @@ def _explain_array(path: str, before: Leaf, now: Leaf) -> str:
     if before.value != now.value:
         changes.append(f"variable type {before.value} → {now.value}")
     return f"{path}: {before.describe()} → {now.describe()} ({'; '.join(changes)})"
+
+
+def describe_inputs(inputs: tuple[Any, ...]) -> str:
+    """``[0]: f32[64,32] on cpu:0; [1]: ...``: the inputs' abstract signature."""
+    signature = describe_call(lambda *inputs: None, inputs, {})
+    return "; ".join(f"{path.removeprefix('inputs')}: {leaf.describe()}" for path, leaf in signature.items())

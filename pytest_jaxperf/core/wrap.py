@@ -14,6 +14,7 @@ recompile on every such call under ``nnx.jit``; wrapping it raises :class:`Model
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import sys
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 
-from .compiles import RecompileError, WatchedFunction, function_name
+from .compiles import CompileEvent, CompileWatch, RecompileError, WatchedFunction, function_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -150,7 +151,7 @@ def wrap_model(
 ) -> WrappedModel:
     """Make ``model`` a callable of its inputs; with ``jit``, compiled and watched for recompiles.
 
-    With ``mesh`` (see :func:`.sharding.batch_mesh`), the parameters are replicated on its devices and
+    With ``mesh`` (see :func:`.placement.batch_mesh`), the parameters are replicated on its devices and
     every call splits the inputs' batch axis over them. With ``cast_inputs`` (a dtype), floating
     inputs are cast to it inside the model (mixed precision). Raises TypeError when ``model`` is
     neither an NNX module nor a function (see :func:`describe_model_error`).
@@ -335,3 +336,38 @@ def warm_up(wrapped: WrappedModel, inputs: Sequence[Any], calls: int) -> WarmupT
     durations = [timed_call(wrapped.run, *placed)[1] for _ in range(calls)]
     compiled = (wrapped.watched.compile_seconds if wrapped.watched else 0.0) - compiled_before
     return WarmupTimings(compiled, durations[0], tuple(durations[1:]))
+
+
+def counted_compiles(
+    wrapped: WrappedModel, timings: WarmupTimings, ahead_of_time: Sequence[CompileEvent]
+) -> tuple[int, WarmupTimings]:
+    """The compiles of ``wrapped`` and its warm-up timings, counting ``ahead_of_time``: backend compiles
+    made for it before its first call (its memory analysed, say)."""
+    compiles = len(wrapped.watched.compiles) if wrapped.watched else 0
+    if ahead_of_time and wrapped.watched and not any(c.call == 1 for c in wrapped.watched.compiles):
+        # The program was compiled ahead of time and the first call reused it from JAX's executable
+        # cache: that compile is the model's, so it is counted and timed here.
+        compiles += 1
+        timings = dataclasses.replace(
+            timings, compile_seconds=timings.compile_seconds + sum(e.seconds for e in ahead_of_time)
+        )
+    return compiles, timings
+
+
+def compile_watch(*functions: Callable[..., Any], max_compiles: int = 0) -> CompileWatch:
+    """A :class:`CompileWatch` over ``functions``: wrapped models are watched with their causes, any
+    other callable with JAX's explanation; TypeError for a model that is not compiled or a non-callable."""
+    watched: list[Callable[..., Any]] = []
+    for function in functions:
+        if isinstance(function, WrappedModel):
+            if function.watched is None:
+                raise TypeError(
+                    f"no_recompile: {function.name} was wrapped without @jaxperf.jit_warm, so it "
+                    "is not compiled and there is nothing to watch"
+                )
+            watched.append(function.watched)
+        elif callable(function):
+            watched.append(function)
+        else:
+            raise TypeError(f"no_recompile takes functions to watch, got {function!r}")
+    return CompileWatch(*watched, max_compiles=max_compiles)

@@ -76,6 +76,10 @@ class BucketedModel:
         return take_rows(self._call(*pad_batch(inputs, bucket)), rows)
 
 
+#: A figure to report: name, value, unit, and for a point of a batch sweep its model and batch.
+Figure = tuple[str, float, str, str, int | None]
+
+
 @dataclass(frozen=True)
 class SweepPoint:
     """One batch size of a sweep."""
@@ -105,6 +109,17 @@ class Sweep:
         ]
         rows.append(f"throughput saturates at batch {self.saturation}")
         return rows
+
+    def figures(self, model: str) -> list[Figure]:
+        """The sweep as reported figures, each point's with its model and batch as fields (``jaxperf
+        report`` plots throughput against batch size from them)."""
+        figures: list[Figure] = []
+        for p in self.points:
+            figures.append((f"{model} batch {p.batch}: throughput", p.throughput, "items/s", model, p.batch))
+            figures.append(
+                (f"{model} batch {p.batch}: latency", p.latency_seconds * 1e3, "ms", model, p.batch)
+            )
+        return [*figures, (f"{model}: throughput saturates at batch", self.saturation, "rows", "", None)]
 
 
 def batch_sweep(
@@ -148,6 +163,21 @@ class PipelineTiming:
     stage_two_seconds: float
     transferred_bytes: int
     devices: tuple[str, str]
+
+    def figures(self) -> list[Figure]:
+        """The pipeline as reported figures: each stage, the transfer and its size."""
+        return [
+            ("pipeline stage one", self.stage_one_seconds * 1e3, "ms", "", None),
+            (
+                f"pipeline transfer {self.devices[0]} → {self.devices[1]}",
+                self.transfer_seconds * 1e3,
+                "ms",
+                "",
+                None,
+            ),
+            ("pipeline transfer size", self.transferred_bytes, "bytes", "", None),
+            ("pipeline stage two", self.stage_two_seconds * 1e3, "ms", "", None),
+        ]
 
 
 def on_device(model: Any, device: Any) -> Callable[..., Any]:

@@ -1,0 +1,72 @@
+"""The precision check of one test case: the audit of what its matmuls compute in, and (but for float32)
+its fidelity against the model in float32 on generated inputs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..core.memory import tree_bytes
+from ..core.wrap import wrap_model
+from ..errors import CaseFailed
+from .audit import audit
+from .fidelity import check_fidelity, floor_for
+
+if TYPE_CHECKING:
+    from ..core.wrap import WrappedModel
+    from ..specs import DtypeSpec
+
+
+def check_precision(
+    model: Any,
+    params: Any,
+    wrapped: WrappedModel,
+    example_inputs: tuple[Any, ...],
+    *,
+    dtype: str,
+    spec: DtypeSpec,
+    left_in_float: tuple[str, ...],
+    database_key: str,
+) -> dict[str, Any]:
+    """Audit the variant's matmuls and (but for float32) check it against ``model`` in float32.
+
+    ``wrapped`` is the variant of ``model`` (with ``params``) in ``dtype``; raises
+    :class:`~pytest_jaxperf.errors.CaseFailed` on either check; returns the summary the record keeps.
+    """
+    # float32's parameter bytes are the reference's: the model as given, wrapped as it is.
+    reference = (
+        wrapped if dtype == "float32" else wrap_model(model, params=params, jit=True, name=wrapped.name)
+    )
+    compiled = wrapped.lower(*example_inputs)
+    result = audit(
+        wrapped.program(*example_inputs),
+        dtype,
+        compiled.compile().as_text() if compiled is not None else "",
+    )
+    summary: dict[str, Any] = {
+        "dtype": dtype,
+        "audit": result.to_dict(),
+        # matmuls the built-in int8 quantizer could not reach (inside scan/while/cond)
+        "left_in_float": list(left_in_float),
+        "param_bytes": tree_bytes(wrapped.params),
+        "float32_param_bytes": tree_bytes(reference.params),
+        "fidelity": None,
+    }
+    if not result.passed:
+        raise CaseFailed(result.failure())
+    if dtype == "float32":
+        return summary
+    fidelity = check_fidelity(
+        reference,
+        wrapped,
+        example_inputs,
+        dtype=dtype,
+        floor_db=floor_for(dtype, spec.min_sqnr_db),
+        max_examples=spec.max_examples,
+        database_key=database_key,
+        input_scale=spec.input_scale,
+        input_kinds=spec.input_kinds,
+    )
+    summary["fidelity"] = fidelity.to_dict()
+    if fidelity.failure:
+        raise CaseFailed(fidelity.failure)
+    return summary

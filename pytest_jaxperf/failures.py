@@ -1,0 +1,147 @@
+"""Failures a person can act on: a model that ran out of memory, a variant that cannot run here.
+
+Around running a model (:func:`explained`), an error goes to an explainer: it returns the failure
+message, naming the device, the function, the variant, the inputs and (for memory) the compiled
+program's breakdown, or re-raises the error when it is the user's own, for pytest to report as any
+exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import re
+from typing import TYPE_CHECKING, Any
+
+import jax
+
+from .baseline import BaselineError
+from .core import memory
+from .core.compiles import RecompileError
+from .core.memory import MemoryBreakdown, format_bytes, is_out_of_memory
+from .core.signature import describe_inputs
+from .errors import CaseFailed, CaseUnavailable, PerformanceRegression
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from .core.wrap import WrappedModel
+    from .specs import Variant
+
+_SIZE = r"([0-9.]+)\s*([KMGT]i?B|bytes|B)?"
+_TRIED = re.compile(r"(?:allocat\w*|tried to allocate)\s+" + _SIZE, re.IGNORECASE)
+_LIMIT = re.compile(r"(?:limit|capacity|memory limit)\D{0,20}" + _SIZE, re.IGNORECASE)
+
+
+def _parse_size(number: str, unit: str | None) -> float:
+    scale = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+    return float(number) * scale.get(unit or "", 1)
+
+
+def out_of_memory_message(
+    error: BaseException,
+    *,
+    device: str,
+    function: str,
+    variant: str,
+    inputs: str,
+    breakdown: MemoryBreakdown | None,
+) -> str:
+    """``out of memory on cuda:0: tried to allocate 157.3 GiB (limit 104.9 GiB) in jit_decode; ...``."""
+    text = str(error)
+    head = f"out of memory on {device}"
+    tried = _TRIED.search(text)
+    if isinstance(error, MemoryError):
+        head = "out of host memory (MemoryError)"
+    elif tried:
+        head += f": tried to allocate {format_bytes(_parse_size(*tried.groups()))}"
+        limit = _LIMIT.search(text)
+        if limit:
+            head += f" (limit {format_bytes(_parse_size(*limit.groups()))})"
+    parts = [f"{head} in {function}", f"variant {variant}", f"inputs {inputs}"]
+    if breakdown is not None:
+        parts.append(f"compiled needs: {breakdown.describe()}")
+    first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return "; ".join(parts) + f"\n{type(error).__name__}: {first_line[:300]}"
+
+
+def out_of_memory_failure(
+    error: BaseException,
+    variant: Variant,
+    function: str,
+    inputs: tuple[Any, ...],
+    breakdown: MemoryBreakdown | None,
+) -> str:
+    """The out-of-memory message for ``function`` run on ``inputs`` on the first device."""
+    device = jax.devices()[0]
+    return out_of_memory_message(
+        error,
+        device=f"{device.platform}:{device.id}",
+        function=function,
+        variant=variant.id,
+        inputs=describe_inputs(inputs),
+        breakdown=breakdown,
+    )
+
+
+def run_failure(error: Exception, variant: Variant, wrapped: WrappedModel, inputs: tuple[Any, ...]) -> str:
+    """The failure message for an out-of-memory error or a variant that could not run; re-raise
+    anything else (the user's own error)."""
+    __tracebackhide__ = True
+    if is_out_of_memory(error):
+        try:
+            breakdown: MemoryBreakdown | None = memory.wrapped_memory(wrapped, inputs)
+        except Exception:  # the analysis is a courtesy here; the out-of-memory error is the news
+            breakdown = None
+        name = ("jit_" if wrapped.jitted else "") + wrapped.name
+        return out_of_memory_failure(error, variant, name, inputs, breakdown)
+    if variant.dtype != "float32" and isinstance(
+        error, ValueError | TypeError | NotImplementedError | RuntimeError
+    ):
+        # The same model runs in float32 (its own case says so); this precision does not, here.
+        return (
+            f"the {variant.dtype} variant of {wrapped.name} cannot run on {jax.default_backend()}: "
+            f"{type(error).__name__}: {error}"
+        )
+    if wrapped.mesh is not None and isinstance(error, ValueError):
+        return str(error)  # an input that cannot be sharded
+    raise error
+
+
+def measured_failure(
+    error: Exception, variant: Variant, label: str, args: tuple[Any, ...], fn: Callable[..., Any] | None
+) -> str:
+    """Around a measured callable: the out-of-memory message, with the compiled breakdown where ``fn``
+    can be lowered; re-raise anything else."""
+    __tracebackhide__ = True
+    if not is_out_of_memory(error):
+        raise error
+    try:
+        lower = getattr(fn, "lower", None)
+        breakdown = memory.compiled_memory(lower(*args).compile()) if lower is not None else None
+    except Exception:  # the analysis is a courtesy here; the out-of-memory error is the news
+        breakdown = None
+    return out_of_memory_failure(error, variant, label, args, breakdown)
+
+
+#: The plugin's own outcomes: they reach the test as they are, never "explained" as a failed run.
+OWN_OUTCOMES = (RecompileError, PerformanceRegression, CaseFailed, CaseUnavailable, BaselineError)
+
+
+@contextlib.contextmanager
+def explained(explain: Callable[[Exception], str]) -> Iterator[None]:
+    """Around running a model: an error that ``explain`` turns into a message raises
+    :class:`~pytest_jaxperf.errors.CaseFailed` with it, the failed run's buffers released first.
+    ``explain`` re-raises what it cannot explain; the plugin's own outcomes pass through untouched."""
+    __tracebackhide__ = True
+    message = ""
+    try:
+        yield
+    except OWN_OUTCOMES:
+        raise
+    except Exception as error:
+        message = explain(error)
+    if message:
+        gc.collect()  # the failed run's buffers go now, not at the end of the session
+        # Outside the except block: the failure shows the message, not a chained traceback.
+        raise CaseFailed(message)

@@ -1,0 +1,151 @@
+"""Recording baselines: the measured checks of a session, the noise floor from extra processes running
+the same tests, extending stored baselines, and writing them to the store.
+
+Only the session's controller records (never an xdist worker, never a noise-floor process), and only on
+request (``--jaxperf-update-baselines``, ``--jaxperf-extend-baselines``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .baseline import BaselineError, ProgramChanged, baseline_record, extended_medians
+from .environment import child_process_environment
+from .processes import head_commit, run_pytest
+from .records import CheckRecord
+from .results import load_results
+from .verdicts import noise_floor, noise_floor_of_run
+
+if TYPE_CHECKING:
+    from .baseline import BaselineStore
+    from .records import Record
+    from .settings import PluginConfig
+
+#: Set in the extra processes that measure the noise floor, so that they never record baselines.
+REPEAT_CHILD_ENV = "JAXPERF_REPEAT_CHILD"
+#: Options worth passing on to the noise-floor processes (the measurement settings).
+_FORWARDED = ("--jaxperf-budget", "--jaxperf-threshold", "--jaxperf-mode", "-p", "-c", "--rootdir")
+
+
+def write_baselines(
+    records: list[Record],
+    settings: PluginConfig,
+    store: BaselineStore,
+    invocation_args: tuple[str, ...],
+    messages: list[str],
+) -> bool:
+    """Record the measured checks as baselines; False when a file could not be written. What was
+    written, extended or refused goes to ``messages``."""
+    measured = [r for r in records if isinstance(r, CheckRecord) and r.timing is not None]
+    if not measured:
+        messages.append("jaxperf: nothing was measured, so no baseline was written")
+        return True
+    repeats = repeat_medians(measured, settings, invocation_args, messages)
+    commit = head_commit(settings.rootdir)
+    medians = {
+        id(record): [record.timing["median"], *repeats.get((record.module, record.baseline_key), [])]
+        for record in measured
+        if record.timing
+    }
+    recordings: dict[int, int] = {}
+    if settings.extend_baselines:
+        measured, recordings = _extend(measured, medians, store, messages)
+    # Most of the spread between processes is the machine's, common to every measurement: a floor
+    # taken from one measurement's three processes can come out small by chance. Each baseline keeps
+    # the larger of its own spread and the median spread of the whole recording.
+    machine_noise = noise_floor_of_run([noise_floor(medians[id(r)]) for r in measured])
+    by_module: dict[str, dict[str, dict[str, Any]]] = {}
+    for record in measured:
+        own = noise_floor(medians[id(record)])
+        by_module.setdefault(record.module, {})[record.baseline_key] = baseline_record(
+            record, medians[id(record)], max(own, machine_noise), commit, recordings.get(id(record), 1)
+        )
+    ok = True
+    for module, module_records in sorted(by_module.items()):
+        try:
+            path = store.write(module, module_records)
+        except BaselineError as error:
+            messages.append(f"jaxperf: {error}")
+            ok = False
+            continue
+        messages.append(f"jaxperf: {len(module_records)} baseline(s) written to {path}")
+    return ok
+
+
+def _extend(
+    measured: list[CheckRecord], medians: dict[int, list[float]], store: BaselineStore, messages: list[str]
+) -> tuple[list[CheckRecord], dict[int, int]]:
+    """--jaxperf-extend-baselines: each stored baseline's process medians joined to this recording's
+    (``medians`` updated in place); what stays out, and why, goes to the messages."""
+    kept: list[CheckRecord] = []
+    recordings: dict[int, int] = {}
+    for record in measured:
+        name = f"{record.module}::{record.baseline_key}"
+        try:
+            lookup = store.lookup(record.module, record.baseline_key)
+        except BaselineError:
+            lookup = None  # a corrupt file: reported when it is written, and left as it is
+        if lookup is not None and lookup.record is not None:
+            try:
+                medians[id(record)] = extended_medians(
+                    lookup.record, record.gate_fields(), medians[id(record)]
+                )
+            except ProgramChanged as error:
+                messages.append(
+                    f"jaxperf: {name} not extended: {error}; it keeps its baseline "
+                    "(--jaxperf-update-baselines records it anew)"
+                )
+                continue
+            recordings[id(record)] = int(lookup.record.get("recordings") or 1) + 1
+        kept.append(record)
+    messages.append(
+        f"jaxperf: {len(recordings)} baseline(s) extended with this recording's processes, "
+        f"{len(kept) - len(recordings)} recorded anew"
+    )
+    return kept, recordings
+
+
+def repeat_medians(
+    measured: list[CheckRecord], settings: PluginConfig, invocation_args: tuple[str, ...], messages: list[str]
+) -> dict[tuple[str, str], list[float]]:
+    """Medians from ``repeat - 1`` extra processes running the same tests: the noise floor's data."""
+    if settings.repeat <= 1 or os.environ.get(REPEAT_CHILD_ENV):
+        return {}
+    nodeids = sorted({r.nodeid for r in measured})
+    medians: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="jaxperf-repeat-") as scratch:
+        for index in range(settings.repeat - 1):
+            results = Path(scratch, f"run{index}.json")
+            args = [
+                "--jaxperf", f"--jaxperf-json={results}", f"--jaxperf-baselines={settings.baselines_dir}",
+                "-p", "no:cacheprovider", "-q", *_forwarded_options(invocation_args), *nodeids,
+            ]  # fmt: skip
+            env = child_process_environment(**{REPEAT_CHILD_ENV: "1"})
+            run_pytest(args, cwd=settings.rootdir, env=env)
+            if not results.exists():
+                messages.append(f"jaxperf: noise-floor run {index + 2} wrote no results; skipped")
+                continue
+            for record in load_results(results).measured.values():
+                key = (record.module, record.baseline_key)
+                medians.setdefault(key, []).append((record.timing or {})["median"])
+    messages.append(
+        f"jaxperf: noise floor from {settings.repeat} processes (this one and {settings.repeat - 1} more)"
+    )
+    return medians
+
+
+def _forwarded_options(args: tuple[str, ...]) -> list[str]:
+    forwarded: list[str] = []
+    iterator = iter(args)
+    for arg in iterator:
+        name = arg.split("=", 1)[0]
+        if name in _FORWARDED:
+            forwarded.append(arg)
+            if "=" not in arg and name in _FORWARDED:
+                following = next(iterator, None)
+                if following is not None:
+                    forwarded.append(following)
+    return forwarded
