@@ -298,28 +298,28 @@ def baseline_record(
 
     import numpy as np
 
-    timing = record.timing or {}
-    own_median = float(timing.get("median") or 0.0)
+    timing = record.timed
+    own_median = float(timing["median"] or 0.0)
     centre = statistics.median(process_medians) if process_medians else own_median
     scale = centre / own_median if own_median else 1.0
-    ordered = np.sort(np.asarray(timing.get("samples", []), dtype=float)) * scale
+    ordered = np.sort(np.asarray(timing["samples"], dtype=float)) * scale
     sketch = np.quantile(ordered, np.linspace(0, 1, _BASELINE_SAMPLES)) if len(ordered) else ordered
     q1, q3 = np.quantile(ordered, [0.25, 0.75]) if len(ordered) else (0.0, 0.0)
     return {
         "variant": record.variant,
         "model": record.model,
         "inputs": record.inputs,
-        "mode": timing.get("mode"),
+        "mode": timing["mode"],
         "median": centre,
-        "ci_low": (timing.get("ci_low") or 0.0) * scale,
-        "ci_high": (timing.get("ci_high") or 0.0) * scale,
-        "p90": (timing.get("p90") or 0.0) * scale,
-        "p99": (timing.get("p99") or 0.0) * scale,
+        "ci_low": (timing["ci_low"] or 0.0) * scale,
+        "ci_high": (timing["ci_high"] or 0.0) * scale,
+        "p90": (timing["p90"] or 0.0) * scale,
+        "p99": (timing["p99"] or 0.0) * scale,
         "process_medians": process_medians,
         "iqr": float(q3 - q1),
-        "sample_count": timing.get("sample_count"),
+        "sample_count": timing["sample_count"],
         "samples": [float(s) for s in sketch],
-        "items_per_call": timing.get("items_per_call"),
+        "items_per_call": timing["items_per_call"],
         "noise_floor": noise_floor,
         "processes": len(process_medians),
         "recordings": recordings,

@@ -63,6 +63,9 @@ def check_case(
                 database_key=f"{nodeid}::{wrapped.name}",
             )
     compiles, timings = counted_compiles(wrapped, timings, ahead_of_time)
+    peak = device_peak() if memory is not None else None
+    if memory is not None and peak is not None:
+        memory["device_peak_bytes"] = peak
     return CheckRecord(
         nodeid=nodeid,
         variant=variant.id,
@@ -75,7 +78,7 @@ def check_case(
         steady_call_seconds=timings.steady_call_seconds,
         key=unique_key(wrapped.name),
         precision=precision,
-        memory={**memory, **device_peak()} if memory is not None else None,
+        memory=memory,
     )
 
 

@@ -51,8 +51,8 @@ def compare_results(a: Results, b: Results, *, threshold: float = DEFAULT_THRESH
             judged = verdict(
                 record_b.gate_fields(),
                 record_a.gate_fields(),
-                (record_b.timing or {})["samples"],
-                (record_a.timing or {})["samples"],
+                record_b.timed["samples"],
+                record_a.timed["samples"],
                 threshold=threshold,
                 reference="A",
             )
@@ -66,7 +66,7 @@ def difference_rows(differences: list[Difference]) -> list[tuple[str, ...]]:
     for d in differences:
 
         def median_ms(record: CheckRecord | None) -> str:
-            return "-" if record is None else f"{(record.timing or {})['median'] * 1e3:.4g}"
+            return "-" if record is None else f"{record.timed['median'] * 1e3:.4g}"
 
         v = d.verdict
         rows.append(

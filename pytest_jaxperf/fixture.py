@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,7 @@ from .core.compiles import explaining_cache_misses, function_name
 from .core.timing import TimingConfig, compare_callables, items_along_batch
 from .core.wrap import WrappedModel, compile_watch, wrap_model
 from .failures import explained, measured_failure, run_failure
-from .gate import budget_seconds, fail_on_regression, measure_and_gate
+from .gating import budget_seconds, fail_on_regression, measure_and_gate
 from .optimize.batching import batch_sweep, on_device, pipeline_split
 from .optimize.variant import build_variant
 from .outcomes import as_outcome
@@ -174,7 +173,7 @@ class Jaxperf:
             names=labels,
             config=TimingConfig(target=self.config.ci_target, budget_seconds=self._budget()),
         )
-        self.records.append(ComparisonRecord(self.nodeid, self.variant.id, dataclasses.asdict(comparison)))
+        self.records.append(ComparisonRecord(self.nodeid, self.variant.id, comparison.to_dict()))
         return comparison
 
     def no_recompile(self, *functions: Callable[..., Any], max_compiles: int = 0) -> CompileWatch:

@@ -130,7 +130,7 @@ def repeat_medians(
                 continue
             for record in load_results(results).measured.values():
                 key = (record.module, record.baseline_key)
-                medians.setdefault(key, []).append((record.timing or {})["median"])
+                medians.setdefault(key, []).append(record.timed["median"])
     messages.append(
         f"jaxperf: noise floor from {settings.repeat} processes (this one and {settings.repeat - 1} more)"
     )

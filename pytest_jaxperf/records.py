@@ -1,10 +1,144 @@
-"""What a test hands to the session: plain, serialisable result records (no jax objects)."""
+"""What a test hands to the session: plain, serialisable result records (no jax objects).
+
+A check's parts (its timing, exact metrics, roofline, verdict, precision and memory) are typed
+dictionaries: the shape of the results JSON, checked by mypy wherever they are read, and cast from JSON
+in one place (:func:`record_from_dict`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
+
+
+class TimingRecord(TypedDict):
+    """What the timing engine measured (:class:`pytest_jaxperf.core.timing.Timing`)."""
+
+    mode: str
+    samples: list[float]
+    sample_count: int
+    calls_per_sample: int
+    items_per_call: int
+    median: float
+    ci_low: float
+    ci_high: float
+    p90: float
+    p99: float
+    warmup_calls: int
+    seconds_spent: float
+    throughput: float
+
+
+class MetricsRecord(TypedDict):
+    """The deterministic figures of a compiled program (:class:`pytest_jaxperf.core.metrics.Metrics`)."""
+
+    flops: float | None
+    transcendentals: float | None
+    bytes_accessed: float | None
+    argument_bytes: int | None
+    output_bytes: int | None
+    temp_bytes: int | None
+    alias_bytes: int | None
+    generated_code_bytes: int | None
+    hlo_ops: int
+    hlo_fusions: int
+    hlo_custom_calls: int
+    hlo_fingerprint: str
+    memory_bytes: int | None
+
+
+class RooflineRecord(TypedDict):
+    """Achieved FLOP/s and bytes/s, and their fraction of the device's peak where it is known."""
+
+    flops_per_second: float | None
+    bytes_per_second: float | None
+    peak_source: NotRequired[str]
+    fraction_of_peak_flops: NotRequired[float | None]
+    fraction_of_peak_bytes: NotRequired[float | None]
+
+
+class VerdictRecord(TypedDict):
+    """The gate's word on one measurement (:class:`pytest_jaxperf.verdicts.Verdict`)."""
+
+    status: str
+    reason: str
+    ratio: float | None
+    ci_low: float | None
+    ci_high: float | None
+    limit: float | None
+    deterministic: list[str]
+    regressed_exactly: bool
+
+
+class AuditRecord(TypedDict):
+    """What the precision audit found (:class:`pytest_jaxperf.checks.audit.Audit`)."""
+
+    dtype: str
+    matmuls: list[dict[str, Any]]
+    problems: dict[str, list[str]]
+    hidden: list[str]
+    compiled: dict[str, int]
+    summary: str
+
+
+class FidelityRecord(TypedDict):
+    """What the fidelity check measured (:class:`pytest_jaxperf.checks.fidelity.FidelityResult`);
+    infinite SQNRs (exact outputs) as None."""
+
+    dtype: str
+    floor_db: float
+    examples: int
+    seconds: float
+    min_sqnr_db: float | None
+    min_worst_channel_db: float | None
+    max_abs: float
+    failure: str | None
+
+
+class PrecisionRecord(TypedDict):
+    """Under ``@jaxperf.dtype``: the audit, the fidelity check and the parameter bytes of the variant."""
+
+    dtype: str
+    audit: AuditRecord
+    left_in_float: list[str]
+    """Matmuls the built-in int8 quantizer could not reach (inside scan/while/cond)."""
+    param_bytes: int
+    float32_param_bytes: int
+    fidelity: FidelityRecord | None
+
+
+class BreakdownRecord(TypedDict):
+    """What a compiled program needs on its device (:class:`pytest_jaxperf.core.memory.MemoryBreakdown`)."""
+
+    arguments: int
+    outputs: int
+    temporaries: int
+    aliased: int
+    generated_code: int
+    total: int
+
+
+class MemoryRecord(TypedDict):
+    """Under ``@jaxperf.memory``: the budget, the compiled program's breakdown, the device peak (GPU)."""
+
+    budget_bytes: int
+    compiled: BreakdownRecord
+    device_peak_bytes: NotRequired[int]
+
+
+class InterleavedRecord(TypedDict):
+    """Two callables timed interleaved (:class:`pytest_jaxperf.core.timing.Comparison`)."""
+
+    name_a: str
+    name_b: str
+    median_a: float
+    median_b: float
+    ratio: float
+    ci_low: float
+    ci_high: float
+    rounds: int
+
 
 #: Key of the records in ``report.user_properties``; xdist carries user_properties to the controller.
 USER_PROPERTY = "jaxperf"
@@ -29,14 +163,21 @@ class CheckRecord:
     steady_call_seconds: tuple[float, ...]
     key: str = ""
     """The measurement's name in the baselines: unique within its test."""
-    timing: dict[str, Any] | None = None
-    metrics: dict[str, Any] | None = None
-    roofline: dict[str, Any] | None = None
-    verdict: dict[str, Any] | None = None
-    precision: dict[str, Any] | None = None
+    timing: TimingRecord | None = None
+    metrics: MetricsRecord | None = None
+    roofline: RooflineRecord | None = None
+    verdict: VerdictRecord | None = None
+    precision: PrecisionRecord | None = None
     """Under ``@jaxperf.dtype``: the audit, the fidelity check and the parameter bytes of the variant."""
-    memory: dict[str, Any] | None = None
+    memory: MemoryRecord | None = None
     """Under ``@jaxperf.memory``: the budget, the compiled program's breakdown, the device peak (GPU)."""
+
+    @property
+    def timed(self) -> TimingRecord:
+        """The timing of a measured check (ValueError for a check that was not timed)."""
+        if self.timing is None:
+            raise ValueError(f"{self.nodeid} {self.key} was not timed")
+        return self.timing
 
     @property
     def module(self) -> str:
@@ -45,11 +186,10 @@ class CheckRecord:
     def gate_fields(self) -> dict[str, Any]:
         """What the gate judges of a timed check (``verdicts.verdict``'s ``current``, or, for
         ``jaxperf compare``, its reference): the median, the batch, the sample count, compiles, metrics."""
-        timing = self.timing or {}
         return {
-            "median": timing["median"],
-            "items_per_call": timing.get("items_per_call"),
-            "sample_count": timing.get("sample_count"),
+            "median": self.timed["median"],
+            "items_per_call": self.timed["items_per_call"],
+            "sample_count": self.timed["sample_count"],
             "compiles": self.compiles,
             "metrics": self.metrics,
         }
@@ -87,8 +227,8 @@ class ComparisonRecord:
 
     nodeid: str
     variant: str
-    comparison: dict[str, Any]
-    """:class:`pytest_jaxperf.core.timing.Comparison` as a dict: names, medians, ratio, interval, rounds."""
+    comparison: InterleavedRecord
+    """Names, medians, ratio, interval, rounds."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "comparison", **dataclasses.asdict(self)}
@@ -103,6 +243,7 @@ def record_from_dict(data: dict[str, Any]) -> Record:
     kind = data.get("kind")
     if kind == "check":
         fields["steady_call_seconds"] = tuple(fields["steady_call_seconds"])
+        # The typed parts come back in the shape to_dict wrote them (the JSON boundary).
         return CheckRecord(**fields)
     if kind == "comparison":
         return ComparisonRecord(**fields)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 from typing import TYPE_CHECKING, Any
 
-from .records import CheckRecord, ComparisonRecord, FigureRecord
+from .records import CheckRecord, ComparisonRecord, FidelityRecord, FigureRecord
 from .verdicts import IMPROVED, INCONCLUSIVE, NOT_COMPARABLE, REGRESSED
 
 if TYPE_CHECKING:
@@ -21,11 +21,10 @@ def _ms(seconds: float | None) -> str:
 
 
 def _vs_baseline(record: CheckRecord) -> str:
-    verdict = record.verdict or {}
-    ratio = verdict.get("ratio")
+    ratio = record.verdict["ratio"] if record.verdict else None
     if ratio is None:
         return "-"
-    items = (record.timing or {}).get("items_per_call") or 1
+    items = (record.timing["items_per_call"] if record.timing else None) or 1
     change = 1 / ratio - 1 if items > 1 else ratio - 1  # throughput up is good; time up is bad
     return f"{change:+.1%}"
 
@@ -49,14 +48,14 @@ def check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
     for c in records:
         if not isinstance(c, CheckRecord):
             continue
-        timing = c.timing or {}
-        median = timing.get("median")
+        timing = c.timing
+        median = timing["median"] if timing else None
         ci = (
             f"{100 * max(median - timing['ci_low'], timing['ci_high'] - median) / median:.1f}"
-            if median
+            if timing and median
             else "-"
         )
-        throughput = f"{timing['items_per_call'] / median:.0f}" if median else "-"
+        throughput = f"{timing['items_per_call'] / median:.0f}" if timing and median else "-"
         rows.append(
             (
                 c.nodeid,
@@ -68,7 +67,7 @@ def check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
                 ci,
                 throughput,
                 _vs_baseline(c),
-                (c.verdict or {}).get("status", "-"),
+                c.verdict["status"] if c.verdict else "-",
             )
         )
     return rows
@@ -83,24 +82,23 @@ def precision_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
     for c in records:
         if not isinstance(c, CheckRecord) or not c.precision:
             continue
-        fidelity = c.precision.get("fidelity") or {}
+        fidelity = c.precision["fidelity"]
 
-        def db(key: str, fidelity: dict[str, Any] = fidelity) -> str:
-            value = fidelity.get(key)
+        def db(value: float | None, fidelity: FidelityRecord | None = fidelity) -> str:
             return "-" if not fidelity else ("inf" if value is None else f"{value:.1f}")
 
         rows.append(
             (
                 c.nodeid,
                 c.model,
-                db("min_sqnr_db"),
-                db("min_worst_channel_db"),
-                db("floor_db"),
-                str(fidelity.get("examples", "-")),
+                db(fidelity["min_sqnr_db"] if fidelity else None),
+                db(fidelity["min_worst_channel_db"] if fidelity else None),
+                db(fidelity["floor_db"] if fidelity else None),
+                str(fidelity["examples"]) if fidelity else "-",
                 f"{fidelity['seconds']:.2f}" if fidelity else "-",
                 str(c.precision["param_bytes"]),
                 f"{c.precision['param_bytes'] / c.precision['float32_param_bytes']:.2f}"
-                if c.precision.get("float32_param_bytes")
+                if c.precision["float32_param_bytes"]
                 else "-",
                 c.precision["audit"]["summary"],
             )
@@ -160,7 +158,7 @@ def verdict_notes(records: Sequence[Record], statuses: Sequence[str] = NOTED_VER
     return [
         f"{c.nodeid} {c.key}: {c.verdict['status']}: {c.verdict['reason']}"
         for c in records
-        if isinstance(c, CheckRecord) and c.verdict and c.verdict.get("status") in statuses
+        if isinstance(c, CheckRecord) and c.verdict and c.verdict["status"] in statuses
     ]
 
 
@@ -171,13 +169,11 @@ def drift_lines(records: Sequence[Record]) -> list[str]:
 
     # Only timing verdicts carry a ratio, its interval and a limit (new, not comparable: none).
     timed = [
-        TimedCheck(f"{c.nodeid} {c.key}", c.verdict["ratio"], c.verdict["ci_low"], c.verdict["limit"])
+        TimedCheck(f"{c.nodeid} {c.key}", ratio, ci_low, limit)
         for c in records
-        if isinstance(c, CheckRecord)
-        and c.verdict
-        and c.verdict.get("ratio") is not None
-        and c.verdict.get("ci_low") is not None
-        and c.verdict.get("limit") is not None
+        if isinstance(c, CheckRecord) and c.verdict
+        for ratio, ci_low, limit in [(c.verdict["ratio"], c.verdict["ci_low"], c.verdict["limit"])]
+        if ratio is not None and ci_low is not None and limit is not None
     ]
     drift = run_drift(timed)
     if drift is None:
@@ -199,7 +195,7 @@ def drift_lines(records: Sequence[Record]) -> list[str]:
     exact = [
         f"{c.nodeid} {c.key}"
         for c in records
-        if isinstance(c, CheckRecord) and (c.verdict or {}).get("regressed_exactly")
+        if isinstance(c, CheckRecord) and c.verdict and c.verdict["regressed_exactly"]
     ]
     if exact:
         lines.append(
@@ -287,7 +283,7 @@ def markdown_summary(records: Sequence[Record]) -> str:
     if len(precision) > 1:
         lines += ["", "**Precision variants**", "", *markdown_table(precision[0], precision[1:])]
     regressions = [
-        r for r in records if isinstance(r, CheckRecord) and (r.verdict or {}).get("status") == REGRESSED
+        r for r in records if isinstance(r, CheckRecord) and r.verdict and r.verdict["status"] == REGRESSED
     ]
     if regressions:
         lines += ["", "**Regressions**", ""]
@@ -337,7 +333,7 @@ def benchmark_json(records: Sequence[Record], environment: str) -> dict[str, Any
                 "extra_info": {
                     "jaxperf_mode": record.timing["mode"],
                     "items_per_call": record.timing["items_per_call"],
-                    "verdict": (record.verdict or {}).get("status"),
+                    "verdict": record.verdict["status"] if record.verdict else None,
                     "metrics": record.metrics,
                 },
                 "options": {"timer": "perf_counter", "blocked_on_output": True, "warmup": True},

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .intervals import ratio_ci
+from .records import VerdictRecord
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -57,8 +58,17 @@ class Verdict:
     regressed_exactly: bool = False
     """Whether a deterministic figure regressed: the program's doing, whatever the machine's speed."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "deterministic": list(self.deterministic)}
+    def to_dict(self) -> VerdictRecord:
+        return VerdictRecord(
+            status=self.status,
+            reason=self.reason,
+            ratio=self.ratio,
+            ci_low=self.ci_low,
+            ci_high=self.ci_high,
+            limit=self.limit,
+            deterministic=list(self.deterministic),
+            regressed_exactly=self.regressed_exactly,
+        )
 
     @property
     def fails(self) -> bool:

@@ -75,7 +75,7 @@ def run_side(
         seconds,
         int(reported.get("exitstatus", done.returncode)),
         {str(k): (str(v[0]), str(v[1])) for k, v in dict(reported.get("outcomes") or {}).items()},
-        {key: float((record.timing or {})["median"]) for key, record in measured.items()},
+        {key: float(record.timed["median"]) for key, record in measured.items()},
         (done.stdout + done.stderr)[-2000:],
     )
 

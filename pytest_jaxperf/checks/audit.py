@@ -21,9 +21,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..core.program import LAYOUT_OPS, Const, innermost_module
+from ..records import AuditRecord
 
 if TYPE_CHECKING:
     from ..core.program import Program
@@ -97,15 +98,15 @@ class Audit:
             for what, found in self.problems
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dtype": self.dtype,
-            "matmuls": [asdict(m) for m in self.matmuls],
-            "problems": {what: _names(found) for what, found in self.problems},
-            "hidden": list(self.hidden),
-            "compiled": dict(self.compiled),
-            "summary": self.summary(),
-        }
+    def to_dict(self) -> AuditRecord:
+        return AuditRecord(
+            dtype=self.dtype,
+            matmuls=[asdict(m) for m in self.matmuls],
+            problems={what: _names(found) for what, found in self.problems},
+            hidden=list(self.hidden),
+            compiled=dict(self.compiled),
+            summary=self.summary(),
+        )
 
 
 def _names(matmuls: tuple[Matmul, ...]) -> list[str]:

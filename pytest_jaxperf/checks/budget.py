@@ -10,13 +10,14 @@ from ..core import memory
 from ..core.memory import MemoryAnalysisUnavailable, format_bytes
 from ..core.signature import describe_inputs
 from ..errors import CaseFailed, CaseUnavailable
+from ..records import MemoryRecord
 
 if TYPE_CHECKING:
     from ..core.wrap import WrappedModel
     from ..specs import MemorySpec
 
 
-def check_memory_budget(wrapped: WrappedModel, inputs: tuple[Any, ...], spec: MemorySpec) -> dict[str, Any]:
+def check_memory_budget(wrapped: WrappedModel, inputs: tuple[Any, ...], spec: MemorySpec) -> MemoryRecord:
     """Fail before running when the compiled program needs more than the budget; the record's memory
     summary otherwise. CaseUnavailable where the backend does not report a compiled program's memory."""
     try:
@@ -33,4 +34,4 @@ def check_memory_budget(wrapped: WrappedModel, inputs: tuple[Any, ...], spec: Me
             f"({breakdown.total:,} > {spec.max_bytes:,} bytes): {breakdown.describe()}; "
             f"inputs {describe_inputs(inputs)}. Nothing was run."
         )
-    return {"budget_bytes": spec.max_bytes, "compiled": breakdown.to_dict()}
+    return MemoryRecord(budget_bytes=spec.max_bytes, compiled=breakdown.to_dict())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -18,6 +18,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, reject, settings, target
 from hypothesis.control import currently_in_test_context
 
+from ..records import FidelityRecord
 from ..specs import INPUT_KINDS
 from .diagnosis import diagnose, is_float_array, run_op_by_op
 from .outputs import OutputComparison, compare, highest_precision, host_leaves, output_problem
@@ -58,11 +59,20 @@ class FidelityResult:
     max_abs: float
     failure: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            key: (None if isinstance(value, float) and math.isinf(value) else value)
-            for key, value in asdict(self).items()
-        }
+    def to_dict(self) -> FidelityRecord:
+        def finite(value: float) -> float | None:
+            return None if math.isinf(value) else value
+
+        return FidelityRecord(
+            dtype=self.dtype,
+            floor_db=self.floor_db,
+            examples=self.examples,
+            seconds=self.seconds,
+            min_sqnr_db=finite(self.min_sqnr_db),
+            min_worst_channel_db=finite(self.min_worst_channel_db),
+            max_abs=self.max_abs,
+            failure=self.failure,
+        )
 
 
 class _ExampleFailed(AssertionError):

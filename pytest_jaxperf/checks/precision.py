@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.memory import tree_bytes
 from ..core.wrap import wrap_model
 from ..errors import CaseFailed
+from ..records import PrecisionRecord
 from .audit import audit
 from .fidelity import check_fidelity, floor_for
 
@@ -26,7 +27,7 @@ def check_precision(
     spec: DtypeSpec,
     left_in_float: tuple[str, ...],
     database_key: str,
-) -> dict[str, Any]:
+) -> PrecisionRecord:
     """Audit the variant's matmuls and (but for float32) check it against ``model`` in float32.
 
     ``wrapped`` is the variant of ``model`` (with ``params``) in ``dtype``; raises
@@ -42,15 +43,14 @@ def check_precision(
         dtype,
         compiled.compile().as_text() if compiled is not None else "",
     )
-    summary: dict[str, Any] = {
-        "dtype": dtype,
-        "audit": result.to_dict(),
-        # matmuls the built-in int8 quantizer could not reach (inside scan/while/cond)
-        "left_in_float": list(left_in_float),
-        "param_bytes": tree_bytes(wrapped.params),
-        "float32_param_bytes": tree_bytes(reference.params),
-        "fidelity": None,
-    }
+    summary = PrecisionRecord(
+        dtype=dtype,
+        audit=result.to_dict(),
+        left_in_float=list(left_in_float),
+        param_bytes=tree_bytes(wrapped.params),
+        float32_param_bytes=tree_bytes(reference.params),
+        fidelity=None,
+    )
     if not result.passed:
         raise CaseFailed(result.failure())
     if dtype == "float32":

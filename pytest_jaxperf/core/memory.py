@@ -9,8 +9,10 @@ raised while a model runs is ``RESOURCE_EXHAUSTED`` from XLA or the host's ``Mem
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from ..records import BreakdownRecord
 
 if TYPE_CHECKING:
     from .wrap import WrappedModel
@@ -61,8 +63,15 @@ class MemoryBreakdown:
             parts.append(f"aliased (donated) −{format_bytes(self.aliased)}")
         return ", ".join(parts)
 
-    def to_dict(self) -> dict[str, int]:
-        return {**asdict(self), "total": self.total}
+    def to_dict(self) -> BreakdownRecord:
+        return BreakdownRecord(
+            arguments=self.arguments,
+            outputs=self.outputs,
+            temporaries=self.temporaries,
+            aliased=self.aliased,
+            generated_code=self.generated_code,
+            total=self.total,
+        )
 
 
 class MemoryAnalysisUnavailable(RuntimeError):
@@ -120,10 +129,9 @@ def wrapped_memory(wrapped: WrappedModel, inputs: tuple[Any, ...]) -> MemoryBrea
     return compiled_memory(lowered.compile())
 
 
-def device_peak() -> dict[str, int]:
-    """The first device's peak bytes in use so far (GPU/TPU; a process-lifetime high-water mark), as
-    ``{"device_peak_bytes": n}``; empty where the backend keeps no statistics (the CPU)."""
+def device_peak() -> int | None:
+    """The first device's peak bytes in use so far (GPU/TPU; a process-lifetime high-water mark); None
+    where the backend keeps no statistics (the CPU)."""
     import jax
 
-    stats = device_memory_stats(jax.devices()[0])
-    return {"device_peak_bytes": stats["peak_bytes_in_use"]} if "peak_bytes_in_use" in stats else {}
+    return device_memory_stats(jax.devices()[0]).get("peak_bytes_in_use")

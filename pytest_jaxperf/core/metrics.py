@@ -8,12 +8,13 @@ configuration so that the fingerprint changes only when the program does.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from ..records import MetricsRecord, RooflineRecord
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*\S+\s+([\w\-]+)\(", re.MULTILINE)
 _STRIPPED_ATTRIBUTES = ("metadata", "backend_config", "frontend_attributes", "statistics_viz")
@@ -47,8 +48,22 @@ class Metrics:
             return None
         return sum(p for p in parts if p is not None) - (self.alias_bytes or 0)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "memory_bytes": self.memory_bytes}
+    def to_dict(self) -> MetricsRecord:
+        return MetricsRecord(
+            flops=self.flops,
+            transcendentals=self.transcendentals,
+            bytes_accessed=self.bytes_accessed,
+            argument_bytes=self.argument_bytes,
+            output_bytes=self.output_bytes,
+            temp_bytes=self.temp_bytes,
+            alias_bytes=self.alias_bytes,
+            generated_code_bytes=self.generated_code_bytes,
+            hlo_ops=self.hlo_ops,
+            hlo_fusions=self.hlo_fusions,
+            hlo_custom_calls=self.hlo_custom_calls,
+            hlo_fingerprint=self.hlo_fingerprint,
+            memory_bytes=self.memory_bytes,
+        )
 
 
 def _strip_attribute(text: str, name: str) -> str:
@@ -183,22 +198,21 @@ def measure_ceilings(size: int = 2048, copy_bytes: int = 256 * 1024**2) -> Peak:
     return Peak(flops, bandwidth, f"measured on the spot ({size}³ bf16 matmul, {copy_bytes >> 20} MiB copy)")
 
 
-def roofline(metrics: dict[str, Any] | None, median: float, measure_peaks: bool) -> dict[str, Any] | None:
+def roofline(metrics: MetricsRecord | None, median: float, measure_peaks: bool) -> RooflineRecord | None:
     """Achieved FLOP/s and bytes/s, and their fraction of the device's peak where it is known."""
     if not metrics or median <= 0:
         return None
     import jax
 
-    flops, moved = metrics.get("flops"), metrics.get("bytes_accessed")
-    result: dict[str, Any] = {
-        "flops_per_second": flops / median if flops else None,
-        "bytes_per_second": moved / median if moved else None,
-    }
+    flops, moved = metrics["flops"], metrics["bytes_accessed"]
+    flops_per_second = flops / median if flops else None
+    bytes_per_second = moved / median if moved else None
+    result = RooflineRecord(flops_per_second=flops_per_second, bytes_per_second=bytes_per_second)
     peak = measure_ceilings() if measure_peaks else known_peak(jax.devices()[0].device_kind)
     if peak is not None:
         result["peak_source"] = peak.source
-        result["fraction_of_peak_flops"] = result["flops_per_second"] / peak.flops if flops else None
+        result["fraction_of_peak_flops"] = flops_per_second / peak.flops if flops_per_second else None
         result["fraction_of_peak_bytes"] = (
-            result["bytes_per_second"] / peak.bytes_per_second if moved else None
+            bytes_per_second / peak.bytes_per_second if bytes_per_second else None
         )
     return result

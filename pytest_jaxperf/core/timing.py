@@ -14,7 +14,6 @@ round of calls back to back and blocks once (the pipelined rate, items per secon
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import jax
 import numpy as np
 
 from ..intervals import median_ci, ratio_ci
+from ..records import InterleavedRecord, TimingRecord
 from .compiles import event_log
 
 if TYPE_CHECKING:
@@ -84,11 +84,22 @@ class Timing:
     def relative_ci(self) -> float:
         return max(self.median - self.ci_low, self.ci_high - self.median) / self.median
 
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["samples"] = list(self.samples)
-        data["throughput"] = self.throughput
-        return data
+    def to_dict(self) -> TimingRecord:
+        return TimingRecord(
+            mode=self.mode,
+            samples=list(self.samples),
+            sample_count=self.sample_count,
+            calls_per_sample=self.calls_per_sample,
+            items_per_call=self.items_per_call,
+            median=self.median,
+            ci_low=self.ci_low,
+            ci_high=self.ci_high,
+            p90=self.p90,
+            p99=self.p99,
+            warmup_calls=self.warmup_calls,
+            seconds_spent=self.seconds_spent,
+            throughput=self.throughput,
+        )
 
 
 def _compiles_since(count_before: int) -> list[str]:
@@ -204,6 +215,18 @@ class Comparison:
     ci_low: float
     ci_high: float
     rounds: int
+
+    def to_dict(self) -> InterleavedRecord:
+        return InterleavedRecord(
+            name_a=self.name_a,
+            name_b=self.name_b,
+            median_a=self.median_a,
+            median_b=self.median_b,
+            ratio=self.ratio,
+            ci_low=self.ci_low,
+            ci_high=self.ci_high,
+            rounds=self.rounds,
+        )
 
     def describe(self) -> str:
         return (
