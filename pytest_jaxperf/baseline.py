@@ -9,16 +9,20 @@ left untouched.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import math
 import os
 import platform
 import re
+import statistics
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .environment import _version
 from .verdicts import NEW, NOT_COMPARABLE, deterministic_changes
 
 if TYPE_CHECKING:
@@ -50,8 +54,6 @@ def _cpu_model() -> str:
 def environment_fingerprint() -> dict[str, str]:
     """What a timing depends on besides the code: hardware, versions, precision, XLA settings."""
     import jax
-
-    from .environment import _version
 
     devices = jax.devices()
     env = {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES) and k not in _ENV_IGNORED}
@@ -293,8 +295,6 @@ def baseline_record(
     slow by more than its own samples show); this process's samples are scaled to that centre, so the
     bootstrap keeps their spread around the more robust location.
     """
-    import datetime
-    import statistics
 
     import numpy as np
 
@@ -332,8 +332,6 @@ def baseline_record(
 
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
-    import os
-    import tempfile
 
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

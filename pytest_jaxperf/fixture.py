@@ -21,7 +21,7 @@ from .optimize.batching import batch_sweep, on_device, pipeline_split
 from .optimize.variant import build_variant
 from .outcomes import as_outcome
 from .records import CheckRecord, ComparisonRecord, FigureRecord, Record
-from .settings import PluginConfig
+from .settings import PluginSettings
 from .specs import DEFAULT_VARIANT, Case, TestSpec, Variant
 
 if TYPE_CHECKING:
@@ -47,13 +47,13 @@ class Jaxperf:
         nodeid: str,
         spec: TestSpec,
         variant: Variant = DEFAULT_VARIANT,
-        config: PluginConfig | None = None,
+        settings: PluginSettings | None = None,
         baselines: Callable[[], BaselineStore] | None = None,
     ) -> None:
         self.nodeid = nodeid
         self.spec = spec
         self.variant = variant
-        self.config = config or PluginConfig()
+        self.settings = settings or PluginSettings()
         self.records: list[Record] = []
         self._case = Case(nodeid, spec, variant)
         self._baselines = baselines
@@ -124,7 +124,7 @@ class Jaxperf:
         built = next(built for _, known, built in self._wrapped if known is wrapped)
         with as_outcome(self.variant.case_id):
             record = check_case(wrapped, built, example_inputs, self._case, self._unique_key)
-        if self.config.measure:
+        if self.settings.measure:
             inputs = example_inputs
             explain = functools.partial(run_failure, variant=self.variant, wrapped=wrapped, inputs=inputs)
             lower, items = (lambda: wrapped.lower(*inputs)), items_along_batch(inputs)
@@ -145,7 +145,7 @@ class Jaxperf:
         dimension). Without ``--jaxperf`` nothing is measured and None is returned.
         """
         __tracebackhide__ = True
-        if not self.config.measure:
+        if not self.settings.measure:
             return None
         label = name or function_name(fn)
         with as_outcome(self.variant.case_id):
@@ -171,7 +171,7 @@ class Jaxperf:
             lambda: a(*args),
             lambda: b(*args),
             names=labels,
-            config=TimingConfig(target=self.config.ci_target, budget_seconds=self._budget()),
+            config=TimingConfig(target=self.settings.ci_target, budget_seconds=self._budget()),
         )
         self.records.append(ComparisonRecord(self.nodeid, self.variant.id, comparison.to_dict()))
         return comparison
@@ -204,7 +204,7 @@ class Jaxperf:
         """
         wrapped = wrap_model(model, params=params, jit=True)
         assert wrapped.watched is not None
-        timing = TimingConfig(target=self.config.ci_target, budget_seconds=min(self._budget(), 1.0))
+        timing = TimingConfig(target=self.settings.ci_target, budget_seconds=min(self._budget(), 1.0))
         with self._out_of_memory_explained(f"{wrapped.name} (batch sweep)", example_inputs):
             sweep = batch_sweep(wrapped.watched, *example_inputs, sizes=sizes, config=timing)
         self._figures(sweep.figures(wrapped.name))
@@ -256,14 +256,14 @@ class Jaxperf:
         gate, baselines = self.spec.gate, self._baselines
         with as_outcome(self.variant.case_id), explained(explain):
             return measure_and_gate(
-                record, fn, args, lower, items=items, settings=self.config, gate=gate, baselines=baselines
+                record, fn, args, lower, items=items, settings=self.settings, gate=gate, baselines=baselines
             )
 
     def _kept(self, record: CheckRecord) -> CheckRecord:
         """The record kept for the session; a regression then fails the test."""
         __tracebackhide__ = True
         self.records.append(record)
-        fail_on_regression(record, self.variant.id, self.config)
+        fail_on_regression(record, self.variant.id, self.settings)
         return record
 
     @contextlib.contextmanager
@@ -296,4 +296,4 @@ class Jaxperf:
         return key
 
     def _budget(self) -> float:
-        return budget_seconds(self.config, self.spec.gate)
+        return budget_seconds(self.settings, self.spec.gate)

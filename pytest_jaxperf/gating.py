@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from .baseline import BaselineStore
     from .records import CheckRecord
-    from .settings import PluginConfig
+    from .settings import PluginSettings
     from .specs import GateSpec
 
 
@@ -25,7 +25,7 @@ class JaxperfInconclusive(UserWarning):
     """A measurement whose change against its baseline could be neither confirmed nor ruled out."""
 
 
-def budget_seconds(settings: PluginConfig, gate: GateSpec | None) -> float:
+def budget_seconds(settings: PluginSettings, gate: GateSpec | None) -> float:
     """Time spent sampling one measurement: the test's ``@jaxperf.gate`` budget, else the session's."""
     return gate.budget_seconds if gate and gate.budget_seconds else settings.budget_seconds
 
@@ -37,7 +37,7 @@ def measure_and_gate(
     lower: Callable[[], Any] | None,
     *,
     items: int | None,
-    settings: PluginConfig,
+    settings: PluginSettings,
     gate: GateSpec | None,
     baselines: Callable[[], BaselineStore] | None,
 ) -> CheckRecord:
@@ -96,7 +96,7 @@ def baseline_verdict(
     )
 
 
-def fail_on_regression(record: CheckRecord, variant_id: str, settings: PluginConfig) -> None:
+def fail_on_regression(record: CheckRecord, variant_id: str, settings: PluginSettings) -> None:
     """Raise :class:`PerformanceRegression` for a regressed check (not while recording baselines)."""
     __tracebackhide__ = True
     if record.verdict and record.verdict["status"] == REGRESSED and not settings.update_baselines:

@@ -7,6 +7,7 @@ gate judges a change on :func:`ratio_ci`.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,7 +30,6 @@ def median_ci(samples: Sequence[float], confidence: float = 0.95) -> tuple[float
 
 
 def _z(confidence: float) -> float:
-    from statistics import NormalDist
 
     return NormalDist().inv_cdf(0.5 + confidence / 2)
 

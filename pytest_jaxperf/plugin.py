@@ -12,7 +12,7 @@ import pytest
 
 from .markers import MARKERS
 from .session import PLUGIN_NAME, JaxperfSession
-from .settings import MODES, PluginConfig, baselines_directory, positive_float, positive_int
+from .settings import MODES, PluginSettings, baselines_directory, positive_float, positive_int
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
@@ -181,7 +181,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for help_line in MARKERS.values():
         config.addinivalue_line("markers", help_line)
     try:
-        settings = PluginConfig.from_pytest_config(config)
+        settings = PluginSettings.from_pytest_config(config)
     except ValueError as error:
         raise pytest.UsageError(f"jaxperf: {error}") from None
     session = JaxperfSession(
@@ -275,7 +275,7 @@ def jaxperf(request: pytest.FixtureRequest, jaxperf_variant: Variant) -> Iterato
     from .records import USER_PROPERTY
 
     session = request.config.pluginmanager.get_plugin(PLUGIN_NAME)
-    settings = session.settings if isinstance(session, JaxperfSession) else PluginConfig()
+    settings = session.settings if isinstance(session, JaxperfSession) else PluginSettings()
     fixture = Jaxperf(
         request.node.nodeid,
         _spec_or_fail(request.node),

@@ -22,7 +22,7 @@ from .verdicts import noise_floor, noise_floor_of_run
 if TYPE_CHECKING:
     from .baseline import BaselineStore
     from .records import Record
-    from .settings import PluginConfig
+    from .settings import PluginSettings
 
 #: Set in the extra processes that measure the noise floor, so that they never record baselines.
 REPEAT_CHILD_ENV = "JAXPERF_REPEAT_CHILD"
@@ -32,7 +32,7 @@ _FORWARDED = ("--jaxperf-budget", "--jaxperf-threshold", "--jaxperf-mode", "-p",
 
 def write_baselines(
     records: list[Record],
-    settings: PluginConfig,
+    settings: PluginSettings,
     store: BaselineStore,
     invocation_args: tuple[str, ...],
     messages: list[str],
@@ -109,7 +109,10 @@ def _extend(
 
 
 def repeat_medians(
-    measured: list[CheckRecord], settings: PluginConfig, invocation_args: tuple[str, ...], messages: list[str]
+    measured: list[CheckRecord],
+    settings: PluginSettings,
+    invocation_args: tuple[str, ...],
+    messages: list[str],
 ) -> dict[tuple[str, str], list[float]]:
     """Medians from ``repeat - 1`` extra processes running the same tests: the noise floor's data."""
     if settings.repeat <= 1 or os.environ.get(REPEAT_CHILD_ENV):

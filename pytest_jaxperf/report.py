@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import platform
+import re
+import statistics
 from typing import TYPE_CHECKING, Any
 
 from .records import CheckRecord, ComparisonRecord, FidelityRecord, FigureRecord
-from .verdicts import IMPROVED, INCONCLUSIVE, NOT_COMPARABLE, REGRESSED
+from .verdicts import IMPROVED, INCONCLUSIVE, NOT_COMPARABLE, REGRESSED, TimedCheck, run_drift
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -165,7 +168,6 @@ def verdict_notes(records: Sequence[Record], statuses: Sequence[str] = NOTED_VER
 def drift_lines(records: Sequence[Record]) -> list[str]:
     """When the run's timed checks moved together against their baselines: what that says, and which
     regressions stand out even against it (see :class:`~pytest_jaxperf.verdicts.RunDrift`)."""
-    from .verdicts import TimedCheck, run_drift
 
     # Only timing verdicts carry a ratio, its interval and a limit (new, not comparable: none).
     timed = [
@@ -207,7 +209,6 @@ def drift_lines(records: Sequence[Record]) -> list[str]:
 
 def scaling_lines(records: Sequence[Record]) -> list[str]:
     """Throughput per device count of the same test and model, and its fraction of linear scaling."""
-    import re
 
     groups: dict[tuple[str, str], dict[int, float]] = {}
     for record in records:
@@ -305,8 +306,6 @@ def results_json(records: Sequence[Record], environment: str) -> dict[str, Any]:
 
 def benchmark_json(records: Sequence[Record], environment: str) -> dict[str, Any]:
     """The measured checks in pytest-benchmark's JSON format (its ``compare`` command reads it)."""
-    import datetime
-    import statistics
 
     benchmarks = []
     for record in records:

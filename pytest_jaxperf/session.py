@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from .baseline import BaselineStore
     from .records import Record
-    from .settings import PluginConfig
+    from .settings import PluginSettings
 
 PLUGIN_NAME = "jaxperf-session"
 
@@ -24,7 +24,7 @@ class JaxperfSession:
     """Session state: the settings, the baseline store and the records gathered from test reports."""
 
     def __init__(
-        self, settings: PluginConfig, is_worker: bool, invocation_args: tuple[str, ...] = ()
+        self, settings: PluginSettings, is_worker: bool, invocation_args: tuple[str, ...] = ()
     ) -> None:
         self.settings = settings
         self.is_worker = is_worker

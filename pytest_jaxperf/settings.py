@@ -1,7 +1,8 @@
 """The plugin's settings, resolved once from the command line and the ini file.
 
-Kept apart from :mod:`.config` (marker specs, variants) so that loading the plugin in a session that uses
-no jaxperf marker does not pay for building those dataclasses: every pytest run loads the plugin.
+What a test's markers ask for is another thing, kept in :mod:`.specs` (marker specs, variants): loading the
+plugin in a session that uses no jaxperf marker does not pay for building those dataclasses, as every
+pytest run loads the plugin.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def timing_mode(value: str) -> str:
 
 
 @dataclass(frozen=True)
-class PluginConfig:
+class PluginSettings:
     """The plugin's settings, resolved once from the command line and the ini file."""
 
     measure: bool = False
@@ -77,7 +78,7 @@ class PluginConfig:
     rootdir: Path = Path()
 
     @classmethod
-    def from_pytest_config(cls, config: pytest.Config) -> PluginConfig:
+    def from_pytest_config(cls, config: pytest.Config) -> PluginSettings:
         """Resolve the settings: an option given on the command line wins over its ini twin."""
 
         def value(name: str) -> Any:

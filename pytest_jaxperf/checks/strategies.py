@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import jax
 import numpy as np
 from hypothesis import strategies as st
 
@@ -91,7 +92,6 @@ def build_inputs(
     ``float16-range`` cases; ``limit`` clips the values (float16's range: an input float16 cannot hold
     is not the model's fault).
     """
-    import jax
 
     leaves, tree = jax.tree_util.tree_flatten(example_inputs)
     built = []

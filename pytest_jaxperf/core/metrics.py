@@ -14,7 +14,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+
 from ..records import MetricsRecord, RooflineRecord
+from .timing import timed_call
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*\S+\s+([\w\-]+)\(", re.MULTILINE)
 _STRIPPED_ATTRIBUTES = ("metadata", "backend_config", "frontend_attributes", "statistics_viz")
@@ -179,15 +183,11 @@ def known_peak(device_kind: str) -> Peak | None:
 @functools.cache
 def measure_ceilings(size: int = 2048, copy_bytes: int = 256 * 1024**2) -> Peak:
     """Measure this device's ceilings on the spot: a square bf16 matmul and a large copy, best of 5."""
-    import jax
-    import jax.numpy as jnp
 
     a = jnp.ones((size, size), jnp.bfloat16)
     matmul = jax.jit(lambda x: x @ x)
     source = jnp.ones((copy_bytes // 4,), jnp.float32)
     copy = jax.jit(lambda x: x + 1)
-
-    from .timing import timed_call
 
     def best(fn: Any, arg: Any) -> float:
         timed_call(fn, arg)  # compiles
@@ -202,7 +202,6 @@ def roofline(metrics: MetricsRecord | None, median: float, measure_peaks: bool) 
     """Achieved FLOP/s and bytes/s, and their fraction of the device's peak where it is known."""
     if not metrics or median <= 0:
         return None
-    import jax
 
     flops, moved = metrics["flops"], metrics["bytes_accessed"]
     flops_per_second = flops / median if flops else None

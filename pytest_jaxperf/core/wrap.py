@@ -23,6 +23,10 @@ from typing import TYPE_CHECKING, Any
 import jax
 
 from .compiles import CompileEvent, CompileWatch, RecompileError, WatchedFunction, function_name
+from .placement import replicate, shard_batch
+from .program import cast_floating, leaf_names, module_scopes, trace
+from .signature import describe_leaf
+from .timing import timed_call
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -74,7 +78,6 @@ class WrappedModel:
 
     def program(self, *inputs: Any) -> Program:
         """What the model computes for these inputs, its operations named by module path."""
-        from .program import trace
 
         assert self.forward is not None
         return trace(functools.partial(self.forward, scoped=True), self.params, inputs)
@@ -83,7 +86,6 @@ class WrappedModel:
         """The inputs as this callable runs them: with a mesh, the batch axis split over its devices."""
         if self.mesh is None:
             return inputs
-        from .placement import shard_batch
 
         return shard_batch(inputs, self.mesh)
 
@@ -166,8 +168,6 @@ def wrap_model(
             model, jit=jit, max_compiles=max_compiles, explain=explain, mesh=mesh, cast_inputs=cast_inputs
         )
     if mesh is not None and params is not None:
-        from .placement import replicate
-
         params = replicate(params, mesh)
     renamed = name is not None and name != function_name(model)
     name = name or function_name(model)
@@ -223,8 +223,6 @@ def _function_forward(
 ) -> Callable[..., Any]:
     def forward(params: Any, *inputs: Any, scoped: bool = False, **kwargs: Any) -> Any:
         if cast_inputs is not None:
-            from .program import cast_floating
-
             inputs = cast_floating(inputs, cast_inputs)
         return model(params, *inputs, **kwargs) if takes_params else model(*inputs, **kwargs)
 
@@ -238,22 +236,16 @@ def _wrap_module(
 ) -> WrappedModel:
     from flax import nnx
 
-    from .program import module_scopes
-
     name = type(module).__name__
     graphdef, state = nnx.split(module)
     state_paths = _variable_paths(state)
     if mesh is not None:
-        from .placement import replicate
-
         state = replicate(state, mesh)
     structure_changes: list[str] = []
 
     def forward(state: Any, *inputs: Any, scoped: bool = False, **kwargs: Any) -> Any:
         live = nnx.merge(graphdef, state)
         if cast_inputs is not None:
-            from .program import cast_floating
-
             inputs = cast_floating(inputs, cast_inputs)
         # Reading the program (scoped): name each operation after the submodule it runs in.
         with module_scopes(live) if scoped else contextlib.nullcontext():
@@ -300,8 +292,6 @@ def _wrap_module(
 
 
 def _variable_paths(state: Any) -> dict[str, str]:
-    from .program import leaf_names
-    from .signature import describe_leaf
 
     # Named as the user wrote the attributes (the paths' trailing ".value" dropped).
     leaves = jax.tree_util.tree_leaves(state)
@@ -330,7 +320,6 @@ def warm_up(wrapped: WrappedModel, inputs: Sequence[Any], calls: int) -> WarmupT
     """Call ``wrapped(*inputs)`` ``calls`` times, blocking on each whole output, and time each."""
     __tracebackhide__ = True
     compiled_before = wrapped.watched.compile_seconds if wrapped.watched else 0.0
-    from .timing import timed_call
 
     placed = wrapped.place(*inputs)
     durations = [timed_call(wrapped.run, *placed)[1] for _ in range(calls)]

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..core.memory import MemoryBreakdown, compiled_memory, device_memory_stats, format_bytes
 from ..core.wrap import wrap_model
+from ..specs import parse_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -151,7 +152,6 @@ def max_batch_size(
     report one; the CPU does not).
     ``confirm=True`` then runs the model once at the batch found.
     """
-    from ..specs import parse_bytes
 
     started = time.perf_counter()
     budget_bytes = device_budget() if budget is None else parse_bytes(budget)

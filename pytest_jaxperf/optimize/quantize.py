@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core import program as prog
+from ..core.compiles import function_name
 from ..core.memory import tree_bytes
 from ..core.program import innermost_module
 
@@ -256,7 +257,6 @@ def quantize_int8(
                 return live(*inputs)
 
         return QuantizedModel(type(model).__name__, forward, state, example_inputs, dynamic=dynamic)
-    from ..core.compiles import function_name
 
     if params is None:
 

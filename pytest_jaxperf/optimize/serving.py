@@ -21,6 +21,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import jax
+import numpy as np
+
+from .batching import bucket_for, pad_batch, take_rows
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
@@ -97,8 +102,6 @@ class DynamicBatcher:
 
     async def warm_up(self, row: Any) -> None:
         """Run every bucket once on copies of ``row``: compiles happen here, not in a caller's wait."""
-        import jax
-        import numpy as np
 
         def compile_all() -> None:
             for bucket in self.buckets:
@@ -158,10 +161,6 @@ class DynamicBatcher:
         return [r for r in batch if not r.future.cancelled()]
 
     async def _run(self, batch: list[_Request]) -> None:
-        import jax
-        import numpy as np
-
-        from .batching import bucket_for, pad_batch, take_rows
 
         size = len(batch)
         bucket = bucket_for(size, self.buckets)
