@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..processes import run_pytest
 from ..results import load_results
-from . import outcomes
+from . import outcome_plugin
 from .errors import AbError
 from .report import AbReport, SideRun, summarize
 from .signals import terminate_as_interrupt
@@ -33,7 +33,7 @@ OUTCOMES_MODULE = "jaxperf_ab_outcomes"
 def install_outcomes_plugin(scratch: Path) -> Path:
     """Copy the outcomes plugin into ``scratch`` as ``OUTCOMES_MODULE``, for ``run_side``; its path."""
     target = scratch / f"{OUTCOMES_MODULE}.py"
-    shutil.copyfile(Path(outcomes.__file__), target)
+    shutil.copyfile(Path(outcome_plugin.__file__), target)
     return target
 
 
@@ -58,7 +58,7 @@ def run_side(
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(python_path),
-        outcomes.OUTCOMES_ENV: str(outcomes_file),
+        outcome_plugin.OUTCOMES_ENV: str(outcomes_file),
     }
     args = [
         "--jaxperf", f"--jaxperf-json={results}", f"--jaxperf-baselines={scratch / 'no-baselines'}",
