@@ -34,11 +34,10 @@ def check_case(
     built: BuiltVariant,
     example_inputs: tuple[Any, ...],
     case: Case,
-    unique_key: Callable[[str], str],
 ) -> CheckRecord:
     """Every check the case's markers ask for on ``wrapped`` (the variant ``built``): the memory budget
-    before anything runs, the warm-up, the sharding agreement, the precision; the record, its name
-    in the baselines from ``unique_key``."""
+    before anything runs, the warm-up, the sharding agreement, the precision; the record (its ``key``
+    left for the fixture to make unique within the test)."""
     __tracebackhide__ = True
     spec, variant, nodeid = case.spec, case.variant, case.nodeid
     # Before anything runs: a program over its budget fails here, never having touched the device.
@@ -76,16 +75,14 @@ def check_case(
         compile_seconds=timings.compile_seconds,
         first_call_seconds=timings.first_call_seconds,
         steady_call_seconds=timings.steady_call_seconds,
-        key=unique_key(wrapped.name),
         precision=precision,
         memory=memory,
     )
 
 
-def first_call(
-    fn: Callable[..., Any], args: tuple[Any, ...], label: str, case: Case, unique_key: Callable[[str], str]
-) -> CheckRecord:
-    """``fn(*args)`` called once, timed and its compiles counted: the record a measurement starts from."""
+def first_call(fn: Callable[..., Any], args: tuple[Any, ...], label: str, case: Case) -> CheckRecord:
+    """``fn(*args)`` called once, timed and its compiles counted: the record a measurement starts from
+    (its ``key`` left for the fixture to make unique within the test)."""
     __tracebackhide__ = True
     variant, nodeid = case.variant, case.nodeid
     # The first call apart: it may compile, and it is no sample. What it compiled is counted, not
@@ -105,5 +102,4 @@ def first_call(
         compile_seconds=sum(e.seconds for e in compile_events),
         first_call_seconds=first_seconds,
         steady_call_seconds=(),
-        key=unique_key(label),
     )

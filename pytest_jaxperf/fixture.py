@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from typing import TYPE_CHECKING, Any
 
@@ -123,7 +124,7 @@ class Jaxperf:
         wrapped = self.wrap(model, *example_inputs, params=params, convert=convert)
         built = next(built for _, known, built in self._wrapped if known is wrapped)
         with as_outcome(self.variant.case_id):
-            record = check_case(wrapped, built, example_inputs, self._case, self._unique_key)
+            record = self._keyed(check_case(wrapped, built, example_inputs, self._case))
         if self.settings.measure:
             inputs = example_inputs
             explain = functools.partial(run_failure, variant=self.variant, wrapped=wrapped, inputs=inputs)
@@ -149,7 +150,7 @@ class Jaxperf:
             return None
         label = name or function_name(fn)
         with as_outcome(self.variant.case_id):
-            record = first_call(fn, args, label, self._case, self._unique_key)
+            record = self._keyed(first_call(fn, args, label, self._case))
         explain = functools.partial(measured_failure, variant=self.variant, label=label, args=args, fn=fn)
         lower = (lambda: fn.lower(*args)) if hasattr(fn, "lower") else None
         return self._kept(self._measured(record, explain, fn, args, lower, items))
@@ -286,14 +287,14 @@ class Jaxperf:
             self._explaining = contextlib.ExitStack()
             self._explaining.enter_context(explaining_cache_misses())
 
-    def _unique_key(self, name: str) -> str:
+    def _keyed(self, record: CheckRecord) -> CheckRecord:
         # The same model checked twice in one test gets #2, #3: each keeps its own baseline.
-        key, index = name, 1
+        key, index = record.model, 1
         while key in self._keys:
             index += 1
-            key = f"{name}#{index}"
+            key = f"{record.model}#{index}"
         self._keys.add(key)
-        return key
+        return dataclasses.replace(record, key=key)
 
     def _budget(self) -> float:
         return budget_seconds(self.settings, self.spec.gate)
