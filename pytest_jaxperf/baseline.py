@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .environment import _version
 from .verdicts import NEW, NOT_COMPARABLE, deterministic_changes
 
@@ -296,8 +298,6 @@ def baseline_record(
     bootstrap keeps their spread around the more robust location.
     """
 
-    import numpy as np
-
     timing = record.timed
     own_median = float(timing["median"] or 0.0)
     centre = statistics.median(process_medians) if process_medians else own_median
@@ -332,7 +332,6 @@ def baseline_record(
 
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
-
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

@@ -1,5 +1,6 @@
 """What ``jaxperf.check`` and ``jaxperf.measure`` find, as records: one case's checks in the order a
-model meets them, and a measured callable's first call.
+model meets them, a measured callable's first call, and (under ``--jaxperf``) the measurement of either,
+a failed run explained.
 
 Pytest-free: a failed check raises :class:`~pytest_jaxperf.errors.CaseFailed`, a case that cannot run
 here :class:`~pytest_jaxperf.errors.CaseUnavailable`, for the fixture to turn into the test's outcome.
@@ -16,17 +17,21 @@ from .checks.sharding import check_sharded
 from .core.compiles import event_log
 from .core.memory import device_peak
 from .core.signature import describe_inputs
-from .core.timing import timed_call
+from .core.timing import items_along_batch, timed_call
 from .core.wrap import counted_compiles, warm_up
 from .failures import explained, measured_failure, run_failure
+from .gating import measure_and_gate
 from .records import CheckRecord
 
 if TYPE_CHECKING:
+    import contextlib
     from collections.abc import Callable
 
+    from .baseline import BaselineStore
     from .core.wrap import WrappedModel
     from .optimize.variant import BuiltVariant
-    from .specs import Case
+    from .settings import PluginSettings
+    from .specs import Case, Variant
 
 
 def check_case(
@@ -45,7 +50,7 @@ def check_case(
     before = log.count
     memory = check_memory_budget(wrapped, example_inputs, spec.memory) if spec.memory else None
     ahead_of_time = log.backend_compiles_since(before)
-    with explained(functools.partial(run_failure, variant=variant, wrapped=wrapped, inputs=example_inputs)):
+    with explained_run(variant, wrapped, example_inputs):
         timings = warm_up(wrapped, example_inputs, spec.jit_warm.warmup if spec.jit_warm else 1)
         if wrapped.mesh is not None:
             check_sharded(wrapped, built.on_one_device().wrap(jit=True), example_inputs)
@@ -89,7 +94,7 @@ def first_call(fn: Callable[..., Any], args: tuple[Any, ...], label: str, case: 
     # attributed: fn may be any callable, calling any number of jitted functions.
     log = event_log()
     before = log.count
-    with explained(functools.partial(measured_failure, variant=variant, label=label, args=args, fn=fn)):
+    with explained_out_of_memory(variant, label, args, fn):
         _, first_seconds = timed_call(fn, *args)
     compile_events = log.backend_compiles_since(before)
     return CheckRecord(
@@ -103,3 +108,61 @@ def first_call(fn: Callable[..., Any], args: tuple[Any, ...], label: str, case: 
         first_call_seconds=first_seconds,
         steady_call_seconds=(),
     )
+
+
+def measure_checked(
+    record: CheckRecord,
+    wrapped: WrappedModel,
+    example_inputs: tuple[Any, ...],
+    case: Case,
+    settings: PluginSettings,
+    baselines: Callable[[], BaselineStore] | None,
+) -> CheckRecord:
+    """A checked model's record, timed on its placed inputs and judged against its baseline."""
+    __tracebackhide__ = True
+    inputs = example_inputs
+    with explained_run(case.variant, wrapped, inputs):
+        return measure_and_gate(
+            record,
+            wrapped.run,
+            wrapped.place(*inputs),
+            lambda: wrapped.lower(*inputs),
+            items=items_along_batch(inputs),
+            settings=settings,
+            gate=case.spec.gate,
+            baselines=baselines,
+        )
+
+
+def measure_called(
+    record: CheckRecord,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    items: int | None,
+    case: Case,
+    settings: PluginSettings,
+    baselines: Callable[[], BaselineStore] | None,
+) -> CheckRecord:
+    """A measured callable's record (:func:`first_call`), timed and judged against its baseline."""
+    __tracebackhide__ = True
+    lower = (lambda: fn.lower(*args)) if hasattr(fn, "lower") else None
+    with explained_out_of_memory(case.variant, record.model, args, fn):
+        return measure_and_gate(
+            record, fn, args, lower, items=items, settings=settings, gate=case.spec.gate, baselines=baselines
+        )
+
+
+def explained_out_of_memory(
+    variant: Variant, label: str, args: tuple[Any, ...], fn: Callable[..., Any] | None = None
+) -> contextlib.AbstractContextManager[None]:
+    """Around running ``fn`` (or what is no single callable, named ``label``): out of memory fails the
+    case with the compiled breakdown where ``fn`` can be lowered."""
+    return explained(functools.partial(measured_failure, variant=variant, label=label, args=args, fn=fn))
+
+
+def explained_run(
+    variant: Variant, wrapped: WrappedModel, inputs: tuple[Any, ...]
+) -> contextlib.AbstractContextManager[None]:
+    """Around running a checked model: out of memory, a variant that cannot run here or an input that
+    cannot be sharded fails the case, saying so; the user's own errors pass through."""
+    return explained(functools.partial(run_failure, variant=variant, wrapped=wrapped, inputs=inputs))

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 from typing import TYPE_CHECKING, Any
 
 import jax
 import pytest
 
-from .checking import check_case, first_call
+from .checking import check_case, explained_out_of_memory, first_call, measure_called, measure_checked
 from .checks.sharding import check_pipeline_output
 from .core.compiles import explaining_cache_misses, function_name
-from .core.timing import TimingConfig, compare_callables, items_along_batch
+from .core.timing import TimingConfig, compare_callables
 from .core.wrap import WrappedModel, compile_watch, wrap_model
-from .failures import explained, measured_failure, run_failure
-from .gating import budget_seconds, fail_on_regression, measure_and_gate
+from .gating import budget_seconds, fail_on_regression
 from .optimize.batching import batch_sweep, on_device, pipeline_split
 from .optimize.variant import build_variant
 from .outcomes import as_outcome
@@ -26,7 +24,7 @@ from .settings import PluginSettings
 from .specs import DEFAULT_VARIANT, Case, TestSpec, Variant
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Sequence
 
     from .baseline import BaselineStore
     from .core.compiles import CompileWatch, RecompileError
@@ -125,11 +123,10 @@ class Jaxperf:
         built = next(built for _, known, built in self._wrapped if known is wrapped)
         with as_outcome(self.variant.case_id):
             record = self._keyed(check_case(wrapped, built, example_inputs, self._case))
-        if self.settings.measure:
-            inputs = example_inputs
-            explain = functools.partial(run_failure, variant=self.variant, wrapped=wrapped, inputs=inputs)
-            lower, items = (lambda: wrapped.lower(*inputs)), items_along_batch(inputs)
-            record = self._measured(record, explain, wrapped.run, wrapped.place(*inputs), lower, items)
+            if self.settings.measure:
+                record = measure_checked(
+                    record, wrapped, example_inputs, self._case, self.settings, self._baselines
+                )
         return self._kept(record)
 
     def measure(
@@ -151,9 +148,8 @@ class Jaxperf:
         label = name or function_name(fn)
         with as_outcome(self.variant.case_id):
             record = self._keyed(first_call(fn, args, label, self._case))
-        explain = functools.partial(measured_failure, variant=self.variant, label=label, args=args, fn=fn)
-        lower = (lambda: fn.lower(*args)) if hasattr(fn, "lower") else None
-        return self._kept(self._measured(record, explain, fn, args, lower, items))
+            record = measure_called(record, fn, args, items, self._case, self.settings, self._baselines)
+        return self._kept(record)
 
     def compare(
         self,
@@ -206,7 +202,8 @@ class Jaxperf:
         wrapped = wrap_model(model, params=params, jit=True)
         assert wrapped.watched is not None
         timing = TimingConfig(target=self.settings.ci_target, budget_seconds=min(self._budget(), 1.0))
-        with self._out_of_memory_explained(f"{wrapped.name} (batch sweep)", example_inputs):
+        label = f"{wrapped.name} (batch sweep)"
+        with as_outcome(self.variant.case_id), explained_out_of_memory(self.variant, label, example_inputs):
             sweep = batch_sweep(wrapped.watched, *example_inputs, sizes=sizes, config=timing)
         self._figures(sweep.figures(wrapped.name))
         return sweep
@@ -220,7 +217,7 @@ class Jaxperf:
         __tracebackhide__ = True
         if len(jax.devices()) < 2:
             pytest.skip("jaxperf pipeline: needs 2 devices, 1 available (--jaxperf-cpu-devices gives more)")
-        with self._out_of_memory_explained("pipeline", (x,)):
+        with as_outcome(self.variant.case_id), explained_out_of_memory(self.variant, "pipeline", (x,)):
             output, timing = pipeline_split(stage_one, stage_two, x)
         device = jax.devices()[0]
         check_pipeline_output(output, on_device(stage_two, device)(on_device(stage_one, device)(x)))
@@ -244,36 +241,12 @@ class Jaxperf:
 
     # --- helpers --------------------------------------------------------------------------------------
 
-    def _measured(
-        self,
-        record: CheckRecord,
-        explain: Callable[[Exception], str],
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        lower: Callable[[], Any] | None,
-        items: int | None,
-    ) -> CheckRecord:
-        __tracebackhide__ = True
-        gate, baselines = self.spec.gate, self._baselines
-        with as_outcome(self.variant.case_id), explained(explain):
-            return measure_and_gate(
-                record, fn, args, lower, items=items, settings=self.settings, gate=gate, baselines=baselines
-            )
-
     def _kept(self, record: CheckRecord) -> CheckRecord:
         """The record kept for the session; a regression then fails the test."""
         __tracebackhide__ = True
         self.records.append(record)
         fail_on_regression(record, self.variant.id, self.settings)
         return record
-
-    @contextlib.contextmanager
-    def _out_of_memory_explained(self, label: str, args: tuple[Any, ...]) -> Iterator[None]:
-        """Around running what is no single callable: out of memory fails the test, naming ``label``."""
-        __tracebackhide__ = True
-        explain = functools.partial(measured_failure, variant=self.variant, label=label, args=args, fn=None)
-        with as_outcome(self.variant.case_id), explained(explain):
-            yield
 
     def _figures(self, figures: list[Figure]) -> None:
         for name, value, unit, model, batch in figures:

@@ -1,5 +1,5 @@
 """Measure and judge: a check timed under ``--jaxperf``, its exact metrics read from its program, and its
-verdict against the committed baseline; the exceptions a test fails or warns with."""
+verdict against the committed baseline; the warning an inconclusive verdict gives."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def measure_and_gate(
         if judged is not None and judged.status == INCONCLUSIVE:
             warnings.warn(
                 JaxperfInconclusive(f"{record.nodeid} {record.key}: inconclusive, {judged.reason}"),
-                stacklevel=3,
+                # The test's own line: here ← Jaxperf._measured ← Jaxperf.check/measure ← the test.
+                stacklevel=4,
             )
     return dataclasses.replace(
         current,

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING
 
 import pytest
@@ -12,25 +11,44 @@ from .baseline import BaselineError
 from .errors import CaseFailed, CaseUnavailable
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from types import TracebackType
 
 
-@contextlib.contextmanager
-def as_outcome(case_id: str) -> Iterator[None]:
+class as_outcome:  # lower case: used as a function, ``with as_outcome(case_id): ...``
     """A failed check fails the test and an unavailable case skips it, named by the case
-    (``jaxperf bf16-d8: ...``); an unreadable baseline fails it, named by its file."""
-    __tracebackhide__ = True
-    try:
-        yield
-    except CaseFailed as error:
-        failed, skipped = f"jaxperf {case_id}: {error}", ""
-    except CaseUnavailable as error:
-        failed, skipped = "", f"jaxperf {case_id}: {error}"
-    except BaselineError as error:
-        failed, skipped = f"jaxperf: {error}", ""
-    else:
-        return
-    # Outside the except block: the report shows the message, not a chained traceback.
-    if skipped:
-        pytest.skip(skipped)
-    pytest.fail(failed, pytrace=False)
+    (``jaxperf bf16-d8: ...``); an unreadable baseline fails it, named by its file.
+
+    A class, not a generator: its ``__exit__`` is hidden from tracebacks, so a skip is reported at the
+    test's line, and the outcome carries the context of the error it replaces (an explained run
+    failure's original error; nothing for a check's judgement), as pytest would show a ``pytest.fail``
+    called where the check failed.
+    """
+
+    def __init__(self, case_id: str) -> None:
+        self.case_id = case_id
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        __tracebackhide__ = True
+        outcome: BaseException
+        if isinstance(error, CaseFailed):
+            outcome = pytest.fail.Exception(f"jaxperf {self.case_id}: {error}", pytrace=False)
+        elif isinstance(error, CaseUnavailable):
+            outcome = pytest.skip.Exception(f"jaxperf {self.case_id}: {error}")
+        elif isinstance(error, BaselineError):
+            outcome = pytest.fail.Exception(f"jaxperf: {error}", pytrace=False)
+        else:
+            return
+        suppressed = error.__suppress_context__ or isinstance(error, BaselineError)
+        context = None if suppressed else error.__context__
+        try:
+            raise outcome
+        finally:
+            # Raised here, the outcome's context would be ``error`` itself, shown as a second copy of
+            # the message: it takes the context ``error`` had instead.
+            outcome.__context__ = context
+            outcome.__suppress_context__ = context is None

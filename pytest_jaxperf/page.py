@@ -81,7 +81,7 @@ def case_label(record: CheckRecord) -> str:
 def series_label(record: CheckRecord) -> str:
     """The case label without the batch size among its parameters: a model's points at several batch
     sizes (``test_x[1]``, ``test_x[64]``) make one line."""
-    batch = str(record.timing["items_per_call"] or "") if record.timing else ""
+    batch = str(record.timing.get("items_per_call") or "") if record.timing else ""
     return _drop_parameters(case_label(record), re.escape(batch)) if batch else case_label(record)
 
 
@@ -124,7 +124,7 @@ def _verdicts(results: Results) -> Section:
 def _throughput_section(results: Results, problems: list[str]) -> Section | None:
     series: dict[str, dict[int, float]] = {}
     for check in results.measured.values():
-        items = int(check.timed["items_per_call"] or 1)
+        items = int(check.timed.get("items_per_call") or 1)
         series.setdefault(f"{series_label(check)} {variant_label(check)}", {})[items] = _throughput(check)
     for figure in results.records:
         if isinstance(figure, FigureRecord) and figure.batch is not None and figure.unit == "items/s":
@@ -197,11 +197,11 @@ def _fidelity_section(results: Results, problems: list[str]) -> Section | None:
         (c, fidelity)
         for c in results.checks
         if c.precision
-        for fidelity in [c.precision["fidelity"]]
-        if fidelity and fidelity["floor_db"] is not None
+        for fidelity in [c.precision.get("fidelity")]
+        if fidelity and fidelity.get("floor_db") is not None
     ]
     labels = [f"{case_label(c)} {c.variant}" for c, _ in judged]
-    sqnr = [_db(fidelity["min_sqnr_db"]) for _, fidelity in judged]
+    sqnr = [_db(fidelity.get("min_sqnr_db")) for _, fidelity in judged]
     floors = [float(fidelity["floor_db"]) for _, fidelity in judged]
     return Section(
         "Fidelity against float32",
@@ -224,18 +224,23 @@ def _memory_section(results: Results, problems: list[str]) -> Section | None:
     parts: dict[str, list[float]] = {"arguments": [], "outputs": [], "temporaries": []}
     for check in results.checks:
         # The memory budget's breakdown where there is one, else the measured program's metrics.
-        compiled, metrics = check.memory["compiled"] if check.memory else None, check.metrics
-        arguments = compiled["arguments"] if compiled else metrics["argument_bytes"] if metrics else None
-        outputs = compiled["outputs"] if compiled else metrics["output_bytes"] if metrics else None
-        temporaries = compiled["temporaries"] if compiled else metrics["temp_bytes"] if metrics else None
+        compiled = check.memory.get("compiled") if check.memory else None
+        metrics = check.metrics
+        arguments = (
+            compiled.get("arguments") if compiled else metrics.get("argument_bytes") if metrics else None
+        )
+        outputs = compiled.get("outputs") if compiled else metrics.get("output_bytes") if metrics else None
+        temporaries = (
+            compiled.get("temporaries") if compiled else metrics.get("temp_bytes") if metrics else None
+        )
         if arguments is None or outputs is None or temporaries is None:
             continue
         label = f"{case_label(check)} {variant_label(check)}"
         labels.append(label)
         for name, size in (("arguments", arguments), ("outputs", outputs), ("temporaries", temporaries)):
             parts[name].append(float(size))
-        budget = check.memory["budget_bytes"] if check.memory else None
-        params = check.precision["param_bytes"] if check.precision else None
+        budget = check.memory.get("budget_bytes") if check.memory else None
+        params = check.precision.get("param_bytes") if check.precision else None
         rows.append(
             (
                 label,

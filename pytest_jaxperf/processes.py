@@ -2,7 +2,7 @@
 
 One place that runs git and one that starts a child pytest, for the plugin (the commit a baseline is
 recorded at, the noise floor's extra processes) and for ``jaxperf ab`` (its worktree, its rounds). Standard
-library only: the plugin imports this in every run, and a plain run must not pay for more.
+library only: ``jaxperf ab`` and the plugin's session end import it, and neither needs more.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ from .results import load_results
 from .verdicts import noise_floor, noise_floor_of_run
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .baseline import BaselineStore
     from .records import Record
     from .settings import PluginSettings
@@ -33,7 +35,7 @@ _FORWARDED = ("--jaxperf-budget", "--jaxperf-threshold", "--jaxperf-mode", "-p",
 def write_baselines(
     records: list[Record],
     settings: PluginSettings,
-    store: BaselineStore,
+    baseline_store: Callable[[], BaselineStore],
     invocation_args: tuple[str, ...],
     messages: list[str],
 ) -> bool:
@@ -50,6 +52,7 @@ def write_baselines(
         for record in measured
         if record.timing
     }
+    store = baseline_store()  # the environment's fingerprint imports jax: only once something was measured
     recordings: dict[int, int] = {}
     if settings.extend_baselines:
         measured, recordings = _extend(measured, medians, store, messages)

@@ -188,8 +188,9 @@ class CheckRecord:
         ``jaxperf compare``, its reference): the median, the batch, the sample count, compiles, metrics."""
         return {
             "median": self.timed["median"],
-            "items_per_call": self.timed["items_per_call"],
-            "sample_count": self.timed["sample_count"],
+            # .get: results files written before these fields were added lack them
+            "items_per_call": self.timed.get("items_per_call"),
+            "sample_count": self.timed.get("sample_count"),
             "compiles": self.compiles,
             "metrics": self.metrics,
         }

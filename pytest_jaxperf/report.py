@@ -24,10 +24,10 @@ def _ms(seconds: float | None) -> str:
 
 
 def _vs_baseline(record: CheckRecord) -> str:
-    ratio = record.verdict["ratio"] if record.verdict else None
+    ratio = record.verdict.get("ratio") if record.verdict else None
     if ratio is None:
         return "-"
-    items = (record.timing["items_per_call"] if record.timing else None) or 1
+    items = (record.timing.get("items_per_call") if record.timing else None) or 1
     change = 1 / ratio - 1 if items > 1 else ratio - 1  # throughput up is good; time up is bad
     return f"{change:+.1%}"
 
@@ -52,7 +52,7 @@ def check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
         if not isinstance(c, CheckRecord):
             continue
         timing = c.timing
-        median = timing["median"] if timing else None
+        median = timing.get("median") if timing else None
         ci = (
             f"{100 * max(median - timing['ci_low'], timing['ci_high'] - median) / median:.1f}"
             if timing and median
@@ -70,7 +70,7 @@ def check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
                 ci,
                 throughput,
                 _vs_baseline(c),
-                c.verdict["status"] if c.verdict else "-",
+                c.verdict.get("status", "-") if c.verdict else "-",
             )
         )
     return rows
@@ -85,7 +85,7 @@ def precision_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
     for c in records:
         if not isinstance(c, CheckRecord) or not c.precision:
             continue
-        fidelity = c.precision["fidelity"]
+        fidelity = c.precision.get("fidelity")
 
         def db(value: float | None, fidelity: FidelityRecord | None = fidelity) -> str:
             return "-" if not fidelity else ("inf" if value is None else f"{value:.1f}")
@@ -94,14 +94,14 @@ def precision_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
             (
                 c.nodeid,
                 c.model,
-                db(fidelity["min_sqnr_db"] if fidelity else None),
-                db(fidelity["min_worst_channel_db"] if fidelity else None),
-                db(fidelity["floor_db"] if fidelity else None),
-                str(fidelity["examples"]) if fidelity else "-",
+                db(fidelity.get("min_sqnr_db") if fidelity else None),
+                db(fidelity.get("min_worst_channel_db") if fidelity else None),
+                db(fidelity.get("floor_db") if fidelity else None),
+                str(fidelity.get("examples", "-")) if fidelity else "-",
                 f"{fidelity['seconds']:.2f}" if fidelity else "-",
                 str(c.precision["param_bytes"]),
                 f"{c.precision['param_bytes'] / c.precision['float32_param_bytes']:.2f}"
-                if c.precision["float32_param_bytes"]
+                if c.precision.get("float32_param_bytes")
                 else "-",
                 c.precision["audit"]["summary"],
             )
@@ -161,20 +161,21 @@ def verdict_notes(records: Sequence[Record], statuses: Sequence[str] = NOTED_VER
     return [
         f"{c.nodeid} {c.key}: {c.verdict['status']}: {c.verdict['reason']}"
         for c in records
-        if isinstance(c, CheckRecord) and c.verdict and c.verdict["status"] in statuses
+        if isinstance(c, CheckRecord) and c.verdict and c.verdict.get("status") in statuses
     ]
 
 
 def drift_lines(records: Sequence[Record]) -> list[str]:
     """When the run's timed checks moved together against their baselines: what that says, and which
     regressions stand out even against it (see :class:`~pytest_jaxperf.verdicts.RunDrift`)."""
-
     # Only timing verdicts carry a ratio, its interval and a limit (new, not comparable: none).
     timed = [
         TimedCheck(f"{c.nodeid} {c.key}", ratio, ci_low, limit)
         for c in records
         if isinstance(c, CheckRecord) and c.verdict
-        for ratio, ci_low, limit in [(c.verdict["ratio"], c.verdict["ci_low"], c.verdict["limit"])]
+        for ratio, ci_low, limit in [
+            (c.verdict.get("ratio"), c.verdict.get("ci_low"), c.verdict.get("limit"))
+        ]
         if ratio is not None and ci_low is not None and limit is not None
     ]
     drift = run_drift(timed)
@@ -197,7 +198,7 @@ def drift_lines(records: Sequence[Record]) -> list[str]:
     exact = [
         f"{c.nodeid} {c.key}"
         for c in records
-        if isinstance(c, CheckRecord) and c.verdict and c.verdict["regressed_exactly"]
+        if isinstance(c, CheckRecord) and c.verdict and c.verdict.get("regressed_exactly")
     ]
     if exact:
         lines.append(
@@ -209,7 +210,6 @@ def drift_lines(records: Sequence[Record]) -> list[str]:
 
 def scaling_lines(records: Sequence[Record]) -> list[str]:
     """Throughput per device count of the same test and model, and its fraction of linear scaling."""
-
     groups: dict[tuple[str, str], dict[int, float]] = {}
     for record in records:
         if not isinstance(record, CheckRecord) or not record.timing:
@@ -284,7 +284,9 @@ def markdown_summary(records: Sequence[Record]) -> str:
     if len(precision) > 1:
         lines += ["", "**Precision variants**", "", *markdown_table(precision[0], precision[1:])]
     regressions = [
-        r for r in records if isinstance(r, CheckRecord) and r.verdict and r.verdict["status"] == REGRESSED
+        r
+        for r in records
+        if isinstance(r, CheckRecord) and r.verdict and r.verdict.get("status") == REGRESSED
     ]
     if regressions:
         lines += ["", "**Regressions**", ""]
@@ -306,7 +308,6 @@ def results_json(records: Sequence[Record], environment: str) -> dict[str, Any]:
 
 def benchmark_json(records: Sequence[Record], environment: str) -> dict[str, Any]:
     """The measured checks in pytest-benchmark's JSON format (its ``compare`` command reads it)."""
-
     benchmarks = []
     for record in records:
         if not isinstance(record, CheckRecord) or not record.timing:
@@ -332,7 +333,7 @@ def benchmark_json(records: Sequence[Record], environment: str) -> dict[str, Any
                 "extra_info": {
                     "jaxperf_mode": record.timing["mode"],
                     "items_per_call": record.timing["items_per_call"],
-                    "verdict": record.verdict["status"] if record.verdict else None,
+                    "verdict": record.verdict.get("status") if record.verdict else None,
                     "metrics": record.metrics,
                 },
                 "options": {"timer": "perf_counter", "blocked_on_output": True, "warmup": True},

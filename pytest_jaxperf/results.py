@@ -35,7 +35,7 @@ class Results:
     @property
     def measured(self) -> dict[tuple[str, str], CheckRecord]:
         """The timed checks by (test id, measurement key): what two runs are compared on."""
-        return {(c.nodeid, c.key): c for c in self.checks if c.timing and c.timing["median"]}
+        return {(c.nodeid, c.key): c for c in self.checks if c.timing and c.timing.get("median")}
 
 
 def load_results(path: Path) -> Results:

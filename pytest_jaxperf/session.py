@@ -110,5 +110,5 @@ class JaxperfSession:
         from .recording import write_baselines
 
         return write_baselines(
-            self.records, self.settings, self.baseline_store(), self.invocation_args, self.messages
+            self.records, self.settings, self.baseline_store, self.invocation_args, self.messages
         )

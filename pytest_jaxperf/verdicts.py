@@ -234,7 +234,6 @@ def expected_range(n: int) -> float:
 
 def noise_floor_of_run(floors: Sequence[float]) -> float:
     """The machine's noise floor in one recording: the median of its measurements' own floors."""
-
     measured = [f for f in floors if f > 0]
     return statistics.median(measured) if len(measured) >= 3 else 0.0
 
@@ -287,7 +286,6 @@ class RunDrift:
 
 def run_drift(checks: Sequence[TimedCheck]) -> RunDrift | None:
     """The run's common drift, when there are enough timed checks and their median moved noticeably."""
-
     ratios = sorted(c.ratio for c in checks if c.ratio > 0 and math.isfinite(c.ratio))
     if len(ratios) < DRIFT_MIN_CHECKS:
         return None

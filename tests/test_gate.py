@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -324,3 +325,32 @@ def test_options_with_bad_values_name_them(jaxperf_pytester: pytest.Pytester) ->
     result = jaxperf_pytester.runpytest_inprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*jaxperf: expected a positive number, got 'lots'*"])
+
+
+@pytest.mark.parametrize("method", ["check", "measure"])
+def test_an_inconclusive_warning_points_at_the_tests_own_line(
+    method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The verdict forced to inconclusive: where the warning is attributed is what this checks.
+    import dataclasses
+    import warnings
+
+    import jax
+    import jax.numpy as jnp
+
+    from pytest_jaxperf import gating
+    from pytest_jaxperf.fixture import Jaxperf
+    from pytest_jaxperf.gating import JaxperfInconclusive
+    from pytest_jaxperf.settings import PluginSettings
+    from pytest_jaxperf.specs import TestSpec
+    from pytest_jaxperf.verdicts import INCONCLUSIVE, Verdict
+
+    monkeypatch.setattr(gating, "baseline_verdict", lambda *args: Verdict(INCONCLUSIVE, "too noisy"))
+    settings = dataclasses.replace(PluginSettings(), measure=True, budget_seconds=0.02)
+    handle = Jaxperf("test_x.py::test_x", TestSpec(), settings=settings, baselines=lambda: None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        getattr(handle, method)(jax.jit(lambda x: x + 1), jnp.ones((4,)))
+        line = sys._getframe().f_lineno - 1
+    [warning] = [w for w in caught if issubclass(w.category, JaxperfInconclusive)]
+    assert (warning.filename, warning.lineno) == (__file__, line)

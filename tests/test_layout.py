@@ -86,6 +86,16 @@ def test_imports_point_down() -> None:
     assert not upward, "\n".join(upward)
 
 
+def test_foundations_import_nothing_of_the_package() -> None:
+    leaning = [
+        f"{name} imports {target}"
+        for name, targets in _graph().items()
+        for target in sorted(targets)
+        if FLOORS[_room(name)] == 0
+    ]
+    assert not leaning, "\n".join(leaning)
+
+
 def test_optimize_and_checks_stay_apart() -> None:
     # Transformations and judgements are built on the core, never on each other.
     crossing = [

@@ -9,7 +9,7 @@ against no baseline.
 
 The modules: ``stats`` (B/A and its verdict, pure), ``report`` (what the processes reported, the rows, the
 table), ``worktree`` (git: the repository, the revision, A's worktree), ``signals`` (Ctrl-C and SIGTERM),
-``driver`` (the rounds), ``outcomes`` (the pytest plugin each process loads, self-contained).
+``driver`` (the rounds), ``outcome_plugin`` (the pytest plugin each process loads, self-contained).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 DEFAULT_ROUNDS = 5
 
 #: The pytest plugin each side's process loads to report its tests' outcomes, whatever the side's own
-#: jaxperf version: the file of ``outcomes`` copied into the scratch folder, put on PYTHONPATH, loaded
+#: jaxperf version: the file of ``outcome_plugin`` copied into the scratch folder, put on PYTHONPATH, loaded
 #: with ``-p``.
 OUTCOMES_MODULE = "jaxperf_ab_outcomes"
 

@@ -1,1 +1,2 @@
-"""Checks run on the wrapped model: what compiles (this package), later audit, memory and fidelity."""
+"""Judgements of a wrapped model: what its matmuls compute in, how faithful it is to float32, whether it
+fits its memory budget, whether its sharded program spans its devices and agrees with one device."""

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 def check_memory_budget(wrapped: WrappedModel, inputs: tuple[Any, ...], spec: MemorySpec) -> MemoryRecord:
     """Fail before running when the compiled program needs more than the budget; the record's memory
     summary otherwise. CaseUnavailable where the backend does not report a compiled program's memory."""
+    __tracebackhide__ = True
     try:
         breakdown = memory.wrapped_memory(wrapped, inputs)
     except MemoryAnalysisUnavailable as error:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.program import Const, execute, innermost_module, leaf_env
-from .outputs import OutputComparison, compare, db, highest_precision
+from .outputs import OutputComparison, compare, format_db, highest_precision
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -141,7 +141,7 @@ def _worst(layers: list[tuple[str, OutputComparison]], count: int = 3) -> str:
     ranked = sorted(layers, key=key)[:count]
     return "; ".join(
         f"{name}: "
-        + (f"{c.nonfinite} non-finite values" if c.nonfinite else f"SQNR {db(c.sqnr_db)}")
-        + f", worst channel {db(c.worst_channel_db)}"
+        + (f"{c.nonfinite} non-finite values" if c.nonfinite else f"SQNR {format_db(c.sqnr_db)}")
+        + f", worst channel {format_db(c.worst_channel_db)}"
         for name, c in ranked
     )

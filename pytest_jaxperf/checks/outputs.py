@@ -59,12 +59,12 @@ class OutputComparison:
 
     def describe(self) -> str:
         return (
-            f"SQNR {db(self.sqnr_db)}, worst channel {db(self.worst_channel_db)}, max abs error "
-            f"{self.max_abs:.3g}, relative L2 {self.rel_l2:.3g}, cosine {self.cosine:.6f}"
+            f"SQNR {format_db(self.sqnr_db)}, worst channel {format_db(self.worst_channel_db)}, "
+            f"max abs error {self.max_abs:.3g}, relative L2 {self.rel_l2:.3g}, cosine {self.cosine:.6f}"
         )
 
 
-def db(value: float) -> str:
+def format_db(value: float) -> str:
     """``41.3 dB``, or ``inf dB (exact)`` for an exact match."""
     return "inf dB (exact)" if math.isinf(value) and value > 0 else f"{value:.1f} dB"
 
@@ -158,10 +158,10 @@ def output_problem(
             )
         return None
     if comparison.sqnr_db < floor_db:
-        return f"output SQNR {db(comparison.sqnr_db)} < {floor_db:.1f} dB"
+        return f"output SQNR {format_db(comparison.sqnr_db)} < {floor_db:.1f} dB"
     if comparison.worst_channel_db < WORST_CHANNEL_FLOOR_DB:
         return (
-            f"output channel {comparison.worst_channel}: SQNR {db(comparison.worst_channel_db)} < "
-            f"{WORST_CHANNEL_FLOOR_DB:.1f} dB (output SQNR {db(comparison.sqnr_db)})"
+            f"output channel {comparison.worst_channel}: SQNR {format_db(comparison.worst_channel_db)} < "
+            f"{WORST_CHANNEL_FLOOR_DB:.1f} dB (output SQNR {format_db(comparison.sqnr_db)})"
         )
     return None

@@ -33,6 +33,7 @@ def check_precision(
     ``wrapped`` is the variant of ``model`` (with ``params``) in ``dtype``; raises
     :class:`~pytest_jaxperf.errors.CaseFailed` on either check; returns the summary the record keeps.
     """
+    __tracebackhide__ = True
     # float32's parameter bytes are the reference's: the model as given, wrapped as it is.
     reference = (
         wrapped if dtype == "float32" else wrap_model(model, params=params, jit=True, name=wrapped.name)

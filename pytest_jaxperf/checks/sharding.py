@@ -66,6 +66,7 @@ def sharding_problems(sharded: WrappedModel, single: WrappedModel, inputs: tuple
 def check_sharded(sharded: WrappedModel, single: WrappedModel, inputs: tuple[Any, ...]) -> None:
     """The compiled program really spans the mesh, and it computes what one device computes; raises
     :class:`~pytest_jaxperf.errors.CaseFailed` naming every problem otherwise."""
+    __tracebackhide__ = True
     problems = sharding_problems(sharded, single, inputs)
     if problems:
         raise CaseFailed("; ".join(problems))
@@ -73,6 +74,7 @@ def check_sharded(sharded: WrappedModel, single: WrappedModel, inputs: tuple[Any
 
 def check_pipeline_output(output: Any, reference: Any) -> None:
     """The output of a pipeline split over two devices equals both stages run on one device."""
+    __tracebackhide__ = True
     np.testing.assert_allclose(
         np.asarray(output), np.asarray(reference), rtol=1e-5, atol=1e-6,
         err_msg="the pipeline's output differs from both stages run on one device",

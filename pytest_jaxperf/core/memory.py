@@ -25,7 +25,6 @@ _UNITS = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
 
 def tree_bytes(tree: Any) -> int:
     """Bytes held by the arrays of a pytree (parameters, an NNX state)."""
-
     return sum(int(np.asarray(leaf).nbytes) for leaf in jax.tree_util.tree_leaves(tree))
 
 
@@ -121,7 +120,6 @@ def device_memory_stats(device: Any) -> dict[str, int]:
 def wrapped_memory(wrapped: WrappedModel, inputs: tuple[Any, ...]) -> MemoryBreakdown:
     """What a wrapped model's compiled program needs for these inputs (compiles ahead of time; runs
     nothing); raises :class:`MemoryAnalysisUnavailable`."""
-
     lowered = wrapped.lower(*inputs)
     if lowered is None:  # not jitted here: the same function, compiled for the analysis only
         assert wrapped.forward is not None
@@ -132,5 +130,4 @@ def wrapped_memory(wrapped: WrappedModel, inputs: tuple[Any, ...]) -> MemoryBrea
 def device_peak() -> int | None:
     """The first device's peak bytes in use so far (GPU/TPU; a process-lifetime high-water mark); None
     where the backend keeps no statistics (the CPU)."""
-
     return device_memory_stats(jax.devices()[0]).get("peak_bytes_in_use")

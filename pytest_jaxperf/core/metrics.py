@@ -183,7 +183,6 @@ def known_peak(device_kind: str) -> Peak | None:
 @functools.cache
 def measure_ceilings(size: int = 2048, copy_bytes: int = 256 * 1024**2) -> Peak:
     """Measure this device's ceilings on the spot: a square bf16 matmul and a large copy, best of 5."""
-
     a = jnp.ones((size, size), jnp.bfloat16)
     matmul = jax.jit(lambda x: x @ x)
     source = jnp.ones((copy_bytes // 4,), jnp.float32)

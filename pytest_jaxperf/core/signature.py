@@ -11,6 +11,7 @@ Nothing here runs on the device and nothing is traced: a description costs a pyt
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -161,7 +162,6 @@ def describe_call(
 
 
 def _nnx_module_type() -> type | None:
-    import sys
 
     # Only look for NNX modules when flax is already loaded: never import it for a pure function.
     if "flax.nnx" not in sys.modules:

@@ -78,7 +78,6 @@ class WrappedModel:
 
     def program(self, *inputs: Any) -> Program:
         """What the model computes for these inputs, its operations named by module path."""
-
         assert self.forward is not None
         return trace(functools.partial(self.forward, scoped=True), self.params, inputs)
 
@@ -346,6 +345,7 @@ def counted_compiles(
 def compile_watch(*functions: Callable[..., Any], max_compiles: int = 0) -> CompileWatch:
     """A :class:`CompileWatch` over ``functions``: wrapped models are watched with their causes, any
     other callable with JAX's explanation; TypeError for a model that is not compiled or a non-callable."""
+    __tracebackhide__ = True
     watched: list[Callable[..., Any]] = []
     for function in functions:
         if isinstance(function, WrappedModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import statistics
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -182,8 +183,6 @@ class PipelineTiming:
 
 def on_device(model: Any, device: Any) -> Callable[..., Any]:
     """``model`` (an NNX module or a function of one input) compiled with its parameters on ``device``."""
-    import sys
-
     nnx = sys.modules.get("flax.nnx")
     if nnx is not None and isinstance(model, nnx.Module):
         graphdef, state = nnx.split(model)

@@ -53,11 +53,14 @@ class BuiltVariant:
 
     def wrap(self, *, jit: bool = True, max_compiles: int | None = None) -> WrappedModel:
         """The variant as a callable of its inputs (see :func:`~pytest_jaxperf.core.wrap.wrap_model`)."""
+        __tracebackhide__ = True
         return wrap_model(
             self.model,
             params=self.params,
             jit=jit,
             max_compiles=max_compiles,
+            # The fixture turns JAX's explanations on for the whole test: no per-call toggling.
+            explain=False,
             mesh=self.mesh,
             cast_inputs=self.cast_inputs,
             name=self.name,
@@ -78,6 +81,7 @@ def build_variant(
     Raises TypeError for a model jaxperf cannot run or a ``convert`` that breaks its contract, and
     :class:`~pytest_jaxperf.errors.CaseUnavailable` for a variant this machine cannot give.
     """
+    __tracebackhide__ = True
     built = _in_precision(model, params, example_inputs, convert, variant)
     mesh = device_mesh(devices, variant)
     return dataclasses.replace(built, mesh=mesh, float32_model=model, float32_params=params)
@@ -90,6 +94,7 @@ def _in_precision(
     convert: Callable[..., Any] | None,
     variant: Variant,
 ) -> BuiltVariant:
+    __tracebackhide__ = True
     dtype = variant.dtype
     if dtype == "float32":
         return BuiltVariant(model, params)
@@ -135,6 +140,7 @@ def _in_precision(
 def device_mesh(devices: DevicesSpec | None, variant: Variant) -> Mesh | None:
     """The mesh for the variant's device count (None for one device); CaseUnavailable when the platform
     or the devices cannot be had."""
+    __tracebackhide__ = True
     if devices is None:
         return None
     backend = jax.default_backend()
