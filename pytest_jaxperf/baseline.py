@@ -325,6 +325,7 @@ def baseline_record(
         "recordings": recordings,
         "compiles": record.compiles,
         "metrics": record.metrics,
+        **({"program": record.program} if record.program else {}),
         "date": datetime.datetime.now(datetime.UTC).date().isoformat(),
         "commit": commit,
     }

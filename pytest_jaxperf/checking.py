@@ -15,13 +15,14 @@ from .checks.budget import check_memory_budget
 from .checks.precision import check_precision
 from .checks.sharding import check_sharded
 from .core.compiles import event_log
+from .core.export import FORMAT, ProgramNotExported, export_program
 from .core.memory import device_peak
 from .core.signature import describe_inputs
 from .core.timing import items_along_batch, timed_call
 from .core.wrap import counted_compiles, warm_up
 from .failures import explained, measured_failure, run_failure
 from .gating import measure_and_gate
-from .records import CheckRecord
+from .records import CheckRecord, ProgramRecord
 
 if TYPE_CHECKING:
     import contextlib
@@ -166,3 +167,17 @@ def explained_run(
     """Around running a checked model: out of memory, a variant that cannot run here or an input that
     cannot be sharded fails the case, saying so; the user's own errors pass through."""
     return explained(functools.partial(run_failure, variant=variant, wrapped=wrapped, inputs=inputs))
+
+
+def stored_program(wrapped: WrappedModel, example_inputs: tuple[Any, ...], limit_bytes: int) -> ProgramRecord:
+    """The program a recorded baseline keeps of ``wrapped``: exported, or the reason it is not."""
+    try:
+        stored = export_program(wrapped, example_inputs, limit_bytes)
+    except ProgramNotExported as why:
+        return ProgramRecord(unavailable=str(why))
+    return ProgramRecord(
+        format=FORMAT,
+        serialized_bytes=stored.serialized_bytes,
+        stored_bytes=len(stored.data),
+        data=stored.to_text(),
+    )

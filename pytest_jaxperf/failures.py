@@ -18,9 +18,10 @@ import jax
 from .baseline import BaselineError
 from .core import memory
 from .core.compiles import RecompileError
-from .core.memory import MemoryBreakdown, format_bytes, is_out_of_memory
+from .core.memory import MemoryBreakdown, is_out_of_memory
 from .core.signature import describe_inputs
 from .errors import CaseFailed, CaseUnavailable, PerformanceRegression
+from .units import format_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

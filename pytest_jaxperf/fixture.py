@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 import jax
 import pytest
 
-from .checking import check_case, explained_out_of_memory, first_call, measure_called, measure_checked
+from .checking import (
+    check_case,
+    explained_out_of_memory,
+    first_call,
+    measure_called,
+    measure_checked,
+    stored_program,
+)
 from .checks.sharding import check_pipeline_output
 from .core.compiles import explaining_cache_misses, function_name
 from .core.timing import TimingConfig, compare_callables
@@ -123,6 +130,9 @@ class Jaxperf:
         built = next(built for _, known, built in self._wrapped if known is wrapped)
         with as_outcome(self.variant.case_id):
             record = self._keyed(check_case(wrapped, built, example_inputs, self._case))
+            if self.settings.update_baselines:  # the baseline keeps the program it measured
+                program = stored_program(wrapped, example_inputs, self.settings.program_limit_bytes)
+                record = dataclasses.replace(record, program=program)
             if self.settings.measure:
                 record = measure_checked(
                     record, wrapped, example_inputs, self._case, self.settings, self._baselines

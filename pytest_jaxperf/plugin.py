@@ -12,7 +12,14 @@ import pytest
 
 from .markers import MARKERS
 from .session import PLUGIN_NAME, JaxperfSession
-from .settings import MODES, PluginSettings, baselines_directory, positive_float, positive_int
+from .settings import (
+    DEFAULT_PROGRAM_LIMIT,
+    MODES,
+    PluginSettings,
+    baselines_directory,
+    positive_float,
+    positive_int,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
@@ -157,6 +164,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     ini("jaxperf_mode", "Timing mode: latency or throughput", default="latency")
     ini("jaxperf_repeat", "Processes measuring each test when baselines are recorded", default="3")
     ini("jaxperf_cpu_devices", "Virtual CPU devices for jax, applied before conftests load", default="")
+    ini(
+        "jaxperf_program_limit",
+        "Largest exported program stored with a baseline (a size: 2MiB); larger ones are not stored",
+        default=DEFAULT_PROGRAM_LIMIT,
+    )
 
 
 @pytest.hookimpl(tryfirst=True)

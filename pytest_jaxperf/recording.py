@@ -17,6 +17,7 @@ from .environment import child_process_environment
 from .processes import head_commit, run_pytest
 from .records import CheckRecord
 from .results import load_results
+from .units import format_bytes
 from .verdicts import noise_floor, noise_floor_of_run
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ def write_baselines(
         by_module.setdefault(record.module, {})[record.baseline_key] = baseline_record(
             record, medians[id(record)], max(own, machine_noise), commit, recordings.get(id(record), 1)
         )
+    messages.extend(program_lines(measured))
     ok = True
     for module, module_records in sorted(by_module.items()):
         try:
@@ -155,3 +157,26 @@ def _forwarded_options(args: tuple[str, ...]) -> list[str]:
                 if following is not None:
                     forwarded.append(following)
     return forwarded
+
+
+def program_lines(measured: list[CheckRecord]) -> list[str]:
+    """What the recording stores of the programs: how many, their size, and each one left out with why."""
+    stored = [r for r in measured if r.program and "data" in r.program]
+    missing = [r for r in measured if r.program and "unavailable" in r.program]
+    lines = []
+    if stored:
+        sizes = {
+            f"{r.module}::{r.baseline_key}": r.program.get("stored_bytes", 0) for r in stored if r.program
+        }
+        largest = max(sizes, key=lambda name: sizes[name])
+        lines.append(
+            f"jaxperf: {len(stored)} program(s) stored with their baselines, "
+            f"{format_bytes(sum(sizes.values()))} compressed in all "
+            f"(largest {largest}: {format_bytes(sizes[largest])})"
+        )
+    lines += [
+        f"jaxperf: {r.module}::{r.baseline_key}: no program stored: {r.program['unavailable']}"
+        for r in missing
+        if r.program
+    ]
+    return lines

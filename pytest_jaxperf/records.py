@@ -127,6 +127,18 @@ class MemoryRecord(TypedDict):
     device_peak_bytes: NotRequired[int]
 
 
+class ProgramRecord(TypedDict, total=False):
+    """The exported program of a measured check, stored with its baseline; or why it was not."""
+
+    format: str
+    """How ``data`` is encoded (:data:`pytest_jaxperf.core.export.FORMAT`)."""
+    serialized_bytes: int
+    stored_bytes: int
+    data: str
+    unavailable: str
+    """Why no program was stored (not compiled, a host callback, over the size limit, ...)."""
+
+
 class InterleavedRecord(TypedDict):
     """Two callables timed interleaved (:class:`pytest_jaxperf.core.timing.Comparison`)."""
 
@@ -171,6 +183,8 @@ class CheckRecord:
     """Under ``@jaxperf.dtype``: the audit, the fidelity check and the parameter bytes of the variant."""
     memory: MemoryRecord | None = None
     """Under ``@jaxperf.memory``: the budget, the compiled program's breakdown, the device peak (GPU)."""
+    program: ProgramRecord | None = None
+    """When baselines are recorded: the exported program stored with the baseline, or why it is not."""
 
     @property
     def timed(self) -> TimingRecord:

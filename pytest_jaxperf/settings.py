@@ -11,10 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .units import parse_bytes
+
 if TYPE_CHECKING:
     import pytest
 
 MODES = ("latency", "throughput")
+#: The largest exported program stored with a baseline, unless ``jaxperf_program_limit`` says otherwise.
+DEFAULT_PROGRAM_LIMIT = "2MiB"
 
 
 def baselines_directory(value: str) -> Path:
@@ -46,6 +50,14 @@ def positive_int(value: str) -> int:
     return number
 
 
+def program_limit(value: str) -> int:
+    """``jaxperf_program_limit``'s size in bytes; ValueError naming the ini option and the value."""
+    try:
+        return parse_bytes(value)
+    except ValueError as error:
+        raise ValueError(f"jaxperf_program_limit: {error}") from None
+
+
 def timing_mode(value: str) -> str:
     if value not in MODES:
         raise ValueError(f"unknown timing mode {value!r}; accepted: {', '.join(MODES)}")
@@ -75,6 +87,8 @@ class PluginSettings:
     repeat: int = 3
     """Processes whose medians give the noise floor when baselines are recorded."""
     measure_peaks: bool = False
+    program_limit_bytes: int = 2 * 1024**2
+    """Exported programs larger than this are not stored with their baselines (ini jaxperf_program_limit)."""
     rootdir: Path = Path()
 
     @classmethod
@@ -109,5 +123,6 @@ class PluginSettings:
             mode=timing_mode(str(value("jaxperf_mode"))),
             repeat=positive_int(value("jaxperf_repeat")),
             measure_peaks=bool(config.getoption("jaxperf_measure_peaks")),
+            program_limit_bytes=program_limit(str(config.getini("jaxperf_program_limit"))),
             rootdir=config.rootpath,
         )

@@ -8,10 +8,11 @@ collection error naming the test.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from .units import parse_bytes
 
 #: Accepted dtype names → canonical name.
 DTYPE_NAMES: Mapping[str, str] = {
@@ -33,19 +34,6 @@ DTYPE_SHORT: Mapping[str, str] = {
     "int8-dynamic": "int8-dynamic",
 }
 PLATFORMS = ("cpu", "gpu", "tpu")
-
-_BYTE_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 1000,
-    "mb": 1000**2,
-    "gb": 1000**3,
-    "tb": 1000**4,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
-}
 
 
 class MarkerError(ValueError):
@@ -266,28 +254,6 @@ def parse_devices(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> DevicesSp
     if platform is not None and platform not in PLATFORMS:
         raise MarkerError(f"{marker}: unknown platform {platform!r}; accepted: {', '.join(PLATFORMS)}")
     return DevicesSpec(counts, platform)
-
-
-def parse_bytes(value: Any) -> int:
-    """``2048``, ``"512MiB"``, ``"2 GB"`` → bytes. Raises ValueError naming the value."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a byte count, got {value!r}")
-    if isinstance(value, int):
-        number, unit = float(value), ""
-    elif isinstance(value, str):
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", value)
-        if not match or match.group(2).lower() not in _BYTE_UNITS:
-            raise ValueError(
-                f"cannot read {value!r} as a size: use a number with one of the units "
-                "B, KB, MB, GB, TB, KiB, MiB, GiB, TiB"
-            )
-        number, unit = float(match.group(1)), match.group(2).lower()
-    else:
-        raise ValueError(f"expected a byte count or a size string, got {value!r}")
-    size = int(number * _BYTE_UNITS[unit])
-    if size <= 0:
-        raise ValueError(f"a size must be positive, got {value!r}")
-    return size
 
 
 def parse_memory(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> MemorySpec:

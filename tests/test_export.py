@@ -3,6 +3,7 @@ cannot be stored or read said plainly."""
 
 from __future__ import annotations
 
+import json
 import zlib
 
 import jax
@@ -126,3 +127,89 @@ def test_a_sharded_program_keeps_its_devices(jaxperf_pytester: pytest.Pytester) 
         """
     )
     expect(jaxperf_pytester, passed=1)
+
+
+RECORDED = """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    import pytest_jaxperf as jaxperf
+
+
+    class Decoder(nnx.Module):
+        def __init__(self, *, rngs):
+            self.hidden = nnx.Linear(32, 128, rngs=rngs)
+            self.out = nnx.Linear(128, 64, rngs=rngs)
+
+        def __call__(self, x):
+            return nnx.sigmoid(self.out(nnx.relu(self.hidden(x))))
+
+
+    def with_host_callback(x):
+        return jax.pure_callback(np.sin, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+
+    @jaxperf.jit_warm
+    def test_decoder(jaxperf):
+        jaxperf.check(Decoder(rngs=nnx.Rngs(0)), jnp.ones((16, 32)))
+
+
+    @jaxperf.jit_warm
+    def test_callback(jaxperf):
+        jaxperf.check(with_host_callback, jnp.ones((16, 32)))
+"""
+
+
+def test_recording_stores_each_checks_program_or_says_why_not(jaxperf_pytester: pytest.Pytester) -> None:
+    jaxperf_pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\njaxperf_budget = 0.1\n")
+    jaxperf_pytester.makepyfile(test_recorded=RECORDED)
+    record = ("--jaxperf-update-baselines", "--jaxperf-repeat=1", "-p", "no:randomly")
+    expect(
+        jaxperf_pytester,
+        *record,
+        passed=2,
+        lines=[
+            "*jaxperf: 1 program(s) stored with their baselines, * compressed in all (largest "
+            "test_recorded.py::test_decoder::Decoder: *)",
+            "*jaxperf: test_recorded.py::test_callback::with_host_callback: no program stored: jax.export "
+            "refused it: *",
+        ],
+    )
+    (path,) = jaxperf_pytester.path.glob("baselines/*/test_recorded.py-*.json")
+    records = json.loads(path.read_text())["records"]
+    program = records["test_decoder::Decoder"]["program"]
+    assert program["format"] == "jax.export+zlib+base64"
+    assert "refused it" in records["test_callback::with_host_callback"]["program"]["unavailable"]
+    # What was stored is the program that was measured: it computes what the model computes.
+    stored = StoredProgram.from_text(program["data"], program["serialized_bytes"])
+    assert len(stored.data) == program["stored_bytes"]
+    wrapped = wrap_model(Decoder(rngs=nnx.Rngs(0)), jit=True)
+    x = jnp.ones((16, 32))
+    replayed = load_program(stored).call(jax.tree_util.tree_leaves(wrapped.params), x)
+    np.testing.assert_allclose(np.asarray(replayed), np.asarray(wrapped(x)), rtol=1e-6)
+
+    # Over the ini limit: the baseline is recorded, its program is not, and the record says why.
+    jaxperf_pytester.makeini(
+        "[pytest]\naddopts = -p no:cacheprovider\njaxperf_budget = 0.1\njaxperf_program_limit = 100B\n"
+    )
+    expect(
+        jaxperf_pytester,
+        *record,
+        passed=2,
+        lines=[
+            "*test_decoder::Decoder: no program stored: its exported program is * bytes, "
+            "over the limit of 100*"
+        ],
+    )
+    records = json.loads(path.read_text())["records"]
+    assert "over the limit of 100" in records["test_decoder::Decoder"]["program"]["unavailable"]
+
+
+def test_a_bad_program_limit_is_a_usage_error_naming_it(jaxperf_pytester: pytest.Pytester) -> None:
+    jaxperf_pytester.makeini("[pytest]\njaxperf_program_limit = lots\n")
+    jaxperf_pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = jaxperf_pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*jaxperf: jaxperf_program_limit: cannot read 'lots' as a size*"])

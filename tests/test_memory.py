@@ -10,7 +10,7 @@ from flax import nnx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_jaxperf.core.memory import MemoryBreakdown, format_bytes
+from pytest_jaxperf.core.memory import MemoryBreakdown
 from pytest_jaxperf.core.wrap import wrap_model
 from pytest_jaxperf.failures import out_of_memory_message
 from pytest_jaxperf.optimize.memory import (
@@ -21,6 +21,7 @@ from pytest_jaxperf.optimize.memory import (
     memory_at_batch,
     rematerialized,
 )
+from pytest_jaxperf.units import format_bytes
 
 from .conftest import expect
 

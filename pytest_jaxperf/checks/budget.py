@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Any
 import jax
 
 from ..core import memory
-from ..core.memory import MemoryAnalysisUnavailable, format_bytes
+from ..core.memory import MemoryAnalysisUnavailable
 from ..core.signature import describe_inputs
 from ..errors import CaseFailed, CaseUnavailable
 from ..records import MemoryRecord
+from ..units import format_bytes
 
 if TYPE_CHECKING:
     from ..core.wrap import WrappedModel

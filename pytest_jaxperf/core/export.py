@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 import jax
 from jax import export
 
+from ..settings import PluginSettings
+
 if TYPE_CHECKING:
     from .wrap import WrappedModel
 
 #: The largest serialized program stored with a baseline, unless the ini option says otherwise: closed-over
 #: constants (weights the model does not hold as state) are embedded in the program and can make it large.
-DEFAULT_LIMIT_BYTES = 2 * 1024**2
+DEFAULT_LIMIT_BYTES = PluginSettings.program_limit_bytes
 #: Names the encoding of a stored program, so that a later one can be told apart and refused, not misread.
 FORMAT = "jax.export+zlib+base64"
 

@@ -16,24 +16,15 @@ import jax
 import numpy as np
 
 from ..records import BreakdownRecord
+from ..units import format_bytes
 
 if TYPE_CHECKING:
     from .wrap import WrappedModel
-
-_UNITS = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
 
 
 def tree_bytes(tree: Any) -> int:
     """Bytes held by the arrays of a pytree (parameters, an NNX state)."""
     return sum(int(np.asarray(leaf).nbytes) for leaf in jax.tree_util.tree_leaves(tree))
-
-
-def format_bytes(count: float) -> str:
-    """``157.3 GiB``, ``512.0 MiB``, ``300 B``."""
-    for unit, size in _UNITS:
-        if abs(count) >= size:
-            return f"{count / size:.1f} {unit}"
-    return f"{int(count)} B"
 
 
 @dataclass(frozen=True)

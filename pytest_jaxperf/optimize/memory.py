@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.memory import MemoryBreakdown, compiled_memory, device_memory_stats, format_bytes
+from ..core.memory import MemoryBreakdown, compiled_memory, device_memory_stats
 from ..core.wrap import wrap_model
-from ..specs import parse_bytes
+from ..units import format_bytes, parse_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
