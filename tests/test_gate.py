@@ -79,8 +79,11 @@ def test_life_cycle(gated: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> 
     text = path.read_text()
     assert text == json.dumps(json.loads(text), sort_keys=True, indent=1, ensure_ascii=False) + "\n"
 
-    # Unchanged code against that baseline passes.
-    expect(gated, "--jaxperf", passed=1, lines=["*test_stack?fp32?*Stack*pass"])
+    # Unchanged code against that baseline passes. The threshold is wide on purpose: this checks the
+    # plumbing (the baseline found, compared, passed), not the machine's speed, which on a shared runner
+    # moves by more than two recording processes show (−20 % seen here once); the gate's power is
+    # measured by suites/test_gate_accuracy.py.
+    expect(gated, "--jaxperf", "--jaxperf-threshold=0.9", passed=1, lines=["*test_stack?fp32?*Stack*pass"])
 
     # Three times the work: regressed, naming the deterministic metric and the timing.
     monkeypatch.setenv("WORK", "3")
