@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from pytest_jaxperf.ab import (
@@ -46,6 +47,9 @@ POOL_JSON = os.environ.get("JAXPERF_AB_POOL_JSON")
 FULL_POOL = 40
 TRIAL_ROUNDS = 5
 RESAMPLED_TRIALS = 20_000
+#: How far below its B/A ratio an unchanged trial's interval may reach for an exact 10 % to be detectable
+#: (a regression needs the interval's low end beyond +5 %).
+SEEABLE_HALF_WIDTH = 0.04
 PYTEST_ARGS = ["-p", "no:randomly", "--jaxperf-budget=1"]
 
 MODEL_TEST = """
@@ -141,15 +145,16 @@ def test_ab_false_alarms_and_detection(jaxperf):
 
         rng = random.Random(0)
         false_alarms = detected = detected_ten = 0
+        half_widths: list[float] = []  # how far below its ratio each unchanged trial's interval reaches
         for _ in range(RESAMPLED_TRIALS):
             rounds = rng.sample(range(POOL_ROUNDS), TRIAL_ROUNDS)
 
             def pick(values: list[float], rounds: list[int] = rounds) -> list[float]:
                 return [values[i] for i in rounds]
 
-            false_alarms += (
-                ratio_verdict(ratio_of_medians(pick(medians["A"]), pick(medians["B"]))) == REGRESSED
-            )
+            unchanged = ratio_of_medians(pick(medians["A"]), pick(medians["B"]))
+            half_widths.append(unchanged.ratio - unchanged.ci_low)
+            false_alarms += ratio_verdict(unchanged) == REGRESSED
             detected += ratio_verdict(ratio_of_medians(pick(medians["A"]), pick(medians["S"]))) == REGRESSED
             detected_ten += ratio_verdict(ratio_of_medians(pick(medians["A"]), pick(exact_ten))) == REGRESSED
         blocks = [
@@ -183,6 +188,8 @@ def test_ab_false_alarms_and_detection(jaxperf):
     jaxperf.record("A/A false alarms, 5-round trials resampled", _rate(false_alarms, RESAMPLED_TRIALS), "%")
     jaxperf.record("fusion flag detected, 5-round trials resampled", _rate(detected, RESAMPLED_TRIALS), "%")
     jaxperf.record("exact 10% slowdown detected, resampled", _rate(detected_ten, RESAMPLED_TRIALS), "%")
+    half_width = statistics.median(half_widths)
+    jaxperf.record("5-round B/A interval below its ratio, unchanged code (median)", 100 * half_width, "%")
     jaxperf.record("disjoint 5-round trials", len(blocks), "trials")
     jaxperf.record("A/A false alarms, disjoint trials", disjoint_alarms, "trials")
     jaxperf.record("fusion flag detected, disjoint trials", disjoint_detected, "trials")
@@ -199,4 +206,19 @@ def test_ab_false_alarms_and_detection(jaxperf):
         # exact 10% depends on the machine's noise that day: 99.98% at a spread of 3.3%, 62% in a main
         # job whose pool spread 6.9% (5 rounds then put 10% at 1.6 standard errors).
         assert _rate(false_alarms, RESAMPLED_TRIALS) <= 5.0
-        assert _rate(detected_ten, RESAMPLED_TRIALS) >= 30.0
+        # Whether 10 % can be seen at all in 5 rounds is the machine's noise: a regression needs the
+        # interval's low end beyond +5 %, so where unchanged trials' intervals reach 4 % or less below their
+        # ratio, an exact 10 % clears it most of the time and a low rate is evidence against jaxperf ab;
+        # where they reach further, a low rate is the noise's, and it says so with its figures.
+        detection = _rate(detected_ten, RESAMPLED_TRIALS)
+        if detection < 30.0:
+            assert half_width > SEEABLE_HALF_WIDTH, (
+                f"an exact 10% slowdown detected in only {detection:.1f}% of 5-round trials, although "
+                f"unchanged trials' intervals reach only {100 * half_width:.1f}% below their ratio"
+            )
+            warnings.warn(
+                f"inconclusive: an exact 10% slowdown was detected in {detection:.1f}% of 5-round trials, "
+                f"but on this machine the intervals of unchanged trials reach {100 * half_width:.1f}% below "
+                f"their ratio (a 10% change is seen reliably at {100 * SEEABLE_HALF_WIDTH:.0f}% or less)",
+                stacklevel=1,
+            )
