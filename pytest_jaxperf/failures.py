@@ -21,7 +21,7 @@ from .core.compiles import RecompileError
 from .core.memory import MemoryBreakdown, is_out_of_memory
 from .core.signature import describe_inputs
 from .errors import CaseFailed, CaseUnavailable, PerformanceRegression
-from .units import format_bytes
+from .units import BYTE_UNITS, format_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -35,8 +35,7 @@ _LIMIT = re.compile(r"(?:limit|capacity|memory limit)\D{0,20}" + _SIZE, re.IGNOR
 
 
 def _parse_size(number: str, unit: str | None) -> float:
-    scale = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4, "KB": 1e3, "MB": 1e6, "GB": 1e9}
-    return float(number) * scale.get(unit or "", 1)
+    return float(number) * BYTE_UNITS.get((unit or "").lower(), 1)  # "bytes": 1
 
 
 def out_of_memory_message(
@@ -144,5 +143,6 @@ def explained(explain: Callable[[Exception], str]) -> Iterator[None]:
         message = explain(error)
     if message:
         gc.collect()  # the failed run's buffers go now, not at the end of the session
-        # Outside the except block: the failure shows the message, not a chained traceback.
+        # Raised as the explained error is unwound: that error is its context, which as_outcome shows once
+        # above the message, as a failure raised where the model ran would.
         raise CaseFailed(message)

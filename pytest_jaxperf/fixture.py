@@ -61,7 +61,6 @@ class Jaxperf:
         self.variant = variant
         self.settings = settings or PluginSettings()
         self.records: list[Record] = []
-        self._case = Case(nodeid, spec, variant)
         self._baselines = baselines
         self._keys: set[str] = set()
         self._wrapped: list[tuple[tuple[Any, Any, Any], WrappedModel, BuiltVariant]] = []
@@ -82,24 +81,7 @@ class Jaxperf:
         built-in precision variant with your own (see :meth:`check`).
         """
         __tracebackhide__ = True
-        # The same model (and params) wraps to the same callable: check() then wrap() share one
-        # compiled function and one compile history, as a user reusing the model would expect.
-        for (known_model, known_params, known_convert), known, _ in self._wrapped:
-            if known_model is model and known_params is params and known_convert is convert:
-                return known
-        devices = self.spec.devices
-        with as_outcome(self.variant.case_id):
-            built = build_variant(
-                model, example_inputs, self.variant, params=params, convert=convert, devices=devices
-            )
-        jit_spec = self.spec.jit_warm
-        # Sharding over devices is a compiled program: devices() implies JIT.
-        jit = jit_spec is not None or built.mesh is not None
-        if jit:
-            self._explain_cache_misses()
-        wrapped = built.wrap(jit=jit, max_compiles=jit_spec.max_compiles if jit_spec else None)
-        self._wrapped.append(((model, params, convert), wrapped, built))
-        return wrapped
+        return self._wrap_variant(model, example_inputs, params, convert)[0]
 
     def check(
         self,
@@ -126,8 +108,7 @@ class Jaxperf:
                 "jaxperf.check(model, *example_inputs) needs at least one example input: "
                 "its shapes and dtypes are what the model is compiled and checked for"
             )
-        wrapped = self.wrap(model, *example_inputs, params=params, convert=convert)
-        built = next(built for _, known, built in self._wrapped if known is wrapped)
+        wrapped, built = self._wrap_variant(model, example_inputs, params, convert)
         with as_outcome(self.variant.case_id):
             record = self._keyed(check_case(wrapped, built, example_inputs, self._case))
             if self.settings.update_baselines:  # the baseline keeps the program it measured
@@ -250,6 +231,34 @@ class Jaxperf:
             self._explaining = None
 
     # --- helpers --------------------------------------------------------------------------------------
+
+    @property
+    def _case(self) -> Case:
+        return Case(self.nodeid, self.spec, self.variant)
+
+    def _wrap_variant(
+        self, model: Any, example_inputs: tuple[Any, ...], params: Any, convert: Callable[..., Any] | None
+    ) -> tuple[WrappedModel, BuiltVariant]:
+        """The model wrapped in the case's variant, and the variant; the same model wraps once."""
+        __tracebackhide__ = True
+        # The same model (and params) wraps to the same callable: check() then wrap() share one
+        # compiled function and one compile history, as a user reusing the model would expect.
+        for (known_model, known_params, known_convert), known, built in self._wrapped:
+            if known_model is model and known_params is params and known_convert is convert:
+                return known, built
+        devices = self.spec.devices
+        with as_outcome(self.variant.case_id):
+            built = build_variant(
+                model, example_inputs, self.variant, params=params, convert=convert, devices=devices
+            )
+        jit_spec = self.spec.jit_warm
+        # Sharding over devices is a compiled program: devices() implies JIT.
+        jit = jit_spec is not None or built.mesh is not None
+        if jit:
+            self._explain_cache_misses()
+        wrapped = built.wrap(jit=jit, max_compiles=jit_spec.max_compiles if jit_spec else None)
+        self._wrapped.append(((model, params, convert), wrapped, built))
+        return wrapped, built
 
     def _kept(self, record: CheckRecord) -> CheckRecord:
         """The record kept for the session; a regression then fails the test."""

@@ -67,7 +67,7 @@ def measure_and_gate(
         if judged is not None and judged.status == INCONCLUSIVE:
             warnings.warn(
                 JaxperfInconclusive(f"{record.nodeid} {record.key}: inconclusive, {judged.reason}"),
-                # The test's own line: here ← Jaxperf._measured ← Jaxperf.check/measure ← the test.
+                # The test's line: here ← checking.measure_checked/_called ← Jaxperf.check/measure ← test.
                 stacklevel=4,
             )
     return dataclasses.replace(

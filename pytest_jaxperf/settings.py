@@ -87,7 +87,7 @@ class PluginSettings:
     repeat: int = 3
     """Processes whose medians give the noise floor when baselines are recorded."""
     measure_peaks: bool = False
-    program_limit_bytes: int = 2 * 1024**2
+    program_limit_bytes: int = parse_bytes(DEFAULT_PROGRAM_LIMIT)
     """Exported programs larger than this are not stored with their baselines (ini jaxperf_program_limit)."""
     rootdir: Path = Path()
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_BYTE_UNITS = {
+#: Byte units by lower-case name, SI and binary.
+BYTE_UNITS = {
     "": 1,
     "b": 1,
     "kb": 1000,
@@ -27,7 +28,7 @@ def parse_bytes(value: Any) -> int:
         number, unit = float(value), ""
     elif isinstance(value, str):
         match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", value)
-        if not match or match.group(2).lower() not in _BYTE_UNITS:
+        if not match or match.group(2).lower() not in BYTE_UNITS:
             raise ValueError(
                 f"cannot read {value!r} as a size: use a number with one of the units "
                 "B, KB, MB, GB, TB, KiB, MiB, GiB, TiB"
@@ -35,7 +36,7 @@ def parse_bytes(value: Any) -> int:
         number, unit = float(match.group(1)), match.group(2).lower()
     else:
         raise ValueError(f"expected a byte count or a size string, got {value!r}")
-    size = int(number * _BYTE_UNITS[unit])
+    size = int(number * BYTE_UNITS[unit])
     if size <= 0:
         raise ValueError(f"a size must be positive, got {value!r}")
     return size
