@@ -39,7 +39,7 @@ MEASURED = textwrap.dedent(
 
 
     def test_slow(jaxperf):
-        jaxperf.measure(jax.jit(compute), jnp.ones((96, 96)) / 96, name="compute")
+        jaxperf.measure(jax.jit(compute), jnp.ones((192, 192)) / 192, name="compute")
 
 
     def test_breaks():
@@ -110,9 +110,9 @@ def test_every_subcommand_has_help(repository: Path):
 
 
 def test_dirty_tree_failures_one_sided_tests_and_a_regression(repository: Path):
-    # The working tree, uncommitted: test_slow does 6 times the work, test_breaks fails, test_fixed
+    # The working tree, uncommitted: test_slow does 8 times the work, test_breaks fails, test_fixed
     # passes, and test_new exists only here.
-    changed = MEASURED.format(work=6, breaks_ok=False, fixed_ok=True) + "\n\ndef test_new():\n    pass\n"
+    changed = MEASURED.format(work=8, breaks_ok=False, fixed_ok=True) + "\n\ndef test_new():\n    pass\n"
     (repository / "test_model.py").write_text(changed)
     done = jaxperf(repository, "ab", "--base", "HEAD", "--rounds", "2", "--json", "ab.json", "--", "-q")
     output = done.stdout
