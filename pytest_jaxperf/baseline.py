@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .environment import _version
-from .verdicts import NEW, NOT_COMPARABLE, deterministic_changes
+from .verdicts import NEW, NOT_COMPARABLE, Comparability, deterministic_changes
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -168,6 +168,29 @@ def parse_file(text: str, path: Path) -> BaselineFile:
     return BaselineFile(path, environment, str(data.get("module", "")), data["records"])
 
 
+#: Fingerprint fields that make a baseline's program itself another program: another backend, device, device
+#: count, matmul precision or XLA flag compiles something else, which no tier may compare.
+PROGRAM_FIELDS = ("backend", "device_kind", "device_count", "matmul_precision", "xla_env")
+#: Fields that change what the compiler reports: another jax or jaxlib may count FLOPs and bytes otherwise,
+#: so the exact tier is not compared; a stored program still replays (both compiled by this XLA).
+EXACT_FIELDS = ("jax", "jaxlib")
+# Every other field (the CPU model, Python, flax) changes absolute times only: those are not compared,
+# the exact figures and the replay are.
+
+
+def portability(ours: Mapping[str, str], theirs: Mapping[str, str]) -> Comparability | None:
+    """Which tiers a baseline recorded under ``theirs`` may be compared in here; None for none at all."""
+    differing = {k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k)}
+    if not differing:
+        return Comparability()
+    if differing & set(PROGRAM_FIELDS):
+        return None
+    elsewhere = "; ".join(differing_fields(ours, theirs))
+    return Comparability(
+        times=False, exact=not differing & set(EXACT_FIELDS), why_not=f"recorded with {elsewhere}"
+    )
+
+
 @dataclass(frozen=True)
 class Lookup:
     """The result of looking a measurement up: a record, or why there is none."""
@@ -176,6 +199,10 @@ class Lookup:
     """``found``, ``new`` or ``not comparable``."""
     record: dict[str, Any] | None = None
     reason: str = ""
+    comparability: Comparability = field(default_factory=Comparability)
+    """For a record of another environment: the tiers it can still be compared in."""
+    path: Path | None = None
+    """The file the record was read from."""
 
 
 def differing_fields(ours: Mapping[str, str], theirs: Mapping[str, str]) -> list[str]:
@@ -216,24 +243,42 @@ class BaselineStore:
         return cached
 
     def lookup(self, module: str, key: str) -> Lookup:
-        """This environment's record for ``key``; else whether another environment has one."""
+        """This environment's record for ``key``; else a portable one of another environment (another CPU
+        model, another jax: see :func:`portability`), one with a stored program first; else whether
+        another environment has one that cannot be compared."""
         current = self._load(self.path_for(module))
         if current is not None:
             if current.environment != self.fingerprint:
                 fields = "; ".join(differing_fields(self.fingerprint, current.environment))
                 return Lookup(NOT_COMPARABLE, None, f"{current.path} was recorded elsewhere ({fields})")
             if key in current.records:
-                return Lookup("found", current.records[key])
+                return Lookup("found", current.records[key], path=current.path)
         others = sorted(p for p in self.directory.glob("*/") if p.is_dir() and p != self.environment_dir)
+        portable: list[Lookup] = []
+        incomparable = ""
         for other_dir in others:
             try:
                 other = self._load(self.path_for(module, other_dir))
             except BaselineError:
                 continue
-            if other is not None and key in other.records:
+            if other is None or key not in other.records:
+                continue
+            comparability = portability(self.fingerprint, other.environment)
+            if comparability is None:
                 fields = "; ".join(differing_fields(self.fingerprint, other.environment))
-                return Lookup(NOT_COMPARABLE, None, f"only a baseline of another environment ({fields})")
-        return Lookup(NEW)
+                incomparable = incomparable or f"only a baseline of another environment ({fields})"
+                continue
+            portable.append(Lookup("found", other.records[key], "", comparability, other.path))
+        if portable:
+            # A record that can be replayed sees most; then the exact tier; then the oldest directory.
+            return min(
+                portable,
+                key=lambda found: (
+                    "data" not in ((found.record or {}).get("program") or {}),
+                    not found.comparability.exact,
+                ),
+            )
+        return Lookup(NOT_COMPARABLE, None, incomparable) if incomparable else Lookup(NEW)
 
     def write(self, module: str, records: Mapping[str, dict[str, Any]]) -> Path:
         """Merge ``records`` into the module's file (others kept) and write it atomically."""

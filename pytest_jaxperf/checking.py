@@ -17,6 +17,7 @@ from .checks.sharding import check_sharded
 from .core.compiles import event_log
 from .core.export import FORMAT, ProgramNotExported, export_program
 from .core.memory import device_peak
+from .core.replay import current_program
 from .core.signature import describe_inputs
 from .core.timing import items_along_batch, timed_call
 from .core.wrap import counted_compiles, warm_up
@@ -132,6 +133,7 @@ def measure_checked(
             settings=settings,
             gate=case.spec.gate,
             baselines=baselines,
+            program=lambda: current_program(wrapped, inputs),
         )
 
 

@@ -5,17 +5,32 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .core.export import ProgramCorrupt, ProgramIncompatible, ProgramNotExported, StoredProgram, load_program
 from .core.metrics import deterministic_metrics, roofline
+from .core.replay import ReplayConfig, ReplayFailed, ReplayUnavailable, replay
 from .core.timing import TimingConfig, items_along_batch, measure_callable
-from .errors import PerformanceRegression
-from .verdicts import INCONCLUSIVE, NEW, NOT_COMPARABLE, REGRESSED, Verdict, verdict
+from .errors import CaseFailed, PerformanceRegression
+from .records import ReplayRecord
+from .verdicts import (
+    DECIDED_BY_REPLAY,
+    INCONCLUSIVE,
+    NEW,
+    NOT_COMPARABLE,
+    REGRESSED,
+    ReplayFigures,
+    Verdict,
+    verdict,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .baseline import BaselineStore
+    from jax.export import Exported
+
+    from .baseline import BaselineStore, Lookup
     from .records import CheckRecord
     from .settings import PluginSettings
     from .specs import GateSpec
@@ -40,30 +55,42 @@ def measure_and_gate(
     settings: PluginSettings,
     gate: GateSpec | None,
     baselines: Callable[[], BaselineStore] | None,
+    program: Callable[[], tuple[Exported, tuple[Any, ...]]] | None = None,
 ) -> CheckRecord:
-    """``record`` with its timing, exact metrics, roofline and verdict.
+    """``record`` with its timing, exact metrics, roofline and verdict; where its baseline stored a
+    program and ``program`` gives the current one, the two replayed side by side decide the timing.
 
-    An inconclusive verdict gets one bounded re-measure with twice the budget; still unclear, it stays a
-    :class:`JaxperfInconclusive` warning. A baseline file that cannot be read raises
-    :class:`~pytest_jaxperf.baseline.BaselineError`.
+    An inconclusive verdict gets one bounded re-measure (or replay) with twice the budget; still
+    unclear, it stays a :class:`JaxperfInconclusive` warning. A baseline file that cannot be read raises
+    :class:`~pytest_jaxperf.baseline.BaselineError`; a stored program that is damaged, or that fails when
+    replayed, :class:`~pytest_jaxperf.errors.CaseFailed`.
     """
     __tracebackhide__ = True
     mode = (gate.mode if gate and gate.mode else None) or settings.mode
-    threshold = gate.threshold if gate and gate.threshold else settings.threshold
-    timing_config = TimingConfig(
-        mode=mode, target=settings.ci_target, budget_seconds=budget_seconds(settings, gate)
+    thresholds = Thresholds(
+        gate.threshold if gate and gate.threshold else settings.threshold,
+        gate.threshold if gate and gate.threshold else settings.replay_threshold,
     )
+    budget = budget_seconds(settings, gate)
+    timing_config = TimingConfig(mode=mode, target=settings.ci_target, budget_seconds=budget)
     lowered = lower() if lower is not None else None
     metrics = deterministic_metrics(lowered).to_dict() if lowered is not None else None
     items = items or items_along_batch(args)
     timing = measure_callable(fn, args, items_per_call=items, config=timing_config)
     current = dataclasses.replace(record, timing=timing.to_dict(), metrics=metrics)
-    judged = baseline_verdict(current, baselines, threshold)
+    lookup = find_baseline(current, baselines)
+    replay_config = ReplayConfig(budget_seconds=budget, target=thresholds.replay / 4)
+    current = dataclasses.replace(current, replay=replayed(current, lookup, program, replay_config))
+    judged = baseline_verdict(current, lookup, thresholds)
     if judged is not None and judged.status == INCONCLUSIVE:
-        longer = dataclasses.replace(timing_config, budget_seconds=2 * timing_config.budget_seconds)
-        timing = measure_callable(fn, args, items_per_call=items, config=longer)
-        current = dataclasses.replace(current, timing=timing.to_dict())
-        judged = baseline_verdict(current, baselines, threshold)
+        if judged.decided_by == DECIDED_BY_REPLAY:
+            longer_replay = dataclasses.replace(replay_config, budget_seconds=2 * budget)
+            current = dataclasses.replace(current, replay=replayed(current, lookup, program, longer_replay))
+        else:
+            longer = dataclasses.replace(timing_config, budget_seconds=2 * budget)
+            timing = measure_callable(fn, args, items_per_call=items, config=longer)
+            current = dataclasses.replace(current, timing=timing.to_dict())
+        judged = baseline_verdict(current, lookup, thresholds)
         if judged is not None and judged.status == INCONCLUSIVE:
             warnings.warn(
                 JaxperfInconclusive(f"{record.nodeid} {record.key}: inconclusive, {judged.reason}"),
@@ -77,23 +104,95 @@ def measure_and_gate(
     )
 
 
-def baseline_verdict(
-    current: CheckRecord, baselines: Callable[[], BaselineStore] | None, threshold: float
-) -> Verdict | None:
-    """``current`` against its stored baseline; None where there is no store or nothing was timed."""
-    if baselines is None or current.timing is None:
+@dataclass(frozen=True)
+class Thresholds:
+    """The smallest slowdowns the gate calls a regression: across processes, and by replay."""
+
+    cross_process: float
+    replay: float
+
+
+def find_baseline(
+    current: CheckRecord, baselines: Callable[[], BaselineStore | None] | None
+) -> Lookup | None:
+    """``current``'s stored baseline; None where there is no store or nothing was timed."""
+    store = baselines() if baselines is not None else None
+    if store is None or current.timing is None:
         return None
-    lookup = baselines().lookup(current.module, current.baseline_key)
+    return store.lookup(current.module, current.baseline_key)
+
+
+def replayed(
+    current: CheckRecord,
+    lookup: Lookup | None,
+    program: Callable[[], tuple[Exported, tuple[Any, ...]]] | None,
+    config: ReplayConfig,
+) -> ReplayRecord | None:
+    """The baseline's stored program replayed beside the current one; why not, where it cannot be
+    (the cross-process comparison then decides); None without a baseline."""
+    __tracebackhide__ = True
+    if lookup is None or lookup.record is None:
+        return None
+    stored = lookup.record.get("program")
+    if not isinstance(stored, dict) or "data" not in stored:
+        why = stored.get("unavailable") if isinstance(stored, dict) else None
+        return ReplayRecord(
+            unavailable=f"no program stored with its baseline: {why}"
+            if why
+            else "no program stored with its baseline (recorded before programs were; "
+            "--jaxperf-update-baselines stores one)"
+        )
+    if program is None:
+        return ReplayRecord(unavailable="jaxperf.measure times any callable: only jaxperf.check replays")
+    where = f"{lookup.path} record {current.baseline_key!r}"
+    try:
+        baseline = load_program(StoredProgram.from_text(str(stored["data"]), int(stored["serialized_bytes"])))
+    except (ProgramCorrupt, KeyError, TypeError, ValueError) as error:
+        raise CaseFailed(
+            f"the program stored in {where} cannot be read: {error}; the file was left as it is "
+            "(--jaxperf-update-baselines records it anew)"
+        ) from None
+    except ProgramIncompatible as error:
+        return ReplayRecord(unavailable=f"not comparable by replay: {error}")
+    try:
+        exported, arguments = program()
+    except ProgramNotExported as error:
+        return ReplayRecord(unavailable=f"the current program cannot be exported: {error}")
+    try:
+        return replay(baseline, exported, arguments, config).to_dict()
+    except ReplayUnavailable as error:
+        return ReplayRecord(unavailable=f"not comparable by replay: {error}")
+    except ReplayFailed as error:
+        raise CaseFailed(f"replaying the baseline's program ({where}) failed: {error}") from None
+
+
+def baseline_verdict(current: CheckRecord, lookup: Lookup | None, thresholds: Thresholds) -> Verdict | None:
+    """``current`` against its stored baseline (:func:`find_baseline`); None where there is none."""
+    if lookup is None or current.timing is None:
+        return None
     if lookup.status == NEW:
         return Verdict(NEW, "no baseline yet: record one with --jaxperf-update-baselines")
     if lookup.record is None:
         return Verdict(NOT_COMPARABLE, lookup.reason)
+    figures = None
+    if current.replay and "ratio" in current.replay:
+        replay_record = current.replay
+        figures = ReplayFigures(
+            replay_record["ratio"],
+            replay_record["ci_low"],
+            replay_record["ci_high"],
+            replay_record["blocks"],
+            replay_record["same_program"],
+        )
     return verdict(
         current.gate_fields(),
         lookup.record,
         current.timing["samples"],
         lookup.record.get("samples", []),
-        threshold=threshold,
+        threshold=thresholds.cross_process,
+        replay=figures,
+        replay_threshold=thresholds.replay,
+        comparability=lookup.comparability,
     )
 
 

@@ -131,6 +131,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Smallest slowdown called a regression, e.g. 0.1 for 10%% (default 0.1)",
     )
     group.addoption(
+        "--jaxperf-replay-threshold",
+        dest="jaxperf_replay_threshold",
+        metavar="FRACTION",
+        type=_checked(positive_float),
+        default=None,
+        help="Smallest slowdown called a regression when the baseline's program is replayed (default 0.05)",
+    )
+    group.addoption(
+        "--jaxperf-allow-wide-limits",
+        dest="jaxperf_allow_wide_limits",
+        action="store_true",
+        default=False,
+        help="Record baselines with a limit beyond jaxperf_limit_ceiling even without a program to replay",
+    )
+    group.addoption(
         "--jaxperf-mode",
         dest="jaxperf_mode",
         choices=MODES,
@@ -161,6 +176,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     ini("jaxperf_budget", "Sampling time per measurement in seconds, at most", default="2.0")
     ini("jaxperf_ci_target", "Stop sampling when the median's 95% CI is within this fraction", default="0.02")
     ini("jaxperf_threshold", "Smallest slowdown called a regression (a fraction)", default="0.10")
+    ini(
+        "jaxperf_replay_threshold",
+        "Smallest slowdown called a regression by replaying the baseline's program (a fraction)",
+        default="0.05",
+    )
+    ini(
+        "jaxperf_limit_ceiling",
+        "Widest limit a baseline without a stored program may be recorded with (a fraction)",
+        default="0.5",
+    )
     ini("jaxperf_mode", "Timing mode: latency or throughput", default="latency")
     ini("jaxperf_repeat", "Processes measuring each test when baselines are recorded", default="3")
     ini("jaxperf_cpu_devices", "Virtual CPU devices for jax, applied before conftests load", default="")

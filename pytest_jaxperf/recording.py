@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 #: Set in the extra processes that measure the noise floor, so that they never record baselines.
 REPEAT_CHILD_ENV = "JAXPERF_REPEAT_CHILD"
 #: Options worth passing on to the noise-floor processes (the measurement settings).
-_FORWARDED = ("--jaxperf-budget", "--jaxperf-threshold", "--jaxperf-mode", "-p", "-c", "--rootdir")
+_FORWARDED = (
+    "--jaxperf-budget", "--jaxperf-threshold", "--jaxperf-replay-threshold", "--jaxperf-mode", "-p", "-c",
+    "--rootdir",
+)  # fmt: skip
 
 
 def write_baselines(

@@ -69,6 +69,10 @@ class VerdictRecord(TypedDict):
     limit: float | None
     deterministic: list[str]
     regressed_exactly: bool
+    decided_by: NotRequired[str]
+    """``replay``, ``cross-process`` or ``exact``: the tier whose figures gave the status."""
+    cross_process: NotRequired[str]
+    """The cross-process timing tier's own status, where another tier decided (or ``not compared``)."""
 
 
 class AuditRecord(TypedDict):
@@ -139,6 +143,29 @@ class ProgramRecord(TypedDict, total=False):
     """Why no program was stored (not compiled, a host callback, over the size limit, ...)."""
 
 
+class ReplayRecord(TypedDict, total=False):
+    """A check's current program timed against its baseline's stored program in the same process
+    (:class:`pytest_jaxperf.core.replay.Replay`); or why it was not (``unavailable``)."""
+
+    ratio: float
+    """Current time / baseline program's time."""
+    ci_low: float
+    ci_high: float
+    blocks: int
+    pairs: int
+    calls_per_slot: int
+    seconds: float
+    arguments: str
+    """``current`` (the check's own state and inputs) or ``generated`` (arrays of the stored shapes)."""
+    same_program: bool
+    compile_seconds_current: float
+    compile_seconds_baseline: float
+    compile_ratio: float
+    note: str
+    unavailable: str
+    """Why the check was not replayed (no program stored, another platform, unreadable by this jax)."""
+
+
 class InterleavedRecord(TypedDict):
     """Two callables timed interleaved (:class:`pytest_jaxperf.core.timing.Comparison`)."""
 
@@ -185,6 +212,8 @@ class CheckRecord:
     """Under ``@jaxperf.memory``: the budget, the compiled program's breakdown, the device peak (GPU)."""
     program: ProgramRecord | None = None
     """When baselines are recorded: the exported program stored with the baseline, or why it is not."""
+    replay: ReplayRecord | None = None
+    """Under ``--jaxperf``, with a baseline: its stored program replayed beside this one, or why not."""
 
     @property
     def timed(self) -> TimingRecord:

@@ -82,7 +82,12 @@ class PluginSettings:
     ci_target: float = 0.02
     """Stop sampling once the median's 95% interval is within ± this fraction."""
     threshold: float = 0.10
-    """Smallest slowdown the timing tier calls a regression (raised by the noise floor)."""
+    """Smallest slowdown the cross-process timing tier calls a regression (raised by the noise floor)."""
+    replay_threshold: float = 0.05
+    """Smallest slowdown called a regression when a baseline's stored program is replayed."""
+    limit_ceiling: float = 0.5
+    """Widest limit a recorded baseline may have without a stored program, unless allowed."""
+    allow_wide_limits: bool = False
     mode: str = "latency"
     repeat: int = 3
     """Processes whose medians give the noise floor when baselines are recorded."""
@@ -120,6 +125,9 @@ class PluginSettings:
             budget_seconds=positive_float(value("jaxperf_budget")),
             ci_target=positive_float(value("jaxperf_ci_target")),
             threshold=positive_float(value("jaxperf_threshold")),
+            replay_threshold=positive_float(value("jaxperf_replay_threshold")),
+            limit_ceiling=positive_float(str(config.getini("jaxperf_limit_ceiling"))),
+            allow_wide_limits=bool(config.getoption("jaxperf_allow_wide_limits")),
             mode=timing_mode(str(value("jaxperf_mode"))),
             repeat=positive_int(value("jaxperf_repeat")),
             measure_peaks=bool(config.getoption("jaxperf_measure_peaks")),

@@ -30,6 +30,14 @@ NEW = "new"
 NOT_COMPARABLE = "not comparable"
 
 DEFAULT_THRESHOLD = 0.10
+#: The threshold of a check judged by replaying its baseline's program: the two programs share the
+#: process and the machine's mood, so a much smaller change stands out of the noise.
+REPLAY_THRESHOLD = 0.05
+
+#: Which tier's figures gave a verdict its status.
+DECIDED_BY_EXACT = "exact"
+DECIDED_BY_REPLAY = "replay"
+DECIDED_BY_CROSS_PROCESS = "cross-process"
 #: How many noise floors a change must clear: the floor is a range over a few processes, not a bound.
 NOISE_MULTIPLE = 3.0
 #: Relative tolerance of the deterministic tier (FLOP counts move by a few ops with an XLA update).
@@ -58,9 +66,12 @@ class Verdict:
     """Deterministic changes found (regressions or improvements), one line each."""
     regressed_exactly: bool = False
     """Whether a deterministic figure regressed: the program's doing, whatever the machine's speed."""
+    decided_by: str = DECIDED_BY_CROSS_PROCESS
+    cross_process: str = ""
+    """The cross-process tier's own status where another tier decided; ``not compared`` where it was not."""
 
     def to_dict(self) -> VerdictRecord:
-        return VerdictRecord(
+        record = VerdictRecord(
             status=self.status,
             reason=self.reason,
             ratio=self.ratio,
@@ -69,7 +80,11 @@ class Verdict:
             limit=self.limit,
             deterministic=list(self.deterministic),
             regressed_exactly=self.regressed_exactly,
+            decided_by=self.decided_by,
         )
+        if self.cross_process:
+            record["cross_process"] = self.cross_process
+        return record
 
     @property
     def fails(self) -> bool:
@@ -163,6 +178,58 @@ def _timing_reason(
     )
 
 
+@dataclass(frozen=True)
+class ReplayFigures:
+    """What the verdict needs of a replay: the current / baseline program time ratio and its interval."""
+
+    ratio: float
+    ci_low: float
+    ci_high: float
+    blocks: int
+    same_program: bool
+
+
+@dataclass(frozen=True)
+class Comparability:
+    """Which tiers a baseline recorded elsewhere may still be compared in (see ``baseline.portability``)."""
+
+    times: bool = True
+    """The cross-process tier: absolute times, only on the very machine and software."""
+    exact: bool = True
+    """The exact tier: compiles, FLOPs, bytes and memory, the same for one jax and XLA on any CPU model."""
+    why_not: str = ""
+
+
+def replay_status(figures: ReplayFigures, threshold: float) -> str:
+    """The replay tier's status: regressed when the ratio is more than half the threshold above 1 and its
+    95% interval excludes 1 (the replay samples until its interval is within a quarter of the threshold,
+    so a slowdown of the threshold's size is caught); pass when the interval rules out a change of the
+    threshold's size; the same rule the other way for improved; inconclusive otherwise. Two identical
+    programs cannot differ: their ratio is noise, and they pass."""
+    slower = figures.ratio - 1 > threshold / 2 and figures.ci_low > 1
+    faster = 1 / figures.ratio - 1 > threshold / 2 and figures.ci_high < 1
+    if (slower or faster) and figures.same_program:
+        return PASS
+    if slower:
+        return REGRESSED
+    if faster:
+        return IMPROVED
+    if figures.ci_high - 1 <= threshold and 1 / figures.ci_low - 1 <= threshold:
+        return PASS
+    return INCONCLUSIVE
+
+
+def _replay_reason(figures: ReplayFigures, threshold: float) -> str:
+    reason = (
+        f"replay {_percent(figures.ratio - 1)} against the baseline's own program in this process "
+        f"(95% CI {_percent(figures.ci_low - 1)}…{_percent(figures.ci_high - 1)}, {figures.blocks} blocks, "
+        f"threshold {_percent(threshold)})"
+    )
+    if figures.same_program:
+        reason += " — the same optimized program as the baseline: the replay ratio measures only noise"
+    return reason
+
+
 def verdict(
     current: Mapping[str, Any],
     baseline: Mapping[str, Any],
@@ -171,35 +238,65 @@ def verdict(
     *,
     threshold: float = DEFAULT_THRESHOLD,
     reference: str = "baseline",
+    replay: ReplayFigures | None = None,
+    replay_threshold: float = REPLAY_THRESHOLD,
+    comparability: Comparability | None = None,
 ) -> Verdict:
-    """Both tiers: a deterministic regression fails whatever the timing says."""
-    regressions, improvements = deterministic_changes(current, baseline, reference=reference)
-    if baseline_samples and current_samples and baseline.get("median"):
+    """Every tier that can compare: a deterministic regression fails whatever the timing says; else the
+    replay decides where there is one, else the cross-process timing."""
+    comparable = comparability or Comparability()
+    regressions, improvements = (
+        deterministic_changes(current, baseline, reference=reference) if comparable.exact else ([], [])
+    )
+    timing: Verdict | None = None
+    if comparable.times and baseline_samples and current_samples and baseline.get("median"):
         sizes = (baseline.get("sample_count"), current.get("sample_count"))
         interval = ratio_ci(baseline_samples, current_samples, sizes=sizes)
         timing = timing_verdict(current, baseline, interval, threshold=threshold, reference=reference)
-    else:
-        timing = Verdict(PASS, "no timing to compare")
+    cross_reason = (
+        timing.reason
+        if timing
+        else (
+            f"absolute times not compared ({comparable.why_not})"
+            if comparable.why_not
+            else "no timing to compare"
+        )
+    )
+    cross_fields = (timing.ratio, timing.ci_low, timing.ci_high, timing.limit) if timing else (None,) * 4
     if regressions:
+        measured = f"{_replay_reason(replay, replay_threshold)}; cross-process: " if replay else ""
         return Verdict(
             REGRESSED,
-            "; ".join(regressions) + f" — {timing.reason}",
-            timing.ratio,
-            timing.ci_low,
-            timing.ci_high,
-            timing.limit,
+            "; ".join(regressions) + f" — {measured}{cross_reason}",
+            *cross_fields,
             tuple(regressions + improvements),
             regressed_exactly=True,
+            decided_by=DECIDED_BY_EXACT,
+            cross_process=timing.status if timing else NOT_COMPARED,
         )
-    return Verdict(
-        timing.status,
-        timing.reason,
-        timing.ratio,
-        timing.ci_low,
-        timing.ci_high,
-        timing.limit,
-        tuple(improvements),
-    )
+    if replay is not None:
+        status = replay_status(replay, replay_threshold)
+        reason = f"{_replay_reason(replay, replay_threshold)}; cross-process: {cross_reason}"
+        if replay.same_program and timing is not None and timing.status == REGRESSED:
+            reason += (
+                " — the program is the baseline's, so that slowdown comes from outside it "
+                "(Python around the call, the inputs' placement, or the machine)"
+            )
+        return Verdict(
+            status,
+            reason,
+            *cross_fields,
+            tuple(improvements),
+            decided_by=DECIDED_BY_REPLAY,
+            cross_process=timing.status if timing else NOT_COMPARED,
+        )
+    if timing is None:
+        return Verdict(PASS, cross_reason, deterministic=tuple(improvements), decided_by=DECIDED_BY_EXACT)
+    return Verdict(timing.status, timing.reason, *cross_fields, tuple(improvements))
+
+
+#: A tier that was not compared (a baseline recorded on another CPU model has no comparable times).
+NOT_COMPARED = "not compared"
 
 
 def noise_floor(medians: Sequence[float]) -> float:

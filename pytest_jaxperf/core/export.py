@@ -37,6 +37,14 @@ class ProgramUnreadable(Exception):
     """A stored program that cannot be read back: corrupt, truncated, or of another format or jax."""
 
 
+class ProgramCorrupt(ProgramUnreadable):
+    """A stored program whose bytes are damaged: not base64, truncated, or not the size its record says."""
+
+
+class ProgramIncompatible(ProgramUnreadable):
+    """An intact stored program this jax cannot read (another serialization version)."""
+
+
 @dataclass(frozen=True)
 class StoredProgram:
     """A serialized, compressed program and its sizes."""
@@ -56,16 +64,17 @@ class StoredProgram:
         try:
             data = base64.b64decode(text.encode("ascii"), validate=True)
         except (binascii.Error, UnicodeEncodeError, ValueError) as error:
-            raise ProgramUnreadable(f"the stored program is not base64 text ({error})") from None
+            raise ProgramCorrupt(f"the stored program is not base64 text ({error})") from None
         return cls(data, serialized_bytes)
 
 
-def export_program(wrapped: WrappedModel, inputs: tuple[Any, ...], limit_bytes: int) -> StoredProgram:
-    """The compiled program of ``wrapped`` for these inputs, exported and compressed.
+def exported_program(
+    wrapped: WrappedModel, inputs: tuple[Any, ...]
+) -> tuple[export.Exported, tuple[Any, ...]]:
+    """``wrapped``'s compiled program for these inputs as ``jax.export`` gives it, and its arguments.
 
     The state leaves are the program's first argument and the inputs the rest, placed as the model
-    runs them (sharded over its mesh, if any): the stored program is the variant as it was measured.
-    Raises :class:`ProgramNotExported` saying why when it cannot be stored.
+    runs them (sharded over its mesh, if any). Raises :class:`ProgramNotExported` saying why it cannot be.
     """
     if not wrapped.jitted or wrapped.forward is None:
         raise ProgramNotExported(f"{wrapped.name} is not compiled here (no @jaxperf.jit_warm): no program")
@@ -77,22 +86,37 @@ def export_program(wrapped: WrappedModel, inputs: tuple[Any, ...], limit_bytes: 
 
     placed = wrapped.place(*inputs)
     try:
-        exported = export.export(jax.jit(program))(leaves, *placed)
-        serialized = exported.serialize()
-    except ImportError as error:  # flatbuffers, which jax's serializer needs and does not install
-        raise ProgramNotExported(f"jax.export cannot serialize here: {error}") from None
+        return export.export(jax.jit(program))(leaves, *placed), (leaves, *placed)
     except Exception as error:  # host callbacks, custom calls jax.export does not allow, ...
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ProgramNotExported(
             f"jax.export refused it: {type(error).__name__}: {first_line[:300]}"
         ) from None
-    if len(serialized) > limit_bytes:
+
+
+def serialized(exported: export.Exported) -> bytes:
+    """The program's ``jax.export`` serialization; ProgramNotExported when this installation cannot."""
+    try:
+        return bytes(exported.serialize())
+    except ImportError as error:  # flatbuffers, which jax's serializer needs and does not install
+        raise ProgramNotExported(f"jax.export cannot serialize here: {error}") from None
+    except Exception as error:  # an effect or a custom call the serializer does not know
+        raise ProgramNotExported(f"jax.export cannot serialize it: {type(error).__name__}: {error}") from None
+
+
+def export_program(wrapped: WrappedModel, inputs: tuple[Any, ...], limit_bytes: int) -> StoredProgram:
+    """The compiled program of ``wrapped`` for these inputs, exported and compressed
+    (:func:`exported_program`): the stored program is the variant as it was measured.
+    Raises :class:`ProgramNotExported` saying why when it cannot be stored.
+    """
+    data = serialized(exported_program(wrapped, inputs)[0])
+    if len(data) > limit_bytes:
         raise ProgramNotExported(
-            f"its exported program is {len(serialized):,} bytes, over the limit of {limit_bytes:,} "
+            f"its exported program is {len(data):,} bytes, over the limit of {limit_bytes:,} "
             "(closed-over constants are embedded: hold weights as module state, or raise "
             "jaxperf_program_limit)"
         )
-    return StoredProgram(zlib.compress(bytes(serialized), 9), len(serialized))
+    return StoredProgram(zlib.compress(data, 9), len(data))
 
 
 def load_program(stored: StoredProgram) -> export.Exported:
@@ -100,14 +124,14 @@ def load_program(stored: StoredProgram) -> export.Exported:
     try:
         serialized = zlib.decompress(stored.data)
     except zlib.error as error:
-        raise ProgramUnreadable(f"the stored program is corrupt or truncated ({error})") from None
+        raise ProgramCorrupt(f"the stored program is corrupt or truncated ({error})") from None
     if len(serialized) != stored.serialized_bytes:
-        raise ProgramUnreadable(
+        raise ProgramCorrupt(
             f"the stored program is {len(serialized):,} bytes, its record says {stored.serialized_bytes:,}"
         )
     try:
         return export.deserialize(bytearray(serialized))
-    except Exception as error:  # another jax's serialization version, a damaged flatbuffer
-        raise ProgramUnreadable(
+    except Exception as error:  # intact (zlib checks its data), so: another jax's serialization version
+        raise ProgramIncompatible(
             f"jax {jax.__version__} cannot read the stored program: {type(error).__name__}: {error}"
         ) from None

@@ -1,0 +1,291 @@
+"""A baseline's stored program replayed beside the current program, in the same process.
+
+Both programs are ``jax.export`` modules of the same shape (the state leaves and the inputs as
+arguments), compiled here, and called the same way on the same arguments: what differs between them is the
+program, not the Python around it, the machine's mood or the process's memory layout. They are timed in
+alternating slots, blocks of A B B A and B A A B quads (A the baseline, B the current program): in A B B A
+the middle calls run back to back, warm, and alternating the pattern gives that slot to each side in turn.
+
+What replay cannot see: what lies outside the program (Python overhead around the call, placement of the
+inputs) and what affects both programs alike (an XLA or jaxlib change compiles both anew).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jax
+import numpy as np
+from jax import export as jax_export
+
+from ..records import ReplayRecord
+from .export import exported_program, serialized
+from .metrics import normalized_hlo
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from jax import export
+
+    from .wrap import WrappedModel
+
+#: A timed slot lasts at least this long: a program of microseconds is called several times per slot, so
+#: the timer and the dispatch stay small beside it.
+_SLOT_SECONDS = 0.0005
+#: Quads in a block at most; a block's ratio is the median of its quads', which a stray slow call (a
+#: preempted thread) cannot move.
+_QUADS_PER_BLOCK = 8
+#: Blocks before the interval may stop the sampling: the t interval of fewer is too wide to trust.
+_MIN_BLOCKS = 6
+#: Blocks whatever the budget: an interval needs at least this many.
+_FEWEST_BLOCKS = 3
+_CONFIDENCE = 0.95
+
+
+class ReplayUnavailable(Exception):
+    """The stored program cannot be replayed here: the message says why (the gate falls back)."""
+
+
+class ReplayFailed(Exception):
+    """The stored program was compiled but failed to run (out of memory, an invalid shape)."""
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """How long and how precisely to replay."""
+
+    budget_seconds: float = 2.0
+    """Time spent on the timed slots at most (compiles not counted)..."""
+    target: float = 0.0125
+    """...unless the ratio's 95% interval is within ± this fraction sooner (in log terms)."""
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The current program's time relative to the baseline program's, measured interleaved."""
+
+    ratio: float
+    """Current time / baseline program's time (geometric mean over blocks): above 1, slower now."""
+    ci_low: float
+    ci_high: float
+    blocks: int
+    pairs: int
+    """Slot pairs timed: each quad is two of each program."""
+    calls_per_slot: int
+    seconds: float
+    """Time spent replaying: compiles and the timed slots."""
+    arguments: str
+    """``current`` (the check's own state and inputs) or ``generated`` (arrays of the stored shapes)."""
+    same_program: bool
+    """Whether both optimized programs are identical here: the ratio then measures only noise."""
+    compile_seconds_current: float
+    compile_seconds_baseline: float
+    """XLA's compile of each program here (the backend compile, not tracing): the faster of two."""
+    note: str = ""
+
+    @property
+    def compile_ratio(self) -> float:
+        return self.compile_seconds_current / self.compile_seconds_baseline
+
+    def to_dict(self) -> ReplayRecord:
+        return ReplayRecord(
+            ratio=self.ratio,
+            ci_low=self.ci_low,
+            ci_high=self.ci_high,
+            blocks=self.blocks,
+            pairs=self.pairs,
+            calls_per_slot=self.calls_per_slot,
+            seconds=self.seconds,
+            arguments=self.arguments,
+            same_program=self.same_program,
+            compile_seconds_current=self.compile_seconds_current,
+            compile_seconds_baseline=self.compile_seconds_baseline,
+            compile_ratio=self.compile_ratio,
+            note=self.note,
+        )
+
+
+def current_program(
+    wrapped: WrappedModel, inputs: tuple[Any, ...]
+) -> tuple[export.Exported, tuple[Any, ...]]:
+    """The current program exported, serialized and read back as a baseline's is, and its arguments
+    (state leaves, placed inputs): both sides of a replay are called through the same path.
+    Raises :class:`~pytest_jaxperf.core.export.ProgramNotExported` when it cannot be exported."""
+    exported, arguments = exported_program(wrapped, inputs)
+    return jax_export.deserialize(bytearray(serialized(exported))), arguments
+
+
+def replay(
+    baseline: export.Exported,
+    current: export.Exported,
+    arguments: tuple[Any, ...],
+    config: ReplayConfig | None = None,
+) -> Replay:
+    """Time ``current`` against ``baseline``, both called on ``arguments`` where the baseline's
+    abstract arguments match (else on generated arrays of its shapes). ReplayUnavailable when the
+    baseline cannot run here, ReplayFailed when it fails while running."""
+    # Imported before anything is timed: scipy.stats takes most of a second to import.
+    from scipy import stats
+
+    config = config or ReplayConfig()
+    t_quantile = functools.partial(stats.t.ppf, 0.5 + _CONFIDENCE / 2)
+    began = time.perf_counter()
+    platform = jax.default_backend()
+    if platform not in baseline.platforms:
+        raise ReplayUnavailable(
+            f"the stored program was exported for {', '.join(baseline.platforms)}, not for {platform}"
+        )
+    if baseline.nr_devices != current.nr_devices:
+        raise ReplayUnavailable(
+            f"the stored program runs on {baseline.nr_devices} device(s), the current one on "
+            f"{current.nr_devices}"
+        )
+    baseline_arguments, generated = _baseline_arguments(baseline, current, arguments)
+    try:
+        run_baseline, baseline_compile = _compiled(baseline, baseline_arguments)
+    except Exception as error:  # a module this XLA rejects: not comparable, the rest of the gate goes on
+        raise ReplayUnavailable(f"the stored program does not compile here: {_first_line(error)}") from None
+    run_current, current_compile = _compiled(current, arguments)
+    # The second compile of each, in the opposite order: the faster of two is the compile's own time.
+    baseline_compile = min(baseline_compile, _compiled(baseline, baseline_arguments)[1])
+    current_compile = min(current_compile, _compiled(current, arguments)[1])
+
+    def call_baseline() -> Any:
+        return run_baseline(*baseline_arguments)
+
+    def call_current() -> Any:
+        return run_current(*arguments)
+
+    try:
+        for _ in range(3):  # first calls allocate, fault pages in: not samples
+            _slot(call_baseline, 1)
+            _slot(call_current, 1)
+    except Exception as error:
+        raise ReplayFailed(f"the stored program failed when run: {_first_line(error)}") from error
+    one_call = max(min(_slot(call_baseline, 1), _slot(call_current, 1)), 1e-7)
+    calls = max(1, math.ceil(_SLOT_SECONDS / one_call))
+    quads_per_block = max(
+        1, min(_QUADS_PER_BLOCK, int(config.budget_seconds / (_MIN_BLOCKS * 4 * calls * one_call)))
+    )
+    block_ratios: list[float] = []
+    start = time.perf_counter()
+    while True:
+        block_ratios.append(_block(call_baseline, call_current, calls, quads_per_block))
+        low, high = _interval(block_ratios, t_quantile)
+        spent = time.perf_counter() - start
+        precise = len(block_ratios) >= _MIN_BLOCKS and (high - low) / 2 <= config.target
+        if len(block_ratios) >= _FEWEST_BLOCKS and (precise or spent >= config.budget_seconds):
+            break
+    centre = statistics.fmean(block_ratios)
+    low, high = _interval(block_ratios, t_quantile)
+    return Replay(
+        ratio=math.exp(centre),
+        ci_low=math.exp(low),
+        ci_high=math.exp(high),
+        blocks=len(block_ratios),
+        pairs=2 * quads_per_block * len(block_ratios),
+        calls_per_slot=calls,
+        seconds=time.perf_counter() - began,
+        arguments="generated" if generated else "current",
+        same_program=_fingerprint(run_baseline) == _fingerprint(run_current),
+        compile_seconds_current=current_compile,
+        compile_seconds_baseline=baseline_compile,
+        note=generated,
+    )
+
+
+def _baseline_arguments(
+    baseline: export.Exported, current: export.Exported, arguments: tuple[Any, ...]
+) -> tuple[tuple[Any, ...], str]:
+    """The current arguments where the baseline takes the same abstract values; else generated arrays of
+    the baseline's shapes, and a note saying so."""
+    ours = [(a.shape, a.dtype) for a in current.in_avals]
+    theirs = [(a.shape, a.dtype) for a in baseline.in_avals]
+    if ours == theirs and str(baseline.in_tree) == str(current.in_tree):
+        return arguments, ""
+    if baseline.nr_devices > 1:
+        raise ReplayUnavailable(
+            "the stored program takes other arguments than the current one, and it is sharded over "
+            f"{baseline.nr_devices} devices: no placement to generate them with"
+        )
+    generator = np.random.default_rng(0)
+    leaves = [_generated(generator, aval.shape, aval.dtype) for aval in baseline.in_avals]
+    args, kwargs = jax.tree_util.tree_unflatten(baseline.in_tree, leaves)
+    if kwargs:
+        raise ReplayUnavailable("the stored program takes keyword arguments: not generated")
+    changed = _first_difference(theirs, ours)
+    return tuple(args), (
+        f"its arguments differ from the current ones ({changed}): the baseline program ran on generated "
+        "arrays of its own shapes and dtypes"
+    )
+
+
+def _first_difference(theirs: Sequence[tuple[Any, Any]], ours: Sequence[tuple[Any, Any]]) -> str:
+    if len(theirs) != len(ours):
+        return f"{len(theirs)} arguments stored, {len(ours)} now"
+    for index, ((shape_b, dtype_b), (shape_c, dtype_c)) in enumerate(zip(theirs, ours, strict=True)):
+        if (shape_b, dtype_b) != (shape_c, dtype_c):
+            return f"argument {index}: {dtype_b}{list(shape_b)} stored, {dtype_c}{list(shape_c)} now"
+    return "their tree structure differs"
+
+
+def _generated(generator: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> Any:
+    kind = np.dtype(dtype).kind
+    if kind == "f" or kind == "V":  # V: bfloat16 and other ml_dtypes floats
+        values = generator.standard_normal(shape).astype(np.float32) * 0.1
+        return jax.numpy.asarray(values, dtype=dtype)
+    return jax.numpy.zeros(shape, dtype=dtype)  # integers as indices: zero is always a valid one
+
+
+def _compiled(program: export.Exported, arguments: tuple[Any, ...]) -> tuple[Callable[..., Any], float]:
+    """The program compiled for these arguments, and the seconds XLA's compile took."""
+    lowered = jax.jit(program.call).lower(*arguments)
+    start = time.perf_counter()
+    compiled = lowered.compile()
+    return compiled, time.perf_counter() - start
+
+
+def _fingerprint(compiled: Any) -> str:
+    return normalized_hlo(compiled.as_text() or "")
+
+
+def _slot(call: Callable[[], Any], calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        jax.block_until_ready(call())  # type: ignore[no-untyped-call]
+    return time.perf_counter() - start
+
+
+def _block(baseline: Callable[[], Any], current: Callable[[], Any], calls: int, quads: int) -> float:
+    """The log of current / baseline over one block: the median of its quads' ratios, the quads
+    alternately A B B A and B A A B."""
+    logs = []
+    for quad in range(quads):
+        if quad % 2 == 0:
+            a1, b1, b2, a2 = (_slot(baseline, calls), _slot(current, calls), _slot(current, calls),
+                              _slot(baseline, calls))  # fmt: skip
+        else:
+            b1, a1, a2, b2 = (_slot(current, calls), _slot(baseline, calls), _slot(baseline, calls),
+                              _slot(current, calls))  # fmt: skip
+        logs.append(math.log((b1 + b2) / (a1 + a2)))
+    return statistics.median(logs)
+
+
+def _interval(block_logs: Sequence[float], t_quantile: Callable[[int], float]) -> tuple[float, float]:
+    """The 95% t interval of the mean block log ratio (``t_quantile`` of the degrees of freedom)."""
+    centre = statistics.fmean(block_logs)
+    if len(block_logs) < 2:
+        return -math.inf, math.inf
+    error = statistics.stdev(block_logs) / math.sqrt(len(block_logs))
+    t = float(t_quantile(len(block_logs) - 1))
+    return centre - t * error, centre + t * error
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:300] if text else ''}"
