@@ -18,7 +18,7 @@ from .processes import head_commit, run_pytest
 from .records import CheckRecord
 from .results import load_results
 from .units import format_bytes
-from .verdicts import noise_floor, noise_floor_of_run
+from .verdicts import NOISE_MULTIPLE, noise_floor, noise_floor_of_run
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -65,13 +65,21 @@ def write_baselines(
     # the larger of its own spread and the median spread of the whole recording.
     machine_noise = noise_floor_of_run([noise_floor(medians[id(r)]) for r in measured])
     by_module: dict[str, dict[str, dict[str, Any]]] = {}
+    refused = 0
     for record in measured:
-        own = noise_floor(medians[id(record)])
+        floor = max(noise_floor(medians[id(record)]), machine_noise)
+        seen = limit_line(record, floor, len(medians[id(record)]), settings)
+        if seen is not None:
+            line, refuse = seen
+            messages.append(line)
+            if refuse:
+                refused += 1
+                continue
         by_module.setdefault(record.module, {})[record.baseline_key] = baseline_record(
-            record, medians[id(record)], max(own, machine_noise), commit, recordings.get(id(record), 1)
+            record, medians[id(record)], floor, commit, recordings.get(id(record), 1)
         )
     messages.extend(program_lines(measured))
-    ok = True
+    ok = refused == 0
     for module, module_records in sorted(by_module.items()):
         try:
             path = store.write(module, module_records)
@@ -81,6 +89,33 @@ def write_baselines(
             continue
         messages.append(f"jaxperf: {len(module_records)} baseline(s) written to {path}")
     return ok
+
+
+def limit_line(
+    record: CheckRecord, floor: float, processes: int, settings: PluginSettings
+) -> tuple[str, bool] | None:
+    """Where the baseline's cross-process limit exceeds twice the threshold: the line saying what it can
+    see, and whether it is refused (beyond the ceiling, no program to replay, not allowed)."""
+    limit = max(settings.threshold, NOISE_MULTIPLE * floor)
+    if limit <= 2 * settings.threshold:
+        return None
+    name = f"{record.module}::{record.baseline_key}"
+    replayable = bool(record.program and "data" in record.program)
+    line = (
+        f"jaxperf: {name} can only catch slowdowns beyond +{limit:.0%} by its recorded times: its "
+        f"{processes} recording processes spread {floor:.0%} (recorded on a busy machine?)"
+    )
+    if replayable:
+        return f"{line}; its program is stored, and replaying it decides the timing", False
+    if limit > settings.limit_ceiling and not settings.allow_wide_limits:
+        return (
+            f"{line}; not recorded: beyond the ceiling of +{settings.limit_ceiling:.0%} "
+            f"(jaxperf_limit_ceiling) with no program to replay "
+            f"({(record.program or {}).get('unavailable', 'none stored')}); record it on a quieter machine, "
+            "or pass --jaxperf-allow-wide-limits",
+            True,
+        )
+    return line, False
 
 
 def _extend(

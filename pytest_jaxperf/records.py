@@ -73,6 +73,13 @@ class VerdictRecord(TypedDict):
     """``replay``, ``cross-process`` or ``exact``: the tier whose figures gave the status."""
     cross_process: NotRequired[str]
     """The cross-process timing tier's own status, where another tier decided (or ``not compared``)."""
+    detectable: NotRequired[float | None]
+    """The smallest slowdown the deciding timing tier can call a regression: the replay's threshold, or
+    the cross-process limit (the threshold raised by the baseline's noise floor)."""
+    threshold: NotRequired[float]
+    """The threshold that tier was given."""
+    recorded_elsewhere: NotRequired[str]
+    """For a baseline of another CPU model or jax: how its environment differs (times not compared)."""
 
 
 class AuditRecord(TypedDict):

@@ -8,6 +8,7 @@ import re
 import statistics
 from typing import TYPE_CHECKING, Any
 
+from .gate_notes import gate_lines, paired_drift_lines
 from .records import CheckRecord, ComparisonRecord, FidelityRecord, FigureRecord
 from .verdicts import IMPROVED, INCONCLUSIVE, NOT_COMPARABLE, REGRESSED, TimedCheck, run_drift
 
@@ -32,6 +33,15 @@ def _vs_baseline(record: CheckRecord) -> str:
     return f"{change:+.1%}"
 
 
+def _replay(record: CheckRecord) -> str:
+    """The replay's change in time, with its interval's half-width: ``+1.2%±0.8``."""
+    replay = record.replay
+    if not replay or "ratio" not in replay:
+        return "-"
+    half_width = (replay["ci_high"] - replay["ci_low"]) / 2
+    return f"{replay['ratio'] - 1:+.1%}±{100 * half_width:.1f}"
+
+
 def check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
     """One row per check: the table both the terminal and Markdown show."""
     rows: list[tuple[str, ...]] = [
@@ -45,7 +55,9 @@ def check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
             "±CI %",
             "items/s",
             "vs baseline",
+            "replay",
             "verdict",
+            "by",
         )
     ]
     for c in records:
@@ -70,7 +82,9 @@ def check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
                 ci,
                 throughput,
                 _vs_baseline(c),
+                _replay(c),
                 c.verdict.get("status", "-") if c.verdict else "-",
+                c.verdict.get("decided_by", "-") if c.verdict else "-",
             )
         )
     return rows
@@ -145,7 +159,7 @@ def summary_lines(records: Sequence[Record]) -> list[str]:
     if scaling:
         lines += [""] if lines else []
         lines += scaling
-    notes = verdict_notes(records) + drift_lines(records)
+    notes = verdict_notes(records) + drift_lines(records) + gate_lines(records)
     if notes:
         lines += [""] if lines else []
         lines += notes
@@ -181,7 +195,7 @@ def drift_lines(records: Sequence[Record]) -> list[str]:
     drift = run_drift(timed)
     if drift is None:
         return []
-    lines = [f"jaxperf: {drift.describe()}."]
+    lines = [f"jaxperf: {drift.describe()}.", *paired_drift_lines(records, drift.median_ratio)]
     if drift.slower:
         standing = len(drift.standing_out)
         lines.append(
@@ -291,9 +305,9 @@ def markdown_summary(records: Sequence[Record]) -> str:
     if regressions:
         lines += ["", "**Regressions**", ""]
         lines += [f"- `{r.nodeid}` {r.key}: {r.verdict['reason']}" for r in regressions if r.verdict]
-    drift = drift_lines(records)
-    if drift:
-        lines += ["", *(f"> {line.removeprefix('jaxperf: ')}" for line in drift)]
+    notes = drift_lines(records) + gate_lines(records)
+    if notes:
+        lines += ["", *(f"> {line.removeprefix('jaxperf: ')}" for line in notes)]
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,7 @@ much.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import statistics
@@ -69,6 +70,10 @@ class Verdict:
     decided_by: str = DECIDED_BY_CROSS_PROCESS
     cross_process: str = ""
     """The cross-process tier's own status where another tier decided; ``not compared`` where it was not."""
+    detectable: float | None = None
+    """The smallest slowdown the deciding timing tier can call a regression (None: no timing compared)."""
+    threshold: float | None = None
+    recorded_elsewhere: str = ""
 
     def to_dict(self) -> VerdictRecord:
         record = VerdictRecord(
@@ -84,6 +89,11 @@ class Verdict:
         )
         if self.cross_process:
             record["cross_process"] = self.cross_process
+        if self.threshold is not None:
+            record["detectable"] = self.detectable
+            record["threshold"] = self.threshold
+        if self.recorded_elsewhere:
+            record["recorded_elsewhere"] = self.recorded_elsewhere
         return record
 
     @property
@@ -245,6 +255,26 @@ def verdict(
     """Every tier that can compare: a deterministic regression fails whatever the timing says; else the
     replay decides where there is one, else the cross-process timing."""
     comparable = comparability or Comparability()
+    judged = _judged(current, baseline, current_samples, baseline_samples, threshold, reference, replay,
+                     replay_threshold, comparable)  # fmt: skip
+    detectable: float | None = replay_threshold if replay is not None else judged.limit
+    given = replay_threshold if replay is not None else threshold
+    return dataclasses.replace(
+        judged, detectable=detectable, threshold=given, recorded_elsewhere=comparable.why_not
+    )
+
+
+def _judged(
+    current: Mapping[str, Any],
+    baseline: Mapping[str, Any],
+    current_samples: Sequence[float],
+    baseline_samples: Sequence[float],
+    threshold: float,
+    reference: str,
+    replay: ReplayFigures | None,
+    replay_threshold: float,
+    comparable: Comparability,
+) -> Verdict:
     regressions, improvements = (
         deterministic_changes(current, baseline, reference=reference) if comparable.exact else ([], [])
     )
