@@ -67,7 +67,8 @@ class Verdict:
     """Deterministic changes found (regressions or improvements), one line each."""
     regressed_exactly: bool = False
     """Whether a deterministic figure regressed: the program's doing, whatever the machine's speed."""
-    decided_by: str = DECIDED_BY_CROSS_PROCESS
+    decided_by: str = ""
+    """``exact``, ``replay`` or ``cross-process``; empty where nothing was compared (new, not comparable)."""
     cross_process: str = ""
     """The cross-process tier's own status where another tier decided; ``not compared`` where it was not."""
     detectable: float | None = None
@@ -85,8 +86,9 @@ class Verdict:
             limit=self.limit,
             deterministic=list(self.deterministic),
             regressed_exactly=self.regressed_exactly,
-            decided_by=self.decided_by,
         )
+        if self.decided_by:
+            record["decided_by"] = self.decided_by
         if self.cross_process:
             record["cross_process"] = self.cross_process
         if self.threshold is not None:
@@ -322,7 +324,9 @@ def _judged(
         )
     if timing is None:
         return Verdict(PASS, cross_reason, deterministic=tuple(improvements), decided_by=DECIDED_BY_EXACT)
-    return Verdict(timing.status, timing.reason, *cross_fields, tuple(improvements))
+    return Verdict(
+        timing.status, timing.reason, *cross_fields, tuple(improvements), decided_by=DECIDED_BY_CROSS_PROCESS
+    )
 
 
 #: A tier that was not compared (a baseline recorded on another CPU model has no comparable times).

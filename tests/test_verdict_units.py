@@ -204,14 +204,18 @@ def test_store_round_trip_merges_and_reports_corrupt_files(tmp_path: Path) -> No
     # Another jax: the program replays, absolute times and the exact figures are not compared.
     other = BaselineStore(tmp_path, {**FINGERPRINT, "jax": "0.11.2"})
     lookup = other.lookup("tests/test_x.py", "test_a::m")
-    assert lookup.status == "found" and lookup.path == path
-    assert not lookup.comparability.times and not lookup.comparability.exact
+    assert lookup.status == "found"
+    assert lookup.path == path
+    assert not lookup.comparability.times
+    assert not lookup.comparability.exact
     assert "jax: '0.10.2' there, '0.11.2' here" in lookup.comparability.why_not
     # Another CPU model: the exact figures too.
     elsewhere = BaselineStore(tmp_path, {**FINGERPRINT, "cpu_model": "Another CPU"}).lookup(
         "tests/test_x.py", "test_a::m"
     )
-    assert elsewhere.status == "found" and elsewhere.comparability.exact and not elsewhere.comparability.times
+    assert elsewhere.status == "found"
+    assert elsewhere.comparability.exact
+    assert not elsewhere.comparability.times
     # Another backend: another program, nothing compared.
     lookup = BaselineStore(tmp_path, {**FINGERPRINT, "backend": "gpu"}).lookup("tests/test_x.py", "test_a::m")
     assert lookup.status == "not comparable"
