@@ -55,9 +55,13 @@ def elsewhere_lines(records: Sequence[Record]) -> list[str]:
     lines = []
     for where, checks in sorted(by_environment.items()):
         replayed = sum(1 for c in checks if c.replay and "ratio" in c.replay)
+        judged_by = (
+            f"judged by replay ({replayed} replayed) and exact figures"
+            if replayed
+            else "judged by exact figures only (no stored program was replayed)"
+        )
         lines.append(
-            f"jaxperf: {len(checks)} check(s) have baselines {where}: judged by replay ({replayed} replayed) "
-            "and exact figures; absolute times not compared"
+            f"jaxperf: {len(checks)} check(s) have baselines {where}: {judged_by}; absolute times not compared"
         )
     return lines
 
