@@ -61,7 +61,8 @@ def elsewhere_lines(records: Sequence[Record]) -> list[str]:
             else "judged by exact figures only (no stored program was replayed)"
         )
         lines.append(
-            f"jaxperf: {len(checks)} check(s) have baselines {where}: {judged_by}; absolute times not compared"
+            f"jaxperf: {len(checks)} check(s) have baselines {where}: {judged_by}; "
+            "absolute times not compared"
         )
     return lines
 
