@@ -4,6 +4,7 @@ the report page and the baselines' history. Plain unit tests: nothing here runs 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import html.parser
 import json
 import math
@@ -13,6 +14,7 @@ import pytest
 
 from pytest_jaxperf import ab, cli, page, plots
 from pytest_jaxperf.comparison import ONLY_IN_A, ONLY_IN_B, any_regressed, compare_results
+from pytest_jaxperf.gate_notes import gate_lines
 from pytest_jaxperf.records import CheckRecord, FigureRecord
 from pytest_jaxperf.report import JSON_SCHEMA_VERSION, drift_lines, markdown_summary, results_json
 from pytest_jaxperf.results import ResultsError, baseline_history, load_results
@@ -400,3 +402,39 @@ def test_the_summary_says_when_the_whole_run_drifted() -> None:
     assert drift_lines(drifted[:7]) == []  # too few checks to tell the machine from the models
     # The pull-request comment says it too, under the regressions.
     assert "\n> the median of 14 timed checks ran 13.8% slower" in markdown_summary(run)
+
+
+def test_the_summary_pairs_a_drift_with_the_replays_and_notes_the_gate_itself() -> None:
+    def replayed(index: int, ratio: float, replay_ratio: float, **replay: object) -> CheckRecord:
+        verdict = {
+            "status": "pass", "reason": "", "ratio": ratio, "ci_low": ratio - 0.02, "limit": 0.3,
+            "regressed_exactly": False, "decided_by": "replay", "cross_process": "pass",
+            "detectable": 0.05, "threshold": 0.05,
+        }  # fmt: skip
+        record = check(f"t.py::test_{index}", 0.001 * ratio, verdict=verdict)
+        figures = {"ratio": replay_ratio, "ci_low": replay_ratio - 0.01, "ci_high": replay_ratio + 0.01,
+                   "same_program": True, "compile_ratio": 1.0, "compile_seconds_current": 0.1,
+                   "compile_seconds_baseline": 0.1, **replay}  # fmt: skip
+        return dataclasses.replace(record, replay=figures)
+
+    # Every check 15 % slower across processes; their programs, replayed, as fast as the baselines'.
+    run = [replayed(i, 1.15, 1.0 + 0.002 * (i % 3 - 1)) for i in range(10)]
+    run.append(replayed(10, 1.15, 1.0, compile_ratio=1.6, compile_seconds_current=0.16))
+    lines = drift_lines(run)
+    assert lines[1].startswith("jaxperf: meanwhile the 11 replayed checks' programs ran +0.0% against their ")
+    assert lines[1].endswith(
+        "the programs did not change, the machine did (cross-process +15.0%); the replays decided"
+    )
+    notes = gate_lines(run)
+    assert notes[0].startswith("jaxperf: replay noise: 11 check(s) replayed their own unchanged program")
+    assert notes[1].startswith("jaxperf: warning: t.py::test_10 ")
+    assert "XLA compile 1.60× the baseline program's here (0.160 s vs 0.100 s)" in notes[1]
+    # A check judged across processes whose limit is far beyond its threshold says what it can see.
+    blind = check("t.py::test_blind", 0.001, verdict={
+        "status": "pass", "reason": "", "ratio": 1.0, "ci_low": 0.9, "limit": 1.83,
+        "regressed_exactly": False, "decided_by": "cross-process", "detectable": 1.83, "threshold": 0.1,
+    })  # fmt: skip
+    assert gate_lines([blind])[0].startswith(
+        "jaxperf: t.py::test_blind Decoder can only catch slowdowns beyond +183.0%: its baseline's recording "
+        "processes spread 61% (recorded on a busy machine?)"
+    )

@@ -29,10 +29,13 @@ from pytest_jaxperf.verdicts import (
     INCONCLUSIVE,
     PASS,
     REGRESSED,
+    Comparability,
+    ReplayFigures,
     TimedCheck,
     deterministic_changes,
     expected_range,
     noise_floor,
+    replay_status,
     run_drift,
     timing_verdict,
     verdict,
@@ -260,3 +263,43 @@ def test_the_machine_noise_floor_is_the_median_of_a_recordings_floors() -> None:
 
     assert noise_floor_of_run([0.02, 0.1, 0.06, 0.0]) == pytest.approx(0.06)
     assert noise_floor_of_run([0.02, 0.1]) == 0.0  # too few measurements to speak for the machine
+
+
+@pytest.mark.parametrize(
+    ("ratio", "low", "high", "same", "status"),
+    [
+        (1.06, 1.04, 1.08, False, "regressed"),  # beyond half the threshold, interval above 1
+        (1.03, 1.01, 1.05, False, "regressed"),  # a 3 % change seen precisely
+        (1.03, 0.99, 1.07, False, "inconclusive"),  # beyond half, but 1 still inside, and 5 % too
+        (1.01, 0.99, 1.03, False, "pass"),  # the interval rules out 5 %
+        (0.94, 0.92, 0.96, False, "improved"),
+        (1.10, 1.08, 1.12, True, "pass"),  # two identical programs: their difference is noise
+        (1.00, 0.90, 1.10, False, "inconclusive"),
+    ],
+)
+def test_replay_status(ratio: float, low: float, high: float, same: bool, status: str) -> None:
+    assert replay_status(ReplayFigures(ratio, low, high, 10, same), 0.05) == status
+
+
+def test_a_replay_decides_the_timing_and_the_exact_tier_still_fails() -> None:
+    base = {"median": 1.0, "items_per_call": 1, "noise_floor": 0.01, "compiles": 1, "metrics": {"flops": 100}}
+    current = {"median": 1.5, "items_per_call": 1, "compiles": 1, "metrics": {"flops": 100}}
+    samples = [1.5] * 20
+    replayed = ReplayFigures(1.01, 0.99, 1.03, 8, False)
+    judged = verdict(current, base, samples, [1.0] * 20, replay=replayed)
+    # 50 % slower across processes, the same in the replay: the machine, not the program.
+    assert (judged.status, judged.decided_by, judged.cross_process) == ("pass", "replay", "regressed")
+    assert judged.ratio == pytest.approx(1.5)
+    assert judged.reason.startswith("replay +1.0% against the baseline's own program")
+    assert (judged.detectable, judged.threshold) == (0.05, 0.05)
+    more_flops = verdict({**current, "metrics": {"flops": 200}}, base, samples, [1.0] * 20, replay=replayed)
+    assert (more_flops.status, more_flops.decided_by) == ("regressed", "exact")
+    # Another CPU model: no absolute time compared, the replay decides.
+    elsewhere = Comparability(times=False, why_not="recorded with cpu_model: 'A' there, 'B' here")
+    judged = verdict(current, base, samples, [1.0] * 20, replay=replayed, comparability=elsewhere)
+    assert (judged.status, judged.cross_process, judged.ratio) == ("pass", "not compared", None)
+    assert judged.recorded_elsewhere == elsewhere.why_not
+    # Without a replay, no time to compare: the exact tier alone.
+    alone = verdict(current, base, samples, [1.0] * 20, comparability=elsewhere)
+    assert (alone.status, alone.decided_by) == ("pass", "exact")
+    assert "absolute times not compared" in alone.reason
