@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import plots
+from .gate_notes import gate_lines
 from .records import CheckRecord, ComparisonRecord, FigureRecord
 from .report import check_rows, markdown_table, precision_rows, verdict_counts, verdict_notes
 from .verdicts import INCONCLUSIVE, NOT_COMPARABLE, REGRESSED
@@ -113,6 +114,7 @@ def _verdicts(results: Results) -> Section:
         )
         tables.append(Table(rows[0], own, caption=module))
     notes = tuple(verdict_notes(results.records, (REGRESSED, INCONCLUSIVE, NOT_COMPARABLE)))
+    notes += tuple(line.removeprefix("jaxperf: ") for line in gate_lines(results.records))
     return Section(
         "Checks and verdicts",
         "Every check of the run; under --jaxperf, its timing and its verdict against the committed baseline.",
