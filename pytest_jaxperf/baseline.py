@@ -270,12 +270,13 @@ class BaselineStore:
                 continue
             portable.append(Lookup("found", other.records[key], "", comparability, other.path))
         if portable:
-            # A record that can be replayed sees most; then the exact tier; then the oldest directory.
+            # The exact tier first (certain where a replay may find the program unreadable), then a record
+            # that can be replayed; among equals, the first directory in name order.
             return min(
                 portable,
                 key=lambda found: (
-                    "data" not in ((found.record or {}).get("program") or {}),
                     not found.comparability.exact,
+                    "data" not in ((found.record or {}).get("program") or {}),
                 ),
             )
         return Lookup(NOT_COMPARABLE, None, incomparable) if incomparable else Lookup(NEW)

@@ -98,6 +98,8 @@ def compile_lines(records: Sequence[Record]) -> list[str]:
         replay = check.replay
         if not replay or replay.get("compile_ratio", 0.0) <= COMPILE_WARNING_RATIO:
             continue
+        if replay.get("compile_cache"):  # the times may be cache reads: no ratio of compiles
+            continue
         lines.append(
             f"jaxperf: warning: {_name(check)}: XLA compile {replay['compile_ratio']:.2f}× the baseline "
             f"program's here ({replay['compile_seconds_current']:.3f} s vs "
@@ -121,7 +123,7 @@ def blind_lines(records: Sequence[Record]) -> list[str]:
         lines.append(
             f"jaxperf: {_name(check)} can only catch slowdowns beyond {_percent(detectable)}: its "
             f"baseline's recording processes spread {detectable / NOISE_MULTIPLE:.0%} (recorded on a busy "
-            "machine?); record it anew with its program stored, and replay decides"
+            "machine?); a jaxperf.check whose program is stored is judged by replay instead"
         )
     return lines
 

@@ -106,7 +106,8 @@ def measure_and_gate(
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The smallest slowdowns the gate calls a regression: across processes, and by replay."""
+    """The thresholds of the timing tiers: across processes (the interval beyond it regresses) and by
+    replay (the slowdown it catches: see ``verdicts.replay_status``)."""
 
     cross_process: float
     replay: float
@@ -133,6 +134,8 @@ def replayed(
     __tracebackhide__ = True
     if lookup is None or lookup.record is None:
         return None
+    if program is None:
+        return ReplayRecord(unavailable="jaxperf.measure times any callable: only jaxperf.check replays")
     stored = lookup.record.get("program")
     if not isinstance(stored, dict) or "data" not in stored:
         why = stored.get("unavailable") if isinstance(stored, dict) else None
@@ -142,8 +145,6 @@ def replayed(
             else "no program stored with its baseline (recorded before programs were; "
             "--jaxperf-update-baselines stores one)"
         )
-    if program is None:
-        return ReplayRecord(unavailable="jaxperf.measure times any callable: only jaxperf.check replays")
     where = f"{lookup.path} record {current.baseline_key!r}"
     try:
         baseline = load_program(StoredProgram.from_text(str(stored["data"]), int(stored["serialized_bytes"])))

@@ -128,7 +128,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="FRACTION",
         type=_checked(positive_float),
         default=None,
-        help="Smallest slowdown called a regression, e.g. 0.1 for 10%% (default 0.1)",
+        help="Across processes: a slowdown whose interval lies beyond it regresses, e.g. 0.1 (default 0.1)",
     )
     group.addoption(
         "--jaxperf-replay-threshold",
@@ -136,7 +136,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="FRACTION",
         type=_checked(positive_float),
         default=None,
-        help="Smallest slowdown called a regression when the baseline's program is replayed (default 0.05)",
+        help="By replay: the slowdown caught (half of it, interval above 1, regresses; default 0.05)",
     )
     group.addoption(
         "--jaxperf-allow-wide-limits",
@@ -175,10 +175,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     ini("jaxperf_benchmark_json", "Write measurements in pytest-benchmark's format to this file", default="")
     ini("jaxperf_budget", "Sampling time per measurement in seconds, at most", default="2.0")
     ini("jaxperf_ci_target", "Stop sampling when the median's 95% CI is within this fraction", default="0.02")
-    ini("jaxperf_threshold", "Smallest slowdown called a regression (a fraction)", default="0.10")
+    ini(
+        "jaxperf_threshold", "Across processes: the interval beyond it regresses (a fraction)", default="0.10"
+    )
     ini(
         "jaxperf_replay_threshold",
-        "Smallest slowdown called a regression by replaying the baseline's program (a fraction)",
+        "By replay: the slowdown caught; beyond half of it, with an interval above 1, regresses",
         default="0.05",
     )
     ini(

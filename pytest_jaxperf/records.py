@@ -168,6 +168,8 @@ class ReplayRecord(TypedDict, total=False):
     compile_seconds_current: float
     compile_seconds_baseline: float
     compile_ratio: float
+    compile_cache: bool
+    """Whether jax's persistent compilation cache was on (the compile times may be cache reads)."""
     note: str
     unavailable: str
     """Why the check was not replayed (no program stored, another platform, unreadable by this jax)."""

@@ -84,7 +84,7 @@ class PluginSettings:
     threshold: float = 0.10
     """Smallest slowdown the cross-process timing tier calls a regression (raised by the noise floor)."""
     replay_threshold: float = 0.05
-    """Smallest slowdown called a regression when a baseline's stored program is replayed."""
+    """The slowdown a replay of the baseline's stored program catches (see ``verdicts.replay_status``)."""
     limit_ceiling: float = 0.5
     """Widest limit a recorded baseline may have without a stored program, unless allowed."""
     allow_wide_limits: bool = False

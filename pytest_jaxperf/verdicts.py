@@ -213,15 +213,15 @@ class Comparability:
 
 
 def replay_status(figures: ReplayFigures, threshold: float) -> str:
-    """The replay tier's status: regressed when the ratio is more than half the threshold above 1 and its
-    95% interval excludes 1 (the replay samples until its interval is within a quarter of the threshold,
-    so a slowdown of the threshold's size is caught); pass when the interval rules out a change of the
-    threshold's size; the same rule the other way for improved; inconclusive otherwise. Two identical
-    programs cannot differ: their ratio is noise, and they pass."""
+    """The replay tier's status. Two identical optimized programs cannot differ: their ratio is noise,
+    and they pass. Otherwise regressed when the ratio is more than half the threshold above 1 and its 95%
+    interval excludes 1 (the replay samples until its interval is within a quarter of the threshold, so a
+    slowdown of the threshold's size is caught); pass when the interval rules out a change of the
+    threshold's size; the same rule the other way for improved; inconclusive otherwise."""
+    if figures.same_program:
+        return PASS
     slower = figures.ratio - 1 > threshold / 2 and figures.ci_low > 1
     faster = 1 / figures.ratio - 1 > threshold / 2 and figures.ci_high < 1
-    if (slower or faster) and figures.same_program:
-        return PASS
     if slower:
         return REGRESSED
     if faster:
@@ -322,6 +322,10 @@ def _judged(
             decided_by=DECIDED_BY_REPLAY,
             cross_process=timing.status if timing else NOT_COMPARED,
         )
+    if timing is None and not comparable.exact:
+        # Another jax and nothing replayed: no tier compared anything, and a pass would say otherwise.
+        return Verdict(NOT_COMPARABLE, f"baseline {comparable.why_not}: exact figures and absolute times not "
+                       "compared, and no stored program was replayed")  # fmt: skip
     if timing is None:
         return Verdict(PASS, cross_reason, deterministic=tuple(improvements), decided_by=DECIDED_BY_EXACT)
     return Verdict(

@@ -115,7 +115,8 @@ def test_a_baseline_without_a_program_is_judged_as_before(recorded: pytest.Pytes
     document = json.loads(path.read_text())
     del document["records"]["test_looped::Looped"]["program"]
     path.write_text(json.dumps(document))
-    record, result = results(recorded, passed=2)
+    # A wide threshold: the plumbing is checked here, not the machine's speed across processes.
+    record, result = results(recorded, "--jaxperf-threshold=0.9", passed=2)
     assert record["verdict"]["decided_by"] == "cross-process"
     assert record["replay"]["unavailable"].startswith("no program stored with its baseline")
     result.stdout.fnmatch_lines(["*jaxperf: 1 check(s) not replayed: no program stored with its baseline*"])
@@ -149,7 +150,7 @@ def test_a_program_this_jax_cannot_read_is_not_comparable_by_replay(recorded: py
         data=base64.b64encode(zlib.compress(unreadable)).decode(), serialized_bytes=len(unreadable)
     )
     path.write_text(json.dumps(document))
-    record, _ = results(recorded, passed=2)
+    record, _ = results(recorded, "--jaxperf-threshold=0.9", passed=2)
     assert record["verdict"]["decided_by"] == "cross-process"
     assert record["replay"]["unavailable"].startswith("not comparable by replay: jax ")
 

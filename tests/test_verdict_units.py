@@ -274,6 +274,7 @@ def test_the_machine_noise_floor_is_the_median_of_a_recordings_floors() -> None:
         (1.01, 0.99, 1.03, False, "pass"),  # the interval rules out 5 %
         (0.94, 0.92, 0.96, False, "improved"),
         (1.10, 1.08, 1.12, True, "pass"),  # two identical programs: their difference is noise
+        (1.00, 0.80, 1.20, True, "pass"),  # however wide their interval
         (1.00, 0.90, 1.10, False, "inconclusive"),
     ],
 )
@@ -303,3 +304,8 @@ def test_a_replay_decides_the_timing_and_the_exact_tier_still_fails() -> None:
     alone = verdict(current, base, samples, [1.0] * 20, comparability=elsewhere)
     assert (alone.status, alone.decided_by) == ("pass", "exact")
     assert "absolute times not compared" in alone.reason
+    # Another jax and no replay: nothing was compared, which no pass may hide.
+    other_jax = Comparability(times=False, exact=False, why_not="recorded with jax: '0.10.2' there")
+    nothing = verdict({**current, "compiles": 2}, base, samples, [1.0] * 20, comparability=other_jax)
+    assert nothing.status == "not comparable"
+    assert nothing.reason.startswith("baseline recorded with jax: '0.10.2' there: exact figures and absolute")

@@ -42,8 +42,12 @@ _SLOT_SECONDS = 0.0005
 _QUADS_PER_BLOCK = 8
 #: Blocks before the interval may stop the sampling: the t interval of fewer is too wide to trust.
 _MIN_BLOCKS = 6
-#: Blocks whatever the budget: an interval needs at least this many.
+#: Blocks whatever the budget: an interval needs at least this many...
 _FEWEST_BLOCKS = 3
+#: ...of at least this many quads (one A B B A, one B A A B)...
+_MIN_QUADS = 2
+#: ...unless that would take more than this many budgets: then the program is too slow to replay here.
+_OVERRUN = 3.0
 _CONFIDENCE = 0.95
 
 
@@ -86,6 +90,8 @@ class Replay:
     compile_seconds_current: float
     compile_seconds_baseline: float
     """XLA's compile of each program here (the backend compile, not tracing): the faster of two."""
+    compile_cache: bool = False
+    """Whether jax's persistent compilation cache was on: the compile times may then be cache reads."""
     note: str = ""
 
     @property
@@ -106,6 +112,7 @@ class Replay:
             compile_seconds_current=self.compile_seconds_current,
             compile_seconds_baseline=self.compile_seconds_baseline,
             compile_ratio=self.compile_ratio,
+            compile_cache=self.compile_cache,
             note=self.note,
         )
 
@@ -135,7 +142,7 @@ def replay(
     config = config or ReplayConfig()
     t_quantile = functools.partial(stats.t.ppf, 0.5 + _CONFIDENCE / 2)
     began = time.perf_counter()
-    platform = jax.default_backend()
+    platform = jax_export.default_export_platform()
     if platform not in baseline.platforms:
         raise ReplayUnavailable(
             f"the stored program was exported for {', '.join(baseline.platforms)}, not for {platform}"
@@ -150,10 +157,13 @@ def replay(
         run_baseline, baseline_compile = _compiled(baseline, baseline_arguments)
     except Exception as error:  # a module this XLA rejects: not comparable, the rest of the gate goes on
         raise ReplayUnavailable(f"the stored program does not compile here: {_first_line(error)}") from None
-    run_current, current_compile = _compiled(current, arguments)
-    # The second compile of each, in the opposite order: the faster of two is the compile's own time.
-    baseline_compile = min(baseline_compile, _compiled(baseline, baseline_arguments)[1])
-    current_compile = min(current_compile, _compiled(current, arguments)[1])
+    try:
+        run_current, current_compile = _compiled(current, arguments)
+        # The second compile of each, in the opposite order: the faster of two is the compile's own time.
+        current_compile = min(current_compile, _compiled(current, arguments)[1])
+        baseline_compile = min(baseline_compile, _compiled(baseline, baseline_arguments)[1])
+    except Exception as error:
+        raise ReplayFailed(f"the programs did not compile side by side: {_first_line(error)}") from error
 
     def call_baseline() -> Any:
         return run_baseline(*baseline_arguments)
@@ -165,36 +175,53 @@ def replay(
         for _ in range(3):  # first calls allocate, fault pages in: not samples
             _slot(call_baseline, 1)
             _slot(call_current, 1)
-    except Exception as error:
-        raise ReplayFailed(f"the stored program failed when run: {_first_line(error)}") from error
-    one_call = max(min(_slot(call_baseline, 1), _slot(call_current, 1)), 1e-7)
-    calls = max(1, math.ceil(_SLOT_SECONDS / one_call))
-    quads_per_block = max(
-        1, min(_QUADS_PER_BLOCK, int(config.budget_seconds / (_MIN_BLOCKS * 4 * calls * one_call)))
-    )
-    block_ratios: list[float] = []
-    start = time.perf_counter()
-    while True:
-        block_ratios.append(_block(call_baseline, call_current, calls, quads_per_block))
-        low, high = _interval(block_ratios, t_quantile)
-        spent = time.perf_counter() - start
-        precise = len(block_ratios) >= _MIN_BLOCKS and (high - low) / 2 <= config.target
-        if len(block_ratios) >= _FEWEST_BLOCKS and (precise or spent >= config.budget_seconds):
-            break
-    centre = statistics.fmean(block_ratios)
-    low, high = _interval(block_ratios, t_quantile)
+        one_call = max(min(_slot(call_baseline, 1), _slot(call_current, 1)), 1e-7)
+        calls = max(1, math.ceil(_SLOT_SECONDS / one_call))
+        fewest_seconds = _FEWEST_BLOCKS * _MIN_QUADS * 4 * calls * one_call
+        if fewest_seconds > _OVERRUN * config.budget_seconds:
+            raise ReplayUnavailable(
+                f"one call takes {one_call:.3g} s: the fewest quads an interval needs would take "
+                f"{fewest_seconds:.3g} s, beyond {_OVERRUN:g}× the budget of {config.budget_seconds:g} s "
+                "(--jaxperf-budget, @jaxperf.gate(budget_seconds=…))"
+            )
+        # Small blocks for a slow program, so that at least _MIN_BLOCKS of them fit the budget; an even
+        # number of quads, so that each block holds as many A B B A as B A A B.
+        fitting = int(config.budget_seconds / (_MIN_BLOCKS * 4 * calls * one_call))
+        quads_per_block = max(_MIN_QUADS, min(_QUADS_PER_BLOCK, fitting)) // 2 * 2
+        block_logs: list[float] = []
+        start = time.perf_counter()
+        while True:
+            # Every other block starts with B A A B: no side owns the slot after the bookkeeping.
+            block_logs.append(
+                _block(call_baseline, call_current, calls, quads_per_block, len(block_logs) % 2)
+            )
+            spent = time.perf_counter() - start
+            # Looked at every third block only: each look is a chance for noise to stop the sampling
+            # early on a lucky interval.
+            looked = len(block_logs) >= _MIN_BLOCKS and len(block_logs) % 3 == 0
+            if looked and _half_width(block_logs, t_quantile) <= config.target:
+                break
+            if len(block_logs) >= _FEWEST_BLOCKS and spent >= config.budget_seconds:
+                break
+    except ReplayUnavailable:
+        raise
+    except Exception as error:  # out of memory with both programs resident, a shape no longer valid
+        raise ReplayFailed(f"the programs failed when run side by side: {_first_line(error)}") from error
+    centre = statistics.fmean(block_logs)
+    half_width = _half_width(block_logs, t_quantile)
     return Replay(
         ratio=math.exp(centre),
-        ci_low=math.exp(low),
-        ci_high=math.exp(high),
-        blocks=len(block_ratios),
-        pairs=2 * quads_per_block * len(block_ratios),
+        ci_low=math.exp(centre - half_width),
+        ci_high=math.exp(centre + half_width),
+        blocks=len(block_logs),
+        pairs=2 * quads_per_block * len(block_logs),
         calls_per_slot=calls,
         seconds=time.perf_counter() - began,
         arguments="generated" if generated else "current",
         same_program=_fingerprint(run_baseline) == _fingerprint(run_current),
         compile_seconds_current=current_compile,
         compile_seconds_baseline=baseline_compile,
+        compile_cache=bool(getattr(jax.config, "jax_compilation_cache_dir", None)),
         note=generated,
     )
 
@@ -261,11 +288,13 @@ def _slot(call: Callable[[], Any], calls: int) -> float:
     return time.perf_counter() - start
 
 
-def _block(baseline: Callable[[], Any], current: Callable[[], Any], calls: int, quads: int) -> float:
+def _block(
+    baseline: Callable[[], Any], current: Callable[[], Any], calls: int, quads: int, first: int
+) -> float:
     """The log of current / baseline over one block: the median of its quads' ratios, the quads
-    alternately A B B A and B A A B."""
+    alternately A B B A and B A A B (``quads`` even; ``first`` 1 starts with B A A B)."""
     logs = []
-    for quad in range(quads):
+    for quad in range(first, first + quads):
         if quad % 2 == 0:
             a1, b1, b2, a2 = (_slot(baseline, calls), _slot(current, calls), _slot(current, calls),
                               _slot(baseline, calls))  # fmt: skip
@@ -276,14 +305,13 @@ def _block(baseline: Callable[[], Any], current: Callable[[], Any], calls: int, 
     return statistics.median(logs)
 
 
-def _interval(block_logs: Sequence[float], t_quantile: Callable[[int], float]) -> tuple[float, float]:
-    """The 95% t interval of the mean block log ratio (``t_quantile`` of the degrees of freedom)."""
-    centre = statistics.fmean(block_logs)
+def _half_width(block_logs: Sequence[float], t_quantile: Callable[[int], float]) -> float:
+    """The half-width of the 95% t interval of the mean block log ratio (``t_quantile`` of the degrees of
+    freedom)."""
     if len(block_logs) < 2:
-        return -math.inf, math.inf
+        return math.inf
     error = statistics.stdev(block_logs) / math.sqrt(len(block_logs))
-    t = float(t_quantile(len(block_logs) - 1))
-    return centre - t * error, centre + t * error
+    return float(t_quantile(len(block_logs) - 1)) * error
 
 
 def _first_line(error: BaseException) -> str:
