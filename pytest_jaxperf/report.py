@@ -56,8 +56,8 @@ def check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
             "items/s",
             "vs baseline",
             "replay",
-            "verdict",
             "by",
+            "verdict",
         )
     ]
     for c in records:
@@ -83,8 +83,8 @@ def check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
                 throughput,
                 _vs_baseline(c),
                 _replay(c),
-                c.verdict.get("status", "-") if c.verdict else "-",
                 c.verdict.get("decided_by", "-") if c.verdict else "-",
+                c.verdict.get("status", "-") if c.verdict else "-",
             )
         )
     return rows
