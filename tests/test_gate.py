@@ -247,9 +247,10 @@ def test_pytest_benchmark_fixture_and_exports(jaxperf_pytester: pytest.Pytester)
             benchmark(sum, range(100))
 
         def test_interleaved(jaxperf):
-            x = jnp.ones((64, 64))
-            comparison = jaxperf.compare(jax.jit(lambda x: x @ x), jax.jit(lambda x: (x @ x) @ x), x)
-            assert comparison.ratio > 1  # two matmuls take longer than one
+            # Compute-bound (at 64×64 dispatch dominated, and one matmul once read 0.90× of two).
+            x = jnp.ones((256, 256)) / 256
+            comparison = jaxperf.compare(jax.jit(lambda x: x @ x), jax.jit(lambda x: x @ x @ x @ x @ x), x)
+            assert comparison.ratio > 1  # four matmuls take longer than one
         """
     )
     step_summary = jaxperf_pytester.path / "step-summary.md"
