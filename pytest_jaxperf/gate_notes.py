@@ -9,7 +9,7 @@ import statistics
 from typing import TYPE_CHECKING
 
 from .records import CheckRecord
-from .verdicts import NOISE_MULTIPLE, NOT_COMPARED
+from .verdicts import NOISE_MULTIPLE, NOT_COMPARED, percent
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -28,10 +28,6 @@ def _checks(records: Sequence[Record]) -> list[CheckRecord]:
 
 def _name(check: CheckRecord) -> str:
     return f"{check.nodeid} {check.key}"
-
-
-def _percent(x: float) -> str:
-    return f"{x:+.1%}".replace("-", "−")
 
 
 def gate_lines(records: Sequence[Record]) -> list[str]:
@@ -121,7 +117,7 @@ def blind_lines(records: Sequence[Record]) -> list[str]:
         if detectable is None or threshold is None or detectable <= 2 * threshold:
             continue
         lines.append(
-            f"jaxperf: {_name(check)} can only catch slowdowns beyond {_percent(detectable)}: its "
+            f"jaxperf: {_name(check)} can only catch slowdowns beyond {percent(detectable)}: its "
             f"baseline's recording processes spread {detectable / NOISE_MULTIPLE:.0%} (recorded on a busy "
             "machine?); a jaxperf.check whose program is stored is judged by replay instead"
         )
@@ -140,13 +136,13 @@ def paired_drift_lines(records: Sequence[Record], median_ratio: float) -> list[s
     middle = statistics.median(ratios)
     quartiles = statistics.quantiles(ratios, n=4) if len(ratios) >= 4 else [ratios[0], middle, ratios[-1]]
     line = (
-        f"jaxperf: meanwhile the {len(ratios)} replayed checks' programs ran {_percent(middle - 1)} against "
-        f"their baselines' own, in the same processes (middle half {_percent(quartiles[0] - 1)}…"
-        f"{_percent(quartiles[2] - 1)})"
+        f"jaxperf: meanwhile the {len(ratios)} replayed checks' programs ran {percent(middle - 1)} against "
+        f"their baselines' own, in the same processes (middle half {percent(quartiles[0] - 1)}…"
+        f"{percent(quartiles[2] - 1)})"
     )
     if abs(middle - 1) <= STEADY_REPLAY:
         line += (
-            f": the programs did not change, the machine did (cross-process {_percent(median_ratio - 1)}); "
+            f": the programs did not change, the machine did (cross-process {percent(median_ratio - 1)}); "
             "the replays decided"
         )
     return [line]

@@ -126,12 +126,13 @@ def deterministic_changes(
             continue
         change = now / before - 1
         if abs(change) > tolerance:
-            line = f"{label} {_format_count(now)} vs {reference} {_format_count(before)} ({_percent(change)})"
+            line = f"{label} {_format_count(now)} vs {reference} {_format_count(before)} ({percent(change)})"
             (regressions if change > 0 else improvements).append(line)
     return regressions, improvements
 
 
-def _percent(x: float) -> str:
+def percent(x: float) -> str:
+    """A relative change with its sign and a true minus: ``+5.0%``, ``−3.2%``."""
     return f"{x:+.1%}".replace("-", "−")
 
 
@@ -180,13 +181,13 @@ def _timing_reason(
         # Throughput reads the other way round: a slowdown is a drop.
         now, before = items / current["median"], items / baseline["median"]
         return (
-            f"throughput {now:.4g} items/s vs {reference} {before:.4g} ({_percent(1 / ratio - 1)}, "
-            f"95% CI {_percent(1 / high - 1)}…{_percent(1 / low - 1)}, "
-            f"limit {_percent(-limit / (1 + limit))})"
+            f"throughput {now:.4g} items/s vs {reference} {before:.4g} ({percent(1 / ratio - 1)}, "
+            f"95% CI {percent(1 / high - 1)}…{percent(1 / low - 1)}, "
+            f"limit {percent(-limit / (1 + limit))})"
         )
     return (
         f"median {current['median'] * 1e3:.4g} ms vs {reference} {baseline['median'] * 1e3:.4g} ms "
-        f"({_percent(ratio - 1)}, 95% CI {_percent(low - 1)}…{_percent(high - 1)}, limit {_percent(limit)})"
+        f"({percent(ratio - 1)}, 95% CI {percent(low - 1)}…{percent(high - 1)}, limit {percent(limit)})"
     )
 
 
@@ -233,9 +234,9 @@ def replay_status(figures: ReplayFigures, threshold: float) -> str:
 
 def _replay_reason(figures: ReplayFigures, threshold: float) -> str:
     reason = (
-        f"replay {_percent(figures.ratio - 1)} against the baseline's own program in this process "
-        f"(95% CI {_percent(figures.ci_low - 1)}…{_percent(figures.ci_high - 1)}, {figures.blocks} blocks, "
-        f"threshold {_percent(threshold)})"
+        f"replay {percent(figures.ratio - 1)} against the baseline's own program in this process "
+        f"(95% CI {percent(figures.ci_low - 1)}…{percent(figures.ci_high - 1)}, {figures.blocks} blocks, "
+        f"threshold {percent(threshold)})"
     )
     if figures.same_program:
         reason += " — the same optimized program as the baseline: the replay ratio measures only noise"
@@ -414,7 +415,7 @@ class RunDrift:
         direction = "slower" if self.median_ratio > 1 else "faster"
         return (
             f"the median of {self.checks} timed checks ran {abs(self.median_ratio - 1):.1%} {direction} than "
-            f"its baseline (middle half {_percent(low - 1)}…{_percent(high - 1)} in time): the machine looks "
+            f"its baseline (middle half {percent(low - 1)}…{percent(high - 1)} in time): the machine looks "
             f"{direction} than when the baselines were recorded, or every model changed at once"
         )
 

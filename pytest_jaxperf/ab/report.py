@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..comparison import ONLY_IN_A, ONLY_IN_B
-from ..verdicts import REGRESSED
+from ..verdicts import REGRESSED, percent
 from .stats import DEFAULT_THRESHOLD, RatioEstimate, ratio_of_medians, ratio_verdict
 
 if TYPE_CHECKING:
@@ -166,11 +166,9 @@ def _paired_medians(runs: Sequence[SideRun], key: tuple[str, str]) -> list[tuple
 
 
 def _reason(estimate: RatioEstimate, threshold: float) -> str:
-    def percent(x: float) -> str:
-        return f"{x - 1:+.1%}".replace("-", "−")
-
+    low, high = percent(estimate.ci_low - 1), percent(estimate.ci_high - 1)
     return (
-        f"B/A time {percent(estimate.ratio)} (90% CI {percent(estimate.ci_low)}…{percent(estimate.ci_high)}, "
+        f"B/A time {percent(estimate.ratio - 1)} (90% CI {low}…{high}, "
         f"{estimate.rounds} rounds, threshold ±{threshold:.0%})"
     )
 
