@@ -9,6 +9,13 @@ A regression against the committed baseline reaches pytest as itself: :class:`Pe
 from __future__ import annotations
 
 
+def first_line(error: BaseException) -> str:
+    """``TypeName: first line of the message`` (at most 300 characters of it): an error from below
+    (jax, XLA) named in one line of the plugin's own message."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:300] if text else ''}"
+
+
 class CaseFailed(AssertionError):
     """A check of the test case failed; the message says what was expected and what was found."""
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 from jax import export
 
+from ..errors import first_line
 from ..settings import PluginSettings
 
 if TYPE_CHECKING:
@@ -88,10 +89,7 @@ def exported_program(
     try:
         return export.export(jax.jit(program))(leaves, *placed), (leaves, *placed)
     except Exception as error:  # host callbacks, custom calls jax.export does not allow, ...
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ProgramNotExported(
-            f"jax.export refused it: {type(error).__name__}: {first_line[:300]}"
-        ) from None
+        raise ProgramNotExported(f"jax.export refused it: {first_line(error)}") from None
 
 
 def serialized(exported: export.Exported) -> bytes:

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 from jax import export as jax_export
 
+from ..errors import first_line
 from ..records import ReplayRecord
 from .export import exported_program, serialized
 from .metrics import normalized_hlo
@@ -156,14 +157,14 @@ def replay(
     try:
         run_baseline, baseline_compile = _compiled(baseline, baseline_arguments)
     except Exception as error:  # a module this XLA rejects: not comparable, the rest of the gate goes on
-        raise ReplayUnavailable(f"the stored program does not compile here: {_first_line(error)}") from None
+        raise ReplayUnavailable(f"the stored program does not compile here: {first_line(error)}") from None
     try:
         run_current, current_compile = _compiled(current, arguments)
         # The second compile of each, in the opposite order: the faster of two is the compile's own time.
         current_compile = min(current_compile, _compiled(current, arguments)[1])
         baseline_compile = min(baseline_compile, _compiled(baseline, baseline_arguments)[1])
     except Exception as error:
-        raise ReplayFailed(f"the programs did not compile side by side: {_first_line(error)}") from error
+        raise ReplayFailed(f"the programs did not compile side by side: {first_line(error)}") from error
 
     def call_baseline() -> Any:
         return run_baseline(*baseline_arguments)
@@ -206,7 +207,7 @@ def replay(
     except ReplayUnavailable:
         raise
     except Exception as error:  # out of memory with both programs resident, a shape no longer valid
-        raise ReplayFailed(f"the programs failed when run side by side: {_first_line(error)}") from error
+        raise ReplayFailed(f"the programs failed when run side by side: {first_line(error)}") from error
     centre = statistics.fmean(block_logs)
     half_width = _half_width(block_logs, t_quantile)
     return Replay(
@@ -312,8 +313,3 @@ def _half_width(block_logs: Sequence[float], t_quantile: Callable[[int], float])
         return math.inf
     error = statistics.stdev(block_logs) / math.sqrt(len(block_logs))
     return float(t_quantile(len(block_logs) - 1)) * error
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0][:300] if text else ''}"
