@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .environment import _version
+from .records import program_stored
 from .verdicts import NEW, NOT_COMPARABLE, Comparability, deterministic_changes
 
 if TYPE_CHECKING:
@@ -276,7 +277,7 @@ class BaselineStore:
                 portable,
                 key=lambda found: (
                     not found.comparability.exact,
-                    "data" not in ((found.record or {}).get("program") or {}),
+                    not program_stored((found.record or {}).get("program")),
                 ),
             )
         return Lookup(NOT_COMPARABLE, None, incomparable) if incomparable else Lookup(NEW)

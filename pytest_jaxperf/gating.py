@@ -13,7 +13,7 @@ from .core.metrics import deterministic_metrics, roofline
 from .core.replay import ReplayConfig, ReplayFailed, ReplayUnavailable, replay
 from .core.timing import TimingConfig, items_along_batch, measure_callable
 from .errors import CaseFailed, PerformanceRegression
-from .records import ReplayRecord
+from .records import ReplayRecord, program_stored
 from .verdicts import (
     DECIDED_BY_REPLAY,
     INCONCLUSIVE,
@@ -137,7 +137,7 @@ def replayed(
     if program is None:
         return ReplayRecord(unavailable="jaxperf.measure times any callable: only jaxperf.check replays")
     stored = lookup.record.get("program")
-    if not isinstance(stored, dict) or "data" not in stored:
+    if not program_stored(stored):
         why = stored.get("unavailable") if isinstance(stored, dict) else None
         return ReplayRecord(
             unavailable=f"no program stored with its baseline: {why}"
@@ -175,16 +175,9 @@ def baseline_verdict(current: CheckRecord, lookup: Lookup | None, thresholds: Th
         return Verdict(NEW, "no baseline yet: record one with --jaxperf-update-baselines")
     if lookup.record is None:
         return Verdict(NOT_COMPARABLE, lookup.reason)
-    figures = None
-    if current.replay and "ratio" in current.replay:
-        replay_record = current.replay
-        figures = ReplayFigures(
-            replay_record["ratio"],
-            replay_record["ci_low"],
-            replay_record["ci_high"],
-            replay_record["blocks"],
-            replay_record["same_program"],
-        )
+    figures = (
+        ReplayFigures.from_record(current.replay) if current.replay and "ratio" in current.replay else None
+    )
     return verdict(
         current.gate_fields(),
         lookup.record,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .baseline import BaselineError, ProgramChanged, baseline_record, extended_medians
 from .environment import child_process_environment
 from .processes import head_commit, run_pytest
-from .records import CheckRecord
+from .records import CheckRecord, program_stored
 from .results import load_results
 from .units import format_bytes
 from .verdicts import NOISE_MULTIPLE, noise_floor, noise_floor_of_run
@@ -100,7 +100,7 @@ def limit_line(
     if limit <= 2 * settings.threshold:
         return None
     name = f"{record.module}::{record.baseline_key}"
-    replayable = bool(record.program and "data" in record.program)
+    replayable = program_stored(record.program)
     line = (
         f"jaxperf: {name} can only catch slowdowns beyond +{limit:.0%} by its recorded times: its "
         f"{processes} recording processes spread {floor:.0%} (recorded on a busy machine?)"
@@ -199,7 +199,7 @@ def _forwarded_options(args: tuple[str, ...]) -> list[str]:
 
 def program_lines(measured: list[CheckRecord]) -> list[str]:
     """What the recording stores of the programs: how many, their size, and each one left out with why."""
-    stored = [r for r in measured if r.program and "data" in r.program]
+    stored = [r for r in measured if program_stored(r.program)]
     missing = [r for r in measured if r.program and "unavailable" in r.program]
     lines = []
     if stored:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, TypeGuard
 
 
 class TimingRecord(TypedDict):
@@ -148,6 +148,11 @@ class ProgramRecord(TypedDict, total=False):
     data: str
     unavailable: str
     """Why no program was stored (not compiled, a host callback, over the size limit, ...)."""
+
+
+def program_stored(program: Any) -> TypeGuard[dict[str, Any]]:
+    """Whether a record's ``program`` holds a stored program, not only the reason there is none."""
+    return isinstance(program, dict) and "data" in program
 
 
 class ReplayRecord(TypedDict, total=False):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .intervals import ratio_ci
-from .records import VerdictRecord
+from .records import ReplayRecord, VerdictRecord
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -200,6 +200,13 @@ class ReplayFigures:
     ci_high: float
     blocks: int
     same_program: bool
+
+    @classmethod
+    def from_record(cls, record: ReplayRecord) -> ReplayFigures:
+        """The figures of a measured replay's record (one with a ``ratio``)."""
+        return cls(
+            record["ratio"], record["ci_low"], record["ci_high"], record["blocks"], record["same_program"]
+        )
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ on a quiet machine and with a second process keeping one core busy, started here
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import statistics
@@ -166,8 +167,8 @@ def _judge_state(jaxperf, directory: Path, base_medians: dict[str, float], state
                     compile_ratios.append(replay["compile_ratio"])
                     # Identical programs pass by construction (their fingerprints match): the rule's own
                     # false alarms are counted by judging them as if they differed.
-                    as_if_different = ReplayFigures(
-                        replay["ratio"], replay["ci_low"], replay["ci_high"], replay["blocks"], False
+                    as_if_different = dataclasses.replace(
+                        ReplayFigures.from_record(replay), same_program=False
                     )
                     counts["aa_false"] += replay_status(as_if_different, REPLAY_THRESHOLD) == REGRESSED
                     counts["aa_flagged"] += flagged
