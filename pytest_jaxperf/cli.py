@@ -122,7 +122,8 @@ def _write(text: str, output: Path | None) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .page import build_page, to_html, to_markdown
+    from .page import build_page
+    from .page_render import to_html, to_markdown
     from .results import ResultsError, baseline_history, load_results
 
     try:

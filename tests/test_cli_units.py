@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_jaxperf import ab, cli, page, plots
+from pytest_jaxperf import ab, cli, page, page_render, plots
 from pytest_jaxperf.comparison import ONLY_IN_A, ONLY_IN_B, any_regressed, compare_results
 from pytest_jaxperf.gate_notes import gate_lines
 from pytest_jaxperf.records import CheckRecord, FigureRecord
@@ -291,7 +291,7 @@ class _Collector(html.parser.HTMLParser):
 def test_html_is_self_contained_with_one_image_per_plot(tmp_path):
     results = load_results(write_results(tmp_path / "r.json", report_records()))
     built = page.build_page(results, None)
-    document = page.to_html(built)
+    document = page_render.to_html(built)
     parser = _Collector()
     parser.feed(document)
     images = [attrs for tag, attrs in parser.tags if tag == "img"]
@@ -304,9 +304,9 @@ def test_html_is_self_contained_with_one_image_per_plot(tmp_path):
     assert "https://" not in document
     assert built.problems == ()
     # The same tables in the Markdown, less the images.
-    markdown = page.to_markdown(built)
+    markdown = page_render.to_markdown(built)
     assert "data:image" not in markdown
-    for table in page.all_tables(built):
+    for table in page_render.all_tables(built):
         assert "| " + " | ".join(table.header) + " |" in markdown
 
 
@@ -316,7 +316,7 @@ def test_without_matplotlib_the_page_keeps_its_tables_and_says_why(tmp_path, mon
     built = page.build_page(results, None)
     assert all(not s.plots for s in built.sections)
     assert any("pytest-jaxperf[report]" in p for p in built.problems)
-    assert "pytest-jaxperf[report]" in page.to_html(built)
+    assert "pytest-jaxperf[report]" in page_render.to_html(built)
 
 
 def test_report_command_writes_html_or_markdown(tmp_path, capsys):

@@ -25,7 +25,7 @@ FLOORS: dict[str, int] = {
     "checking": 3, "failures": 3, "gating": 3, "recording": 3, "results": 3, "report": 3, "comparison": 3,
     "gate_notes": 3,
     # the faces: the pytest fixture and session, the command line, the page, jaxperf ab
-    "fixture": 4, "outcomes": 4, "session": 4, "page": 4, "cli": 4, "ab": 4,
+    "fixture": 4, "outcomes": 4, "session": 4, "page": 4, "page_render": 4, "cli": 4, "ab": 4,
     # the hooks and the public package
     "plugin": 5, "__init__": 5,
 }  # fmt: skip
