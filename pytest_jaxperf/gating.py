@@ -4,6 +4,7 @@ verdict against the committed baseline; the warning an inconclusive verdict give
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,8 @@ def measure_and_gate(
     current = dataclasses.replace(record, timing=timing.to_dict(), metrics=metrics)
     lookup = find_baseline(current, baselines)
     replay_config = ReplayConfig(budget_seconds=budget, target=thresholds.replay / 4)
+    # Exported once: an inconclusive replay is replayed again on the same current program.
+    program = functools.cache(program) if program is not None else None
     current = dataclasses.replace(current, replay=replayed(current, lookup, program, replay_config))
     judged = baseline_verdict(current, lookup, thresholds)
     if judged is not None and judged.status == INCONCLUSIVE:
