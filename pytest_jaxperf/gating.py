@@ -4,14 +4,14 @@ verdict against the committed baseline; the warning an inconclusive verdict give
 from __future__ import annotations
 
 import dataclasses
-import functools
+import time
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .core.export import ProgramCorrupt, ProgramIncompatible, ProgramNotExported, StoredProgram, load_program
 from .core.metrics import deterministic_metrics, roofline
-from .core.replay import ReplayConfig, ReplayFailed, ReplayUnavailable, replay
+from .core.replay import ReplayConfig, ReplayFailed, ReplayUnavailable, SideBySide, replay, side_by_side
 from .core.timing import TimingConfig, items_along_batch, measure_callable
 from .errors import CaseFailed, PerformanceRegression
 from .records import ReplayRecord, program_stored
@@ -78,17 +78,19 @@ def measure_and_gate(
     metrics = deterministic_metrics(lowered).to_dict() if lowered is not None else None
     items = items or items_along_batch(args)
     timing = measure_callable(fn, args, items_per_call=items, config=timing_config)
-    current = dataclasses.replace(record, timing=timing.to_dict(), metrics=metrics)
+    current = dataclasses.replace(
+        record, timing=timing.to_dict(), metrics=metrics, threshold=thresholds.cross_process
+    )
     lookup = find_baseline(current, baselines)
     replay_config = ReplayConfig(budget_seconds=budget, target=thresholds.replay / 4)
-    # Exported once: an inconclusive replay is replayed again on the same current program.
-    program = functools.cache(program) if program is not None else None
-    current = dataclasses.replace(current, replay=replayed(current, lookup, program, replay_config))
+    # Prepared once: an inconclusive replay is replayed again on the same compiled programs.
+    prepared = prepare_replay(current, lookup, program)
+    current = dataclasses.replace(current, replay=replayed(prepared, replay_config, first=True))
     judged = baseline_verdict(current, lookup, thresholds)
     if judged is not None and judged.status == INCONCLUSIVE:
         if judged.decided_by == DECIDED_BY_REPLAY:
             longer_replay = dataclasses.replace(replay_config, budget_seconds=2 * budget)
-            current = dataclasses.replace(current, replay=replayed(current, lookup, program, longer_replay))
+            current = dataclasses.replace(current, replay=replayed(prepared, longer_replay, first=False))
         else:
             longer = dataclasses.replace(timing_config, budget_seconds=2 * budget)
             timing = measure_callable(fn, args, items_per_call=items, config=longer)
@@ -126,14 +128,23 @@ def find_baseline(
     return store.lookup(current.module, current.baseline_key)
 
 
-def replayed(
+@dataclass(frozen=True)
+class PreparedReplay:
+    """Both programs of a check compiled side by side, and the seconds their export and compiles took."""
+
+    pair: SideBySide
+    seconds: float
+    where: str
+    """The stored program's file and record, for messages."""
+
+
+def prepare_replay(
     current: CheckRecord,
     lookup: Lookup | None,
     program: Callable[[], tuple[Exported, tuple[Any, ...]]] | None,
-    config: ReplayConfig,
-) -> ReplayRecord | None:
-    """The baseline's stored program replayed beside the current one; why not, where it cannot be
-    (the cross-process comparison then decides); None without a baseline."""
+) -> PreparedReplay | ReplayRecord | None:
+    """The baseline's stored program and the current one compiled side by side; why not, as a record,
+    where they cannot be (the cross-process comparison then decides); None without a baseline."""
     __tracebackhide__ = True
     if lookup is None or lookup.record is None:
         return None
@@ -149,6 +160,7 @@ def replayed(
             "--jaxperf-update-baselines stores one)"
         )
     where = f"{lookup.path} record {current.baseline_key!r}"
+    began = time.perf_counter()
     try:
         baseline = load_program(StoredProgram.from_text(str(stored["data"]), int(stored["serialized_bytes"])))
     except (ProgramCorrupt, KeyError, TypeError, ValueError) as error:
@@ -163,11 +175,28 @@ def replayed(
     except ProgramNotExported as error:
         return ReplayRecord(unavailable=f"the current program cannot be exported: {error}")
     try:
-        return replay(baseline, exported, arguments, config).to_dict()
+        pair = side_by_side(baseline, exported, arguments)
     except ReplayUnavailable as error:
         return ReplayRecord(unavailable=f"not comparable by replay: {error}")
     except ReplayFailed as error:
         raise CaseFailed(f"replaying the baseline's program ({where}) failed: {error}") from None
+    return PreparedReplay(pair, time.perf_counter() - began, where)
+
+
+def replayed(
+    prepared: PreparedReplay | ReplayRecord | None, config: ReplayConfig, *, first: bool
+) -> ReplayRecord | None:
+    """The prepared programs timed against each other (the first replay's budget pays for their export
+    and compiles); a record saying why not passed through."""
+    __tracebackhide__ = True
+    if not isinstance(prepared, PreparedReplay):
+        return prepared
+    try:
+        return replay(prepared.pair, config, spent=prepared.seconds if first else 0.0).to_dict()
+    except ReplayUnavailable as error:
+        return ReplayRecord(unavailable=f"not comparable by replay: {error}")
+    except ReplayFailed as error:
+        raise CaseFailed(f"replaying the baseline's program ({prepared.where}) failed: {error}") from None
 
 
 def baseline_verdict(current: CheckRecord, lookup: Lookup | None, thresholds: Thresholds) -> Verdict | None:

@@ -173,11 +173,16 @@ class ReplayRecord(TypedDict, total=False):
     compile_seconds_current: float
     compile_seconds_baseline: float
     compile_ratio: float
+    """Current compile / baseline program's compile; above SLOWER_COMPILE_RATIO the summary warns."""
     compile_cache: bool
     """Whether jax's persistent compilation cache was on (the compile times may be cache reads)."""
     note: str
     unavailable: str
     """Why the check was not replayed (no program stored, another platform, unreadable by this jax)."""
+
+
+#: A compile this much slower than the baseline program's, both compiled in the same process, is a warning.
+SLOWER_COMPILE_RATIO = 1.25
 
 
 class InterleavedRecord(TypedDict):
@@ -228,6 +233,9 @@ class CheckRecord:
     """When baselines are recorded: the exported program stored with the baseline, or why it is not."""
     replay: ReplayRecord | None = None
     """Under ``--jaxperf``, with a baseline: its stored program replayed beside this one, or why not."""
+    threshold: float | None = None
+    """Under ``--jaxperf``: the cross-process threshold it is gated at (its ``@jaxperf.gate``'s, else the
+    session's)."""
 
     @property
     def timed(self) -> TimingRecord:

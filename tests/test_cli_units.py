@@ -15,9 +15,11 @@ import pytest
 from pytest_jaxperf import ab, cli, page, page_render, plots
 from pytest_jaxperf.comparison import ONLY_IN_A, ONLY_IN_B, any_regressed, compare_results
 from pytest_jaxperf.gate_notes import gate_lines
+from pytest_jaxperf.recording import limit_line
 from pytest_jaxperf.records import CheckRecord, FigureRecord
 from pytest_jaxperf.report import JSON_SCHEMA_VERSION, drift_lines, markdown_summary, results_json
 from pytest_jaxperf.results import ResultsError, baseline_history, load_results
+from pytest_jaxperf.settings import PluginSettings
 
 from .conftest import git
 
@@ -438,3 +440,14 @@ def test_the_summary_pairs_a_drift_with_the_replays_and_notes_the_gate_itself() 
         "jaxperf: t.py::test_blind Decoder can only catch slowdowns beyond +183.0%: its baseline's recording "
         "processes spread 61% (recorded on a busy machine?)"
     )
+
+
+def test_a_recording_limit_is_weighed_against_the_checks_own_gate_threshold() -> None:
+    settings = PluginSettings()  # threshold 10 %, ceiling +50 %
+    # Its processes spread 30 %: a limit of +90 %, beyond twice 10 % and beyond the ceiling.
+    session_gated = check("t.py::test_wide", 0.001)
+    line, refused = limit_line(session_gated, 0.3, 3, settings) or ("", False)
+    assert line.startswith("jaxperf: t.py::test_wide::Decoder can only catch slowdowns beyond +90%")
+    assert refused
+    # Gated at 50 % by @jaxperf.gate(threshold=0.5): +90 % is within twice its own threshold.
+    assert limit_line(dataclasses.replace(session_gated, threshold=0.5), 0.3, 3, settings) is None

@@ -3,6 +3,7 @@ cannot be stored or read said plainly."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zlib
 
@@ -20,6 +21,7 @@ from pytest_jaxperf.core.export import (
     export_program,
     load_program,
 )
+from pytest_jaxperf.core.replay import ReplayConfig, current_program, replay, side_by_side
 from pytest_jaxperf.core.wrap import wrap_model
 from pytest_jaxperf.optimize.precision import mixed_precision
 from pytest_jaxperf.optimize.quantize import quantize_int8
@@ -72,6 +74,28 @@ def test_a_low_precision_variant_is_stored_as_its_own_program(precision: str) ->
     np.testing.assert_allclose(
         _replayed(stored, wrapped.params, X).astype(np.float32), np.asarray(wrapped(X)).astype(np.float32)
     )
+
+
+def test_a_replay_spends_its_budget_on_the_compiles_first_and_replays_again_without_compiling() -> None:
+    wrapped = wrap_model(Decoder(rngs=nnx.Rngs(0)), jit=True)
+    baseline, arguments = current_program(wrapped, (X,))
+    current, _ = current_program(wrapped, (X,))
+    pair = side_by_side(baseline, current, arguments)
+    assert pair.same_program
+    assert pair.compile_seconds_baseline > 0
+    assert pair.compile_seconds_current > 0
+    config = ReplayConfig(budget_seconds=0.2)
+    # The export and compiles took the whole budget: only the fewest blocks an interval needs are timed.
+    spent = replay(pair, config, spent=0.2)
+    assert spent.blocks == 3
+    assert spent.seconds >= 0.2
+    assert spent.ci_low <= spent.ratio <= spent.ci_high
+    # Replayed again, longer, on the same compiled programs: no compile happens.
+    compiles: list[str] = []
+    jax.monitoring.register_event_duration_secs_listener(lambda event, *_, **__: compiles.append(event))
+    longer = replay(pair, dataclasses.replace(config, budget_seconds=0.4))
+    assert not [event for event in compiles if event.endswith("backend_compile_duration")]
+    assert longer.blocks >= 3
 
 
 def test_what_cannot_be_stored_says_why() -> None:
