@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from .core.export import ProgramCorrupt, ProgramIncompatible, ProgramNotExported, StoredProgram, load_program
 from .core.metrics import deterministic_metrics, roofline
-from .core.replay import ReplayConfig, ReplayFailed, ReplayUnavailable, SideBySide, replay, side_by_side
+from .core.replay import (
+    Replay,
+    ReplayConfig,
+    ReplayFailed,
+    ReplayUnavailable,
+    SideBySide,
+    replay,
+    side_by_side,
+)
 from .core.timing import TimingConfig, items_along_batch, measure_callable
 from .errors import CaseFailed, PerformanceRegression
 from .records import ReplayRecord, program_stored
@@ -85,12 +93,14 @@ def measure_and_gate(
     replay_config = ReplayConfig(budget_seconds=budget, target=thresholds.replay / 4)
     # Prepared once: an inconclusive replay is replayed again on the same compiled programs.
     prepared = prepare_replay(current, lookup, program)
-    current = dataclasses.replace(current, replay=replayed(prepared, replay_config, first=True))
+    first_replay = replayed(prepared, replay_config)
+    current = dataclasses.replace(current, replay=_as_record(first_replay))
     judged = baseline_verdict(current, lookup, thresholds)
     if judged is not None and judged.status == INCONCLUSIVE:
         if judged.decided_by == DECIDED_BY_REPLAY:
             longer_replay = dataclasses.replace(replay_config, budget_seconds=2 * budget)
-            current = dataclasses.replace(current, replay=replayed(prepared, longer_replay, first=False))
+            longer_replay_of = replayed(prepared, longer_replay, previous=first_replay)
+            current = dataclasses.replace(current, replay=_as_record(longer_replay_of))
         else:
             longer = dataclasses.replace(timing_config, budget_seconds=2 * budget)
             timing = measure_callable(fn, args, items_per_call=items, config=longer)
@@ -184,19 +194,33 @@ def prepare_replay(
 
 
 def replayed(
-    prepared: PreparedReplay | ReplayRecord | None, config: ReplayConfig, *, first: bool
-) -> ReplayRecord | None:
-    """The prepared programs timed against each other (the first replay's budget pays for their export
-    and compiles); a record saying why not passed through."""
+    prepared: PreparedReplay | ReplayRecord | None,
+    config: ReplayConfig,
+    *,
+    previous: Replay | ReplayRecord | None = None,
+) -> Replay | ReplayRecord | None:
+    """The prepared programs timed against each other: the first replay's budget pays for their export
+    and compiles, a longer one goes on from the ``previous`` replay's blocks; a record saying why not
+    passed through."""
     __tracebackhide__ = True
     if not isinstance(prepared, PreparedReplay):
         return prepared
+    going_on = previous if isinstance(previous, Replay) else None
     try:
-        return replay(prepared.pair, config, spent=prepared.seconds if first else 0.0).to_dict()
+        return replay(
+            prepared.pair,
+            config,
+            spent=0.0 if going_on is not None else prepared.seconds,
+            previous=going_on,
+        )
     except ReplayUnavailable as error:
         return ReplayRecord(unavailable=f"not comparable by replay: {error}")
     except ReplayFailed as error:
         raise CaseFailed(f"replaying the baseline's program ({prepared.where}) failed: {error}") from None
+
+
+def _as_record(replayed: Replay | ReplayRecord | None) -> ReplayRecord | None:
+    return replayed.to_dict() if isinstance(replayed, Replay) else replayed
 
 
 def baseline_verdict(current: CheckRecord, lookup: Lookup | None, thresholds: Thresholds) -> Verdict | None:

@@ -90,12 +90,15 @@ def test_a_replay_spends_its_budget_on_the_compiles_first_and_replays_again_with
     assert spent.blocks == 3
     assert spent.seconds >= 0.2
     assert spent.ci_low <= spent.ratio <= spent.ci_high
-    # Replayed again, longer, on the same compiled programs: no compile happens.
+    # Replayed again, longer, on the same compiled programs: no compile happens, and the first replay's
+    # blocks are kept, more added.
     compiles: list[str] = []
     jax.monitoring.register_event_duration_secs_listener(lambda event, *_, **__: compiles.append(event))
-    longer = replay(pair, dataclasses.replace(config, budget_seconds=0.4))
+    longer = replay(pair, dataclasses.replace(config, budget_seconds=0.4), previous=spent)
     assert not [event for event in compiles if event.endswith("backend_compile_duration")]
-    assert longer.blocks >= 3
+    assert longer.blocks >= spent.blocks + 3
+    assert longer.block_logs[: spent.blocks] == spent.block_logs
+    assert longer.pairs == 2 * spent.quads_per_block * longer.blocks
 
 
 def test_what_cannot_be_stored_says_why() -> None:

@@ -16,7 +16,7 @@ import functools
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -97,6 +97,9 @@ class Replay:
     compile_cache: bool = False
     """Whether jax's persistent compilation cache was on: the compile times may then be cache reads."""
     note: str = ""
+    block_logs: tuple[float, ...] = field(default=(), repr=False)
+    """Each block's log ratio: a longer replay goes on from them."""
+    quads_per_block: int = 0
 
     @property
     def compile_ratio(self) -> float:
@@ -197,12 +200,19 @@ def side_by_side(
     )
 
 
-def replay(pair: SideBySide, config: ReplayConfig | None = None, *, spent: float = 0.0) -> Replay:
+def replay(
+    pair: SideBySide,
+    config: ReplayConfig | None = None,
+    *,
+    spent: float = 0.0,
+    previous: Replay | None = None,
+) -> Replay:
     """Time the current program against the baseline's, interleaved, until the ratio's interval is
     within the target or the budget is spent (``spent`` of it already went to exporting and compiling:
-    the timed slots get the rest, and at least the fewest blocks an interval needs). ReplayUnavailable
-    when one call is too slow to replay within the budget, ReplayFailed when a program fails while
-    running."""
+    the timed slots get the rest, and at least the fewest blocks an interval needs). With ``previous``
+    (an inconclusive replay of the same pair) its blocks are kept and more are added, timed alike.
+    ReplayUnavailable when one call is too slow to replay within the budget, ReplayFailed when a program
+    fails while running."""
     # Imported before anything is timed: scipy.stats takes most of a second to import.
     from scipy import stats
 
@@ -229,6 +239,11 @@ def replay(pair: SideBySide, config: ReplayConfig | None = None, *, spent: float
         fitting = int(sampling_budget / (_MIN_BLOCKS * 4 * calls * one_call))
         quads_per_block = max(_MIN_QUADS, min(_QUADS_PER_BLOCK, fitting)) // 2 * 2
         block_logs: list[float] = []
+        if previous is not None and previous.quads_per_block:
+            # Blocks of another size or slot length would estimate another ratio's spread.
+            calls, quads_per_block = previous.calls_per_slot, previous.quads_per_block
+            block_logs = list(previous.block_logs)
+        enough = len(block_logs) + _FEWEST_BLOCKS
         start = time.perf_counter()
         while True:
             # Every other block starts with B A A B: no side owns the slot after the bookkeeping.
@@ -241,7 +256,7 @@ def replay(pair: SideBySide, config: ReplayConfig | None = None, *, spent: float
             looked = len(block_logs) >= _MIN_BLOCKS and len(block_logs) % 3 == 0
             if looked and _half_width(block_logs, t_quantile) <= config.target:
                 break
-            if len(block_logs) >= _FEWEST_BLOCKS and elapsed >= sampling_budget:
+            if len(block_logs) >= enough and elapsed >= sampling_budget:
                 break
     except ReplayUnavailable:
         raise
@@ -256,13 +271,15 @@ def replay(pair: SideBySide, config: ReplayConfig | None = None, *, spent: float
         blocks=len(block_logs),
         pairs=2 * quads_per_block * len(block_logs),
         calls_per_slot=calls,
-        seconds=spent + time.perf_counter() - began,
+        seconds=spent + time.perf_counter() - began + (previous.seconds if previous is not None else 0.0),
         arguments="generated" if pair.generated else "current",
         same_program=pair.same_program,
         compile_seconds_current=pair.compile_seconds_current,
         compile_seconds_baseline=pair.compile_seconds_baseline,
         compile_cache=bool(getattr(jax.config, "jax_compilation_cache_dir", None)),
         note=pair.generated,
+        block_logs=tuple(block_logs),
+        quads_per_block=quads_per_block,
     )
 
 
