@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ..records import BreakdownRecord
@@ -23,8 +24,16 @@ if TYPE_CHECKING:
 
 
 def tree_bytes(tree: Any) -> int:
-    """Bytes held by the arrays of a pytree (parameters, an NNX state)."""
-    return sum(int(np.asarray(leaf).nbytes) for leaf in jax.tree_util.tree_leaves(tree))
+    """Bytes held by the arrays of a pytree (parameters, an NNX state), PRNG keys (an ``nnx.Rngs`` a
+    module keeps) counted by their key data."""
+    return sum(_leaf_bytes(leaf) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def _leaf_bytes(leaf: Any) -> int:
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        leaf = jax.random.key_data(leaf)
+    return int(np.asarray(leaf).nbytes)
 
 
 @dataclass(frozen=True)

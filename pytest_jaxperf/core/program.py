@@ -287,9 +287,13 @@ def execute(
     """
     for position in range(len(program.equations)) if positions is None else positions:
         equation = program.equations[position]
-        values = [o.value if isinstance(o, Const) else env[o] for o in equation.inputs]
+        hooked = matmul is not None and equation.name in MATMULS
+        # A hooked matmul's replaced operand (an int8 weight) may be computed by equations now dead.
+        values = [
+            o.value if isinstance(o, Const) else env.get(o) if hooked else env[o] for o in equation.inputs
+        ]
         with jax.named_scope(equation.scope) if equation.scope else contextlib.nullcontext():
-            replaced = matmul(position, equation, values) if matmul and equation.name in MATMULS else None
+            replaced = matmul(position, equation, values) if matmul is not None and hooked else None
             results = [replaced] if replaced is not None else equation.apply(*values)
         env.update(zip(equation.outputs, results, strict=True))
         if observe is not None:

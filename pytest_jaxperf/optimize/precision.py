@@ -16,12 +16,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from ..core.program import cast_floating, is_floating
 
 #: Canonical dtype name → the JAX dtype the model computes in.
 COMPUTE_DTYPES = {"bfloat16": jnp.bfloat16, "float16": jnp.float16, "float32": jnp.float32}
+
+
+def _cast(value: Any, dtype: Any) -> Any:
+    """A floating parameter (an ``nnx.Variable`` or a plain array) in ``dtype``; anything else as it is."""
+    array = value.get_value() if hasattr(value, "get_value") else value
+    if not is_floating(array):
+        return value
+    return value.replace(array.astype(dtype)) if hasattr(value, "get_value") else array.astype(dtype)
 
 
 def mixed_precision(model: Any, dtype: Any, *, params: Any = None) -> tuple[Any, Any]:
@@ -43,12 +52,13 @@ def mixed_precision(model: Any, dtype: Any, *, params: Any = None) -> tuple[Any,
         # Flax layers carry both: dtype (compute) and param_dtype (storage).
         if hasattr(sub, "dtype") and hasattr(sub, "param_dtype"):
             sub.dtype = dtype
-    graphdef, parameters, *rest = nnx.split(clone, nnx.Param, ...)
+    # Plain array attributes (a scale, a table: state that is no nnx.Variable) are the model's constants,
+    # stored in the low dtype like its parameters.
+    weights = nnx.Any(nnx.Param, lambda _, value: isinstance(value, jax.Array))
+    graphdef, parameters, *rest = nnx.split(clone, weights, ...)
     flat = nnx.to_flat_state(parameters)
     cast = [
-        (path, variable.replace(variable.get_value().astype(dtype)))
-        if tuple(path[:-1]) not in kept_in_float32 and is_floating(variable.get_value())
-        else (path, variable)
+        (path, _cast(variable, dtype)) if tuple(path[:-1]) not in kept_in_float32 else (path, variable)
         for path, variable in flat
     ]
     return nnx.merge(graphdef, nnx.from_flat_state(cast), *rest), None
