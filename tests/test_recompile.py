@@ -206,11 +206,23 @@ def test_nnx_module_whose_structure_changes(jaxperf_pytester: pytest.Pytester) -
             step(model, jnp.zeros((4, 32)))
             model.extra = nnx.Param(jnp.zeros((3,)))
             step(model, jnp.zeros((4, 32)))
+
+        def test_structure_changed_by_the_call_itself():
+            # The first call adds m.last: its compile describes the module as it was passed, without it,
+            # and the second call's compile names the new variable.
+            step = jaxperf.watch_compiles(nnx.jit(lambda m, z: m(z)))
+            model = Caching(rngs=nnx.Rngs(0))
+            step(model, jnp.zeros((4, 32)))
+            step(model, jnp.zeros((4, 32)))
+            first, second = step.compiles
+            assert not [path for path in first.signature if "last" in path]
+            assert second.reasons == ("m.last: new Variable f32[4,8] (the module's structure changed)",)
         """
     )
     expect(
         jaxperf_pytester,
         failed=2,
+        passed=1,
         lines=[
             "*ModelStructureError: Caching changes its own structure when called (added last*"
             "Under nnx.jit every such call compiles again*",

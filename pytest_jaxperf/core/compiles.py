@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import sys
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -205,6 +206,9 @@ class WatchedFunction:
         __tracebackhide__ = True
         log = self._log
         events_before, hints_before = log.count, log.hint_count
+        # A module the call may change (nnx.jit writes its new structure back) is described as passed,
+        # before the call; plain arrays cannot change, and are described only when a compile happened.
+        passed = describe_call(self._signature_of, args, kwargs) if _holds_module(args, kwargs) else None
         if self._explain:
             with explaining_cache_misses():
                 out = self._fn(*args, **kwargs)
@@ -212,18 +216,23 @@ class WatchedFunction:
             out = self._fn(*args, **kwargs)
         self.calls += 1
         if log.count != events_before:
-            self._record(args, kwargs, events_before, hints_before)
+            self._record(args, kwargs, events_before, hints_before, passed)
         return out
 
     def _record(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], events_before: int, hints_before: int
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        events_before: int,
+        hints_before: int,
+        passed: dict[str, Leaf] | None,
     ) -> None:
         __tracebackhide__ = True
         events = [e for e in self._log.events_since(events_before) if _is_event_of(e, self.name)]
         backend_compiles = [e for e in events if e.event == BACKEND_COMPILE_EVENT]
         if not backend_compiles:
             return
-        signature = describe_call(self._signature_of, args, kwargs)
+        signature = passed if passed is not None else describe_call(self._signature_of, args, kwargs)
         reasons = tuple(explain_difference(signature, [c.signature for c in self.compiles]))
         hint = _matching_hint(self._log.hints_since(hints_before), self.name)
         seconds = sum(e.seconds for e in events) / len(backend_compiles)
@@ -239,6 +248,12 @@ class WatchedFunction:
     def compile_seconds(self) -> float:
         """Total time spent compiling this function so far."""
         return sum(c.seconds for c in self.compiles)
+
+
+def _holds_module(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether an NNX module is among the call's arguments (flax never imported for the check)."""
+    nnx = sys.modules.get("flax.nnx")
+    return nnx is not None and any(isinstance(a, nnx.Module) for a in (*args, *kwargs.values()))
 
 
 def watch_compiles(
