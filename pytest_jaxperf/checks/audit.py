@@ -72,6 +72,10 @@ class Audit:
     multiply a weight is not known, so they are listed, not judged."""
     compiled: dict[str, int] = field(default_factory=dict)
     """Result dtype → count of dots/convolutions in the compiled program (empty when not compiled)."""
+    apart: tuple[tuple[Matmul, str], ...] = ()
+    """Matmuls that are not the model's compute, listed and not judged, each with why: those that derive
+    from no input and no weight (rotary tables from positions made by iota), and under bfloat16/float16
+    those on integers (index arithmetic has no float precision to lower)."""
 
     @property
     def passed(self) -> bool:
@@ -87,6 +91,10 @@ class Audit:
         text += (": " + ", ".join(f"{n} {k}" for k, n in kinds.most_common())) if kinds else ""
         if self.hidden and self.dtype not in ("bfloat16", "float16"):
             text += f"; {len(self.hidden)} inside control flow, weights unknown: {', '.join(self.hidden)}"
+        if self.apart:
+            reasons = ", ".join(f"{n} {why}" for why, n in Counter(why for _, why in self.apart).items())
+            text += f"; {len(self.apart)} apart, not judged ({reasons}): "
+            text += ", ".join(dict.fromkeys(m.layer for m, _ in self.apart))
         if self.compiled:
             text += "; compiled: " + ", ".join(f"{n} {k}" for k, n in sorted(self.compiled.items()))
         return text
@@ -104,6 +112,7 @@ class Audit:
             matmuls=[asdict(m) for m in self.matmuls],
             problems={what: _names(found) for what, found in self.problems},
             hidden=list(self.hidden),
+            apart=[f"{m.layer} ({why})" for m, why in self.apart],
             compiled=dict(self.compiled),
             summary=self.summary(),
         )
@@ -140,6 +149,8 @@ def audit(program: Program, dtype: str, compiled_hlo: str = "") -> Audit:
     weights = program.weights()
     kinds = weight_kinds(program, weights)
     matmuls: list[Matmul] = []
+    apart: list[tuple[Matmul, str]] = []
+    low_float = dtype in ("bfloat16", "float16")
     for position, equation in program.matmuls():
         slots = [o for o in equation.inputs if not isinstance(o, Const) and o in weights and weights[o]]
         weight = slots[0] if len(slots) == 1 and len(equation.inputs) == 2 else None
@@ -151,15 +162,20 @@ def audit(program: Program, dtype: str, compiled_hlo: str = "") -> Audit:
             str(o.value.dtype) if isinstance(o, Const) else str(program.avals[o].dtype)
             for o in equation.inputs
         )
-        matmuls.append(
-            Matmul(
-                layer=layer,
-                operation=equation.name,
-                operands=(operands[0], operands[1]),
-                result=str(program.avals[equation.outputs[0]].dtype),
-                weight=kinds.get(weight) if weight is not None else None,
-            )
+        matmul = Matmul(
+            layer=layer,
+            operation=equation.name,
+            operands=(operands[0], operands[1]),
+            result=str(program.avals[equation.outputs[0]].dtype),
+            weight=kinds.get(weight) if weight is not None else None,
         )
+        # A value in ``weights`` with no source parameter was computed from constants alone.
+        if all(isinstance(o, Const) or weights.get(o) == frozenset() for o in equation.inputs):
+            apart.append((matmul, "input-independent"))
+        elif low_float and any(_is_integer(d) for d in operands):
+            apart.append((matmul, "on integers"))
+        else:
+            matmuls.append(matmul)
     hidden = [
         Matmul(
             layer=f"{innermost_module(h.scope) or h.scope or '?'} (inside {h.container})",
@@ -178,7 +194,12 @@ def audit(program: Program, dtype: str, compiled_hlo: str = "") -> Audit:
         problems=tuple((what, found) for what, found in _problems(dtype, judged) if found),
         hidden=tuple(m.layer for m in hidden),
         compiled=compiled_matmul_types(compiled_hlo),
+        apart=tuple(apart),
     )
+
+
+def _is_integer(dtype: str) -> bool:
+    return dtype.startswith(("int", "uint"))
 
 
 def _problems(dtype: str, matmuls: list[Matmul]) -> list[tuple[str, tuple[Matmul, ...]]]:
