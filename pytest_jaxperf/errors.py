@@ -26,3 +26,7 @@ class CaseUnavailable(Exception):
 
 class PerformanceRegression(AssertionError):
     """A measurement regressed against its committed baseline."""
+
+
+class IdenticalInputsWarning(UserWarning):
+    """Every input the fidelity check generated was the same one: it compared the variant once."""

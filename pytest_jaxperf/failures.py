@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import re
+import sysconfig
+import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -32,6 +36,33 @@ if TYPE_CHECKING:
 _SIZE = r"([0-9.]+)\s*([KMGT]i?B|bytes|B)?"
 _TRIED = re.compile(r"(?:allocat\w*|tried to allocate)\s+" + _SIZE, re.IGNORECASE)
 _LIMIT = re.compile(r"(?:limit|capacity|memory limit)\D{0,20}" + _SIZE, re.IGNORECASE)
+
+
+#: What a backend or library says when it lacks an operation for a dtype.
+_LACKING = re.compile(
+    r"not implemented|unimplemented|not supported|unsupported|does not support|no kernel", re.IGNORECASE
+)
+_PLUGIN_DIRECTORY = str(Path(__file__).resolve().parent) + os.sep
+#: Top-level packages whose frames are neither the model's nor the plugin's.
+_LIBRARIES = frozenset({"jax", "jaxlib", "flax", "numpy", "ml_dtypes", "scipy", "opt_einsum", "hypothesis"})
+
+
+def innermost_frame(error: BaseException) -> traceback.FrameSummary | None:
+    """The innermost frame of ``error``'s traceback in the model's code or the plugin's (libraries and
+    Python's own modules skipped): where it was raised, as a person reads it."""
+    standard = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")}
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        path = Path(frame.filename)
+        if frame.filename.startswith("<") or any(frame.filename.startswith(d) for d in standard):
+            continue
+        parts = path.parts
+        packages = {
+            parts[i + 1] for i, part in enumerate(parts[:-1]) if part in ("site-packages", "dist-packages")
+        }
+        if packages & _LIBRARIES:
+            continue
+        return frame
+    return None
 
 
 def _parse_size(number: str, unit: str | None) -> float:
@@ -98,11 +129,18 @@ def run_failure(error: Exception, variant: Variant, wrapped: WrappedModel, input
     if variant.dtype != "float32" and isinstance(
         error, ValueError | TypeError | NotImplementedError | RuntimeError
     ):
-        # The same model runs in float32 (its own case says so); this precision does not, here.
-        return (
-            f"the {variant.dtype} variant of {wrapped.name} cannot run on {jax.default_backend()}: "
-            f"{type(error).__name__}: {error}"
-        )
+        # The same model runs in float32 (its own case says so); this precision does not, here: the
+        # backend lacks an operation in this dtype, or the model's own code does not hold in it.
+        raised_in = innermost_frame(error)
+        if raised_in is not None and raised_in.filename.startswith(_PLUGIN_DIRECTORY):
+            raise error  # the plugin's own defect: its traceback, never dressed as the model's failure
+        what = f"{type(error).__name__}: {error}"
+        if isinstance(error, NotImplementedError) or _LACKING.search(str(error)):
+            return (
+                f"the {variant.dtype} variant of {wrapped.name} cannot run on {jax.default_backend()}: {what}"
+            )
+        where = f"\n  at {raised_in.filename}:{raised_in.lineno}, in {raised_in.name}" if raised_in else ""
+        return f"the {variant.dtype} variant of {wrapped.name} failed: {what}{where}"
     if wrapped.mesh is not None and isinstance(error, ValueError):
         return str(error)  # an input that cannot be sharded
     raise error

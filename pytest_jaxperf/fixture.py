@@ -19,6 +19,7 @@ from .checking import (
     stored_program,
 )
 from .checks.sharding import check_pipeline_output
+from .core.call import PLAIN, CallPattern
 from .core.compiles import explaining_cache_misses, function_name
 from .core.timing import TimingConfig, compare_callables
 from .core.wrap import WrappedModel, compile_watch, wrap_model
@@ -69,29 +70,42 @@ class Jaxperf:
     # --- public API -------------------------------------------------------------------------------
 
     def wrap(
-        self, model: Any, *example_inputs: Any, params: Any = None, convert: Callable[..., Any] | None = None
+        self,
+        model: Any,
+        *example_args: Any,
+        params: Any = None,
+        convert: Callable[..., Any] | None = None,
+        **example_kwargs: Any,
     ) -> WrappedModel:
-        """The model with the active optimizations applied, as a callable of the inputs.
+        """The model with the active optimizations applied, called as the model is.
 
         ``model`` is a ``flax.nnx.Module`` or a function; with ``params`` the function is called as
-        ``fn(params, *inputs)``. Under ``@jaxperf.jit_warm`` the callable is JIT-compiled and watched:
+        ``fn(params, *inputs)``. The example call's keyword arguments go to the model as keywords (see
+        :meth:`check`); the wrapped callable takes the same call. Under ``@jaxperf.jit_warm`` the
+        callable is JIT-compiled and watched:
         a compile beyond ``max_compiles`` raises, naming what changed since the earlier compiles.
         Under ``@jaxperf.dtype`` it computes in the case's dtype; the int8 variants need
         ``example_inputs`` (their shapes show how each weight is used). ``convert`` replaces the
         built-in precision variant with your own (see :meth:`check`).
         """
         __tracebackhide__ = True
-        return self._wrap_variant(model, example_inputs, params, convert)[0]
+        pattern, example_inputs = CallPattern.split(example_args, example_kwargs)
+        return self._wrap_variant(model, example_inputs, params, convert, pattern)[0]
 
     def check(
         self,
         model: Any,
-        *example_inputs: Any,
+        *example_args: Any,
         params: Any = None,
         convert: Callable[..., Any] | None = None,
+        **example_kwargs: Any,
     ) -> CheckRecord:
-        """Run every check the test's markers ask for on ``model`` called with ``example_inputs``.
+        """Run every check the test's markers ask for on ``model`` called as ``model(*example_args,
+        **example_kwargs)``.
 
+        Arguments holding arrays are the model's inputs, positional or keyword alike: placed, sharded on
+        their batch axis, generated for the fidelity check. Every other argument (``None``, a Python
+        scalar or string, ``deterministic=True``) is static: part of the compiled program, passed as given.
         The shapes and dtypes of the example inputs are the contract: with ``@jaxperf.jit_warm`` the
         model is compiled and called ``warmup`` times on them, and any further compile fails the test.
         Under ``@jaxperf.dtype`` each case also audits what the variant's matmuls compute in, and
@@ -103,12 +117,14 @@ class Jaxperf:
         Returns the record of what was measured.
         """
         __tracebackhide__ = True
+        pattern, example_inputs = CallPattern.split(example_args, example_kwargs)
         if not example_inputs:
+            given = f" (got only static arguments: {pattern.describe()})" if not pattern.plain else ""
             raise TypeError(
-                "jaxperf.check(model, *example_inputs) needs at least one example input: "
-                "its shapes and dtypes are what the model is compiled and checked for"
+                "jaxperf.check(model, *example_inputs) needs at least one example input holding an array"
+                f"{given}: its shapes and dtypes are what the model is compiled and checked for"
             )
-        wrapped, built = self._wrap_variant(model, example_inputs, params, convert)
+        wrapped, built = self._wrap_variant(model, example_inputs, params, convert, pattern)
         with as_outcome(self.variant.case_id):
             record = self._keyed(check_case(wrapped, built, example_inputs, self._case))
             if self.settings.update_baselines:  # the baseline keeps the program it measured
@@ -237,19 +253,31 @@ class Jaxperf:
         return Case(self.nodeid, self.spec, self.variant)
 
     def _wrap_variant(
-        self, model: Any, example_inputs: tuple[Any, ...], params: Any, convert: Callable[..., Any] | None
+        self,
+        model: Any,
+        example_inputs: tuple[Any, ...],
+        params: Any,
+        convert: Callable[..., Any] | None,
+        pattern: CallPattern,
     ) -> tuple[WrappedModel, BuiltVariant]:
         """The model wrapped in the case's variant, and the variant; the same model wraps once."""
         __tracebackhide__ = True
-        # The same model (and params) wraps to the same callable: check() then wrap() share one
-        # compiled function and one compile history, as a user reusing the model would expect.
+        # The same model (and params, called alike) wraps to the same callable: check() then wrap()
+        # share one compiled function and one compile history, as a user reusing the model would expect.
         for (known_model, known_params, known_convert), known, built in self._wrapped:
-            if known_model is model and known_params is params and known_convert is convert:
+            same_call = built.pattern == pattern or (not example_inputs and pattern.plain)
+            if known_model is model and known_params is params and known_convert is convert and same_call:
                 return known, built
         devices = self.spec.devices
         with as_outcome(self.variant.case_id):
             built = build_variant(
-                model, example_inputs, self.variant, params=params, convert=convert, devices=devices
+                model,
+                example_inputs,
+                self.variant,
+                params=params,
+                convert=convert,
+                devices=devices,
+                pattern=pattern if example_inputs else PLAIN,
             )
         jit_spec = self.spec.jit_warm
         # Sharding over devices is a compiled program: devices() implies JIT.

@@ -17,7 +17,7 @@ MARKERS = {
     ),
     "jaxperf_dtype": (
         "jaxperf_dtype(*names, min_sqnr_db=None, max_examples=None, input_scale=(1e-3, 1e3), "
-        "input_kinds=('gaussian', 'spike', 'positive', 'constant', 'zero')): one case "
+        "input_kinds=('gaussian', 'spike', 'positive', 'constant', 'zero'), int_range=None): one case "
         "per precision (float32/fp32, bfloat16/bf16, float16/fp16, int8, int8-dynamic), audited and "
         "checked against float32 on generated inputs"
     ),
@@ -63,7 +63,9 @@ def dtype(*args: Any, **kwargs: Any) -> Any:
     float32) compare it with float32 on hypothesis-generated inputs. Keywords: ``min_sqnr_db`` (the
     output-SQNR floor: a number or a per-dtype dict), ``max_examples`` (generated inputs), ``input_scale``
     (the magnitudes they span, default ``(1e-3, 1e3)``), ``input_kinds`` (the kinds of input drawn,
-    default all of ``gaussian``, ``spike``, ``positive``, ``constant``, ``zero``).
+    default all of ``gaussian``, ``spike``, ``positive``, ``constant``, ``zero``), ``int_range`` (the
+    values generated integer inputs such as token ids take, both ends included; default each integer
+    input's own range in the example).
     """
     return _mark("jaxperf_dtype", args, kwargs)
 

@@ -89,6 +89,8 @@ class AuditRecord(TypedDict):
     matmuls: list[dict[str, Any]]
     problems: dict[str, list[str]]
     hidden: list[str]
+    apart: NotRequired[list[str]]
+    """Matmuls not judged, not the model's compute (``rope (input-independent)``)."""
     compiled: dict[str, int]
     summary: str
 
@@ -105,6 +107,8 @@ class FidelityRecord(TypedDict):
     min_worst_channel_db: float | None
     max_abs: float
     failure: str | None
+    distinct_inputs: int
+    """How many of the generated inputs differ from each other."""
 
 
 class PrecisionRecord(TypedDict):
@@ -117,6 +121,8 @@ class PrecisionRecord(TypedDict):
     param_bytes: int
     float32_param_bytes: int
     fidelity: FidelityRecord | None
+    distinct_inputs: NotRequired[int]
+    """How many of the fidelity check's generated inputs differed from each other (not for float32)."""
 
 
 class BreakdownRecord(TypedDict):

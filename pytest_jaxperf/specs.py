@@ -56,7 +56,8 @@ INPUT_KINDS = ("gaussian", "spike", "positive", "constant", "zero")
 
 @dataclass(frozen=True)
 class DtypeSpec:
-    """``@jaxperf.dtype("bf16", "int8", min_sqnr_db=None, max_examples=None, input_scale=(1e-3, 1e3))``."""
+    """``@jaxperf.dtype("bf16", "int8", min_sqnr_db=None, max_examples=None, input_scale=(1e-3, 1e3),
+    int_range=None)``."""
 
     names: tuple[str, ...]
     """Canonical dtype names, one test case each."""
@@ -69,6 +70,9 @@ class DtypeSpec:
     input_kinds: tuple[str, ...] = INPUT_KINDS
     """The kinds of generated input: leave out those outside the model's domain (a normalization
     layer's input is never constant, say)."""
+    int_range: tuple[int, int] | None = None
+    """The values generated integer inputs take, both ends included (token ids: ``(0, vocab - 1)``);
+    None: each integer input's own range in the example."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,9 @@ def canonical_dtype(marker: str, name: Any) -> str:
 
 def parse_dtype(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> DtypeSpec:
     marker = "jaxperf_dtype"
-    _reject_unknown(marker, kwargs, ("min_sqnr_db", "max_examples", "input_scale", "input_kinds"))
+    _reject_unknown(
+        marker, kwargs, ("min_sqnr_db", "max_examples", "input_scale", "input_kinds", "int_range")
+    )
     if not args:
         raise MarkerError(f"{marker}: name at least one dtype, e.g. dtype('bf16', 'int8')")
     names = tuple(canonical_dtype(marker, a) for a in args)
@@ -231,8 +237,24 @@ def parse_dtype(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> DtypeSpec:
         raise MarkerError(
             f"{marker}: input_kinds must be a non-empty tuple of {', '.join(INPUT_KINDS)}, got {kinds!r}"
         )
+    int_range = kwargs.get("int_range")
+    if int_range is not None and (
+        not isinstance(int_range, tuple | list)
+        or len(int_range) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in int_range)
+        or int_range[0] > int_range[1]
+    ):
+        raise MarkerError(
+            f"{marker}: int_range must be (lowest, highest) integers, both included, such as (0, vocab - 1), "
+            f"got {int_range!r}"
+        )
     return DtypeSpec(
-        names, min_sqnr, max_examples, (float(scale[0]), float(scale[1])), tuple(dict.fromkeys(kinds))
+        names,
+        min_sqnr,
+        max_examples,
+        (float(scale[0]), float(scale[1])),
+        tuple(dict.fromkeys(kinds)),
+        (int(int_range[0]), int(int_range[1])) if int_range is not None else None,
     )
 
 

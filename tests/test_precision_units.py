@@ -223,16 +223,28 @@ def test_compiled_hlo_matmuls_are_counted_by_result_dtype() -> None:
 # --- generated inputs ------------------------------------------------------------------------------------
 
 
-def test_generated_inputs_keep_shapes_dtypes_and_integer_inputs() -> None:
-    tokens = np.arange(6, dtype=np.int32).reshape(2, 3)
-    example = (np.zeros((4, 8), np.float32), tokens)
+def test_generated_inputs_keep_shapes_dtypes_and_masks_and_draw_integers_within_their_range() -> None:
+    tokens = np.arange(6, dtype=np.int32).reshape(2, 3) + 10  # ids 10…15
+    mask = np.array([True, False])
+    example = (np.zeros((4, 8), np.float32), tokens, mask)
     case = InputCase("spike", seed=3, log10_scale=2.0, spike=9)
-    values, same_tokens = build_inputs(case, example)
+    values, ids, same_mask = build_inputs(case, example)
     assert values.shape == (4, 8)
     assert values.dtype == np.float32
-    assert same_tokens is tokens
     assert values.flat[9] == pytest.approx(100 * 1e2)
     assert case.describe((4, 8)) == "scale 1e2, spike ×100 at [1, 1]"
+    assert same_mask is mask
+    assert ids.dtype == np.int32
+    assert ids.shape == (2, 3)
+    assert ids.min() >= 10
+    assert ids.max() == 15  # the spike is the highest id
+    # The edges themselves, and a declared range.
+    (lowest,) = build_inputs(InputCase("zero", 0, 0.0), (tokens,))
+    np.testing.assert_array_equal(lowest, np.full((2, 3), 10))
+    (highest,) = build_inputs(InputCase("constant", 1, 0.0), (tokens,), int_range=(0, 511))
+    np.testing.assert_array_equal(highest, np.full((2, 3), 511))
+    (uniform,) = build_inputs(InputCase("gaussian", 5, 0.0), (np.zeros((64,), np.int32),), int_range=(0, 511))
+    assert 0 <= uniform.min() < uniform.max() <= 511
 
 
 def test_float16_inputs_are_clipped_to_float16s_range() -> None:

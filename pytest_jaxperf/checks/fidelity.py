@@ -8,6 +8,7 @@ layer by layer by :mod:`.diagnosis`.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ class FidelityResult:
     min_worst_channel_db: float
     max_abs: float
     failure: str | None = None
+    distinct_inputs: int = 0
+    """How many of the generated inputs differ from each other."""
 
     def to_dict(self) -> FidelityRecord:
         def finite(value: float) -> float | None:
@@ -72,7 +75,13 @@ class FidelityResult:
             min_worst_channel_db=finite(self.min_worst_channel_db),
             max_abs=self.max_abs,
             failure=self.failure,
+            distinct_inputs=self.distinct_inputs,
         )
+
+
+#: Shrinking a failure runs both models on every candidate: it stops after this many seconds, or after
+#: as long as the search took to find the failure, whichever is longer.
+SHRINK_SECONDS = 5.0
 
 
 class _ExampleFailed(AssertionError):
@@ -90,6 +99,7 @@ def check_fidelity(
     database_key: str,
     input_scale: tuple[float, float] = (1e-3, 1e3),
     input_kinds: tuple[str, ...] | None = None,
+    int_range: tuple[int, int] | None = None,
 ) -> FidelityResult:
     """Compare ``variant`` with ``reference`` on hypothesis-generated inputs; the result says why it failed.
 
@@ -104,16 +114,28 @@ def check_fidelity(
     gain = _float16_gain(reference, example_inputs) if dtype == "float16" else 1.0
 
     seen: list[OutputComparison] = []
+    digests: set[bytes] = set()
     judged: list[OutputComparison] = []  # the examples the SQNR floors apply to
     failures: list[tuple[int, InputCase, tuple[Any, ...], OutputComparison, str]] = []
 
     limit = FLOAT16_MAX if dtype == "float16" else None
+    drawing = time.perf_counter()
+    found: dict[InputCase, tuple[int, InputCase, tuple[Any, ...], OutputComparison, str]] = {}
+    shrinking: list[float] = []  # when the first failure was found, and the budget of the shrinking
 
     def property_(case: InputCase) -> None:
-        inputs = build_inputs(case, example_inputs, gain, limit)
+        if shrinking and time.perf_counter() - shrinking[0] > shrinking[1]:
+            # Out of shrinking time: no more model runs; the failures found so far still fail, so that
+            # hypothesis ends on the simplest of them.
+            if case not in found:
+                reject()
+            failures.append(found[case])
+            raise _ExampleFailed(found[case][4])
+        inputs = build_inputs(case, example_inputs, gain, limit, int_range)
+        digests.add(_digest(inputs))
         with highest_precision():
-            expected = reference(*inputs)
-        actual = variant(*inputs)
+            expected = reference.on_inputs(*inputs)
+        actual = variant.on_inputs(*inputs)
         if not all(np.all(np.isfinite(leaf)) for leaf in host_leaves(expected)):
             reject()  # outside float32's own domain: nothing to compare against
         comparison = compare(expected, actual)
@@ -125,6 +147,10 @@ def check_fidelity(
         problem = output_problem(comparison, dtype, floor_db, finite_only=case.kind == FLOAT16_RANGE)
         if problem:
             failures.append((len(seen), case, inputs, comparison, problem))
+            found[case] = failures[-1]
+            if not shrinking:
+                now = time.perf_counter()
+                shrinking.extend((now, max(SHRINK_SECONDS, now - drawing)))
             raise _ExampleFailed(problem)
 
     property_.__name__ = property_.__qualname__ = "jaxperf_fidelity"
@@ -145,7 +171,13 @@ def check_fidelity(
     try:
         test()
     except _ExampleFailed as error:
+        shrunk = time.perf_counter()
         failure = _failure_message(reference, variant, failures, error)
+        failure += (
+            f"\ncost: found after {shrinking[0] - drawing:.1f} s of generated inputs; shrinking "
+            f"{shrunk - shrinking[0]:.1f} s (budget {shrinking[1]:.1f} s); per-layer diagnosis "
+            f"{time.perf_counter() - shrunk:.1f} s"
+        )
     seconds = time.perf_counter() - started
     finite = [c for c in judged if not c.zero_signal]
     return FidelityResult(
@@ -157,7 +189,15 @@ def check_fidelity(
         min_worst_channel_db=min((c.worst_channel_db for c in finite), default=math.inf),
         max_abs=max((c.max_abs for c in seen), default=0.0),
         failure=failure,
+        distinct_inputs=len(digests),
     )
+
+
+def _digest(inputs: tuple[Any, ...]) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    for leaf in host_leaves(inputs):
+        digest.update(np.ascontiguousarray(leaf).tobytes())
+    return digest.digest()
 
 
 def _profile_name() -> str:

@@ -3,11 +3,12 @@ its fidelity against the model in float32 on generated inputs."""
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from ..core.memory import tree_bytes
 from ..core.wrap import wrap_model
-from ..errors import CaseFailed
+from ..errors import CaseFailed, IdenticalInputsWarning
 from ..records import PrecisionRecord
 from .audit import audit
 from .fidelity import check_fidelity, floor_for
@@ -36,7 +37,9 @@ def check_precision(
     __tracebackhide__ = True
     # float32's parameter bytes are the reference's: the model as given, wrapped as it is.
     reference = (
-        wrapped if dtype == "float32" else wrap_model(model, params=params, jit=True, name=wrapped.name)
+        wrapped
+        if dtype == "float32"
+        else wrap_model(model, params=params, jit=True, name=wrapped.name, pattern=wrapped.pattern)
     )
     compiled = wrapped.lower(*example_inputs)
     result = audit(
@@ -66,8 +69,20 @@ def check_precision(
         database_key=database_key,
         input_scale=spec.input_scale,
         input_kinds=spec.input_kinds,
+        int_range=spec.int_range,
     )
     summary["fidelity"] = fidelity.to_dict()
+    summary["distinct_inputs"] = fidelity.distinct_inputs
+    if fidelity.examples > 1 and fidelity.distinct_inputs == 1:
+        warnings.warn(
+            IdenticalInputsWarning(
+                f"{wrapped.name} ({dtype}): all {fidelity.examples} inputs the fidelity check generated "
+                "were the same one: its inputs hold no floating-point values to vary, and its integer "
+                "inputs one value each in the example; declare their range: "
+                "@jaxperf.dtype(..., int_range=(lowest, highest))"
+            ),
+            stacklevel=2,
+        )
     if fidelity.failure:
         raise CaseFailed(fidelity.failure)
     return summary

@@ -43,8 +43,8 @@ def sharding_problems(sharded: WrappedModel, single: WrappedModel, inputs: tuple
             f"the compiled {sharded.name} runs on {found} device(s), "
             f"not the {expected} its inputs are sharded over"
         ]
-    sharded_out = jax.device_get(sharded(*inputs))
-    single_out = jax.device_get(single(*inputs))
+    sharded_out = jax.device_get(sharded.on_inputs(*inputs))
+    single_out = jax.device_get(single.on_inputs(*inputs))
     problems = []
     for (path, got), want in zip(
         jax.tree_util.tree_flatten_with_path(sharded_out)[0],

@@ -83,20 +83,29 @@ def input_cases(
 
 
 def build_inputs(
-    case: InputCase, example_inputs: tuple[Any, ...], float16_gain: float = 1.0, limit: float | None = None
+    case: InputCase,
+    example_inputs: tuple[Any, ...],
+    float16_gain: float = 1.0,
+    limit: float | None = None,
+    int_range: tuple[int, int] | None = None,
 ) -> tuple[Any, ...]:
-    """The example inputs with every floating-point array's values replaced as ``case`` says.
+    """The example inputs with every floating-point and integer array's values replaced as ``case`` says.
 
-    Integer inputs (token ids, masks) are kept: their valid values are the model's business.
-    ``float16_gain`` is the float32 model's largest intermediate per unit of input, for
-    ``float16-range`` cases; ``limit`` clips the values (float16's range: an input float16 cannot hold
-    is not the model's fault).
+    Integer inputs (token ids, positions) take values within ``int_range``, both ends included, or
+    within their own range in the example: every value drawn is one the example shows valid. Boolean
+    inputs (masks) are kept. ``float16_gain`` is the float32 model's largest intermediate per unit of
+    input, for ``float16-range`` cases; ``limit`` clips the values (float16's range: an input float16
+    cannot hold is not the model's fault).
     """
 
     leaves, tree = jax.tree_util.tree_flatten(example_inputs)
     built = []
     for index, leaf in enumerate(leaves):
         dtype = np.dtype(getattr(leaf, "dtype", np.float32))
+        if np.issubdtype(dtype, np.integer):
+            low, high = int_range or integer_range(leaf)
+            built.append(_integers(case, np.shape(leaf), index, low, high).astype(dtype))
+            continue
         if not np.issubdtype(dtype, np.floating) and dtype.name != "bfloat16":
             built.append(leaf)
             continue
@@ -105,6 +114,26 @@ def build_inputs(
             values = np.clip(values, -limit, limit)
         built.append(values.astype(dtype))
     return tuple(jax.tree_util.tree_unflatten(tree, built))
+
+
+def integer_range(leaf: Any) -> tuple[int, int]:
+    """The lowest and highest value of an integer example input."""
+    values = np.asarray(leaf)
+    return (int(values.min()), int(values.max())) if values.size else (0, 0)
+
+
+def _integers(case: InputCase, shape: tuple[int, ...], index: int, low: int, high: int) -> np.ndarray:
+    """Integers within [low, high]: the edges themselves for the ``zero`` and ``constant`` kinds (the
+    lowest; the lowest or the highest), the highest at one place for ``spike``, else uniform."""
+    rng = np.random.default_rng([case.seed, index])
+    if case.kind == "zero":
+        return np.full(shape, low, np.int64)
+    if case.kind in ("constant", FLOAT16_RANGE):
+        return np.full(shape, high if case.seed % 2 else low, np.int64)
+    values: np.ndarray = rng.integers(low, high, size=shape, endpoint=True, dtype=np.int64)
+    if case.kind == "spike" and values.size:
+        values.flat[case.spike % values.size] = high
+    return values
 
 
 def _values(case: InputCase, shape: tuple[int, ...], index: int, gain: float) -> np.ndarray:

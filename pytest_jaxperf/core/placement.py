@@ -39,13 +39,14 @@ def batch_mesh(count: int, platform: str | None = None) -> Mesh:
 
 
 def shard_batch(inputs: Sequence[Any], mesh: Mesh) -> tuple[Any, ...]:
-    """Place every array leaf of ``inputs`` with its leading (batch) axis split over the mesh.
+    """Place every array leaf of ``inputs`` with its leading (batch) axis split over the mesh; a 0-d
+    array (a decode step's cache position, a diffusion time) has no batch axis: every device gets it.
 
-    ValueError names the input and the axis when a leaf has no batch axis or the batch does not divide
-    evenly among the devices.
+    ValueError names the input and the axis when a batch does not divide evenly among the devices.
     """
     count = mesh.devices.size
     sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))  # type: ignore[no-untyped-call]
+    replicated = NamedSharding(mesh, PartitionSpec())  # type: ignore[no-untyped-call]
 
     def place(path: Any, leaf: Any) -> Any:
         where = f"input [{path[0].idx}]" + jax.tree_util.keystr(path[1:]) if path else "input"
@@ -53,10 +54,7 @@ def shard_batch(inputs: Sequence[Any], mesh: Mesh) -> tuple[Any, ...]:
         if shape is None:
             return leaf
         if len(shape) == 0:
-            raise ValueError(
-                f"{where} is a scalar: devices({count}) splits axis 0 (the batch axis) of every input, "
-                "and a scalar has none"
-            )
+            return jax.device_put(leaf, replicated)
         if shape[0] % count:
             raise ValueError(
                 f"{where} has a batch of {shape[0]} along axis 0, which does not divide among {count} "

@@ -16,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import inspect
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jax
 
+from .call import PLAIN, CallPattern, signature_stand_in
 from .compiles import CompileEvent, CompileWatch, RecompileError, WatchedFunction, function_name
 from .placement import replicate, shard_batch
 from .program import cast_floating, leaf_names, module_scopes, trace
@@ -63,6 +65,7 @@ class WrappedModel:
         mesh: Any = None,
         forward: Callable[..., Any] | None = None,
         params: Any = (),
+        pattern: CallPattern | None = None,
     ) -> None:
         self.name = name
         self.watched = watched
@@ -73,6 +76,8 @@ class WrappedModel:
         """The pure function ``forward(params, *inputs)`` that is compiled; for reading its program."""
         self.params = params
         """What ``forward`` takes as its parameters (an NNX module's state, a function's params)."""
+        self.pattern = pattern
+        """How the model is called around its inputs (keywords, static arguments); None: as it is called."""
         self._call = call
         self._lower = lower
 
@@ -97,9 +102,18 @@ class WrappedModel:
         """The ``jax.stages.Lowered`` program for these inputs (None when not jitted)."""
         return self._lower(*self.place(*inputs), **kwargs) if self._lower is not None else None
 
-    def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
+    def on_inputs(self, *inputs: Any) -> Any:
+        """Call with the inputs alone, the static arguments of its call as in the example: how the checks
+        call it on inputs of their own."""
         __tracebackhide__ = True
-        return self._call(*self.place(*inputs), **kwargs)
+        return self._call(*self.place(*inputs))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call it as the model is called; its static arguments must be the example's."""
+        __tracebackhide__ = True
+        if self.pattern is None or self.pattern.plain:
+            return self._call(*self.place(*args), **kwargs)
+        return self._call(*self.place(*self.pattern.inputs_of(args, kwargs, self.name)))
 
     def __repr__(self) -> str:
         return f"<jaxperf wrapped {self.name} jit={self.jitted}>"
@@ -133,6 +147,48 @@ def describe_model_error(model: Any, params: Any) -> str | None:
     return None
 
 
+def closed_over_modules(fn: Any) -> list[str]:
+    """The NNX modules a function reaches without taking them as arguments (a lambda's closure, a
+    ``functools.partial``'s arguments, a bound method's object, a global it names), each as
+    ``name (Type)``: their weights are constants of its program, which no precision variant reaches."""
+    nnx = sys.modules.get("flax.nnx")
+    if nnx is None:
+        return []
+    found: list[str] = []
+    seen: set[int] = set()
+
+    def visit(value: Any, name: str, depth: int) -> None:
+        if id(value) in seen or depth > 3:
+            return
+        seen.add(id(value))
+        if isinstance(value, nnx.Module):
+            found.append(f"{name} ({type(value).__name__})")
+            return
+        if isinstance(value, functools.partial):
+            visit(value.func, name, depth + 1)
+            for index, argument in enumerate(value.args):
+                visit(argument, f"{name}.args[{index}]", depth + 1)
+            for key, argument in value.keywords.items():
+                visit(argument, f"{name}.{key}", depth + 1)
+            return
+        if inspect.ismethod(value):
+            visit(value.__self__, type(value.__self__).__name__, depth + 1)
+            return
+        code = getattr(value, "__code__", None)
+        if code is None:
+            return
+        for free, cell in zip(code.co_freevars, getattr(value, "__closure__", None) or (), strict=False):
+            with contextlib.suppress(ValueError):  # an empty cell
+                visit(cell.cell_contents, free, depth + 1)
+        names = getattr(value, "__globals__", {})
+        for global_name in code.co_names:
+            if global_name in names:
+                visit(names[global_name], global_name, depth + 1)
+
+    visit(fn, function_name(fn), 0)
+    return found
+
+
 def is_nnx_module(model: Any) -> bool:
     """Whether ``model`` is a ``flax.nnx.Module`` (without importing flax when nothing has)."""
     nnx = sys.modules.get("flax.nnx")
@@ -149,13 +205,15 @@ def wrap_model(
     mesh: Any = None,
     cast_inputs: Any = None,
     name: str | None = None,
+    pattern: CallPattern | None = None,
 ) -> WrappedModel:
     """Make ``model`` a callable of its inputs; with ``jit``, compiled and watched for recompiles.
 
     With ``mesh`` (see :func:`.placement.batch_mesh`), the parameters are replicated on its devices and
     every call splits the inputs' batch axis over them. With ``cast_inputs`` (a dtype), floating
-    inputs are cast to it inside the model (mixed precision). Raises TypeError when ``model`` is
-    neither an NNX module nor a function (see :func:`describe_model_error`).
+    inputs are cast to it inside the model (mixed precision). With ``pattern``, the model is called as
+    its example was (keywords, static arguments) and the callable takes the inputs alone. Raises
+    TypeError when ``model`` is neither an NNX module nor a function (see :func:`describe_model_error`).
     """
     error = describe_model_error(model, params)
     if error:
@@ -164,29 +222,48 @@ def wrap_model(
         raise ValueError("sharding over several devices needs jit: combine devices() with jit_warm")
     if is_nnx_module(model):
         return _wrap_module(
-            model, jit=jit, max_compiles=max_compiles, explain=explain, mesh=mesh, cast_inputs=cast_inputs
+            model,
+            jit=jit,
+            max_compiles=max_compiles,
+            explain=explain,
+            mesh=mesh,
+            cast_inputs=cast_inputs,
+            pattern=pattern or PLAIN,
         )
     if mesh is not None and params is not None:
         params = replicate(params, mesh)
     renamed = name is not None and name != function_name(model)
     name = name or function_name(model)
-    forward = _function_forward(model, params is not None, cast_inputs, name)
+    pattern = pattern or PLAIN
+    forward = _function_forward(model, params is not None, cast_inputs, name, pattern)
     stored = params if params is not None else ()
     if not jit:
         return WrappedModel(
-            name, functools.partial(forward, stored), None, jitted=False, forward=forward, params=stored
+            name,
+            functools.partial(forward, stored),
+            None,
+            jitted=False,
+            forward=forward,
+            params=stored,
+            pattern=pattern,
         )
-    if cast_inputs is None and not renamed:
+    if cast_inputs is None and not renamed and pattern.plain:
         # A function the user already jitted (static arguments and all) is watched as it is.
         jitted = model if hasattr(model, "lower") else jax.jit(model)
         signature_of: Callable[..., Any] = model
     else:
         jitted = jax.jit(forward)
-        signature_of = model if params is not None else _with_params_first(model)
+        signature_of = (
+            signature_stand_in(pattern, model, params=params is not None)
+            if not pattern.plain
+            else model
+            if params is not None
+            else _with_params_first(model)
+        )
     watched = WatchedFunction(
         jitted, name=name, max_compiles=max_compiles, signature_of=signature_of, explain=explain
     )
-    if params is None and cast_inputs is None and not renamed:
+    if params is None and cast_inputs is None and not renamed and pattern.plain:
         return WrappedModel(
             name, watched, watched, jitted=True, lower=jitted.lower, mesh=mesh, forward=forward, params=()
         )
@@ -204,6 +281,7 @@ def wrap_model(
         mesh=mesh,
         forward=forward,
         params=stored,
+        pattern=pattern,
     )
 
 
@@ -218,12 +296,14 @@ def _with_params_first(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _function_forward(
-    model: Callable[..., Any], takes_params: bool, cast_inputs: Any, name: str
+    model: Callable[..., Any], takes_params: bool, cast_inputs: Any, name: str, pattern: CallPattern
 ) -> Callable[..., Any]:
     def forward(params: Any, *inputs: Any, scoped: bool = False, **kwargs: Any) -> Any:
         if cast_inputs is not None:
             inputs = cast_floating(inputs, cast_inputs)
-        return model(params, *inputs, **kwargs) if takes_params else model(*inputs, **kwargs)
+        if kwargs:  # a later call's own keywords, on a model wrapped without an example call
+            return model(params, *inputs, **kwargs) if takes_params else model(*inputs, **kwargs)
+        return pattern.call(model, inputs, params) if takes_params else pattern.call(model, inputs)
 
     # jax reports compiles under the function's name: the watch finds them by the model's.
     forward.__name__ = forward.__qualname__ = name
@@ -231,7 +311,14 @@ def _function_forward(
 
 
 def _wrap_module(
-    module: Any, *, jit: bool, max_compiles: int | None, explain: bool, mesh: Any, cast_inputs: Any
+    module: Any,
+    *,
+    jit: bool,
+    max_compiles: int | None,
+    explain: bool,
+    mesh: Any,
+    cast_inputs: Any,
+    pattern: CallPattern,
 ) -> WrappedModel:
     from flax import nnx
 
@@ -248,7 +335,7 @@ def _wrap_module(
             inputs = cast_floating(inputs, cast_inputs)
         # Reading the program (scoped): name each operation after the submodule it runs in.
         with module_scopes(live) if scoped else contextlib.nullcontext():
-            out = live(*inputs, **kwargs)
+            out = live(*inputs, **kwargs) if kwargs else pattern.call(live, inputs)
         # Runs at trace time only: a free check that the forward pass left the module's structure alone.
         new_graphdef, new_state = nnx.split(live)
         if new_graphdef != graphdef:
@@ -256,8 +343,8 @@ def _wrap_module(
         return out
 
     if not jit:
-        call = module if cast_inputs is None else functools.partial(forward, state)
-        return WrappedModel(name, call, None, jitted=False, forward=forward, params=state)
+        call = module if cast_inputs is None and pattern.plain else functools.partial(forward, state)
+        return WrappedModel(name, call, None, jitted=False, forward=forward, params=state, pattern=pattern)
 
     # jax reports compiles under the function's name: make it the model's, so events read jit(Decoder).
     forward.__name__ = forward.__qualname__ = name
@@ -275,7 +362,7 @@ def _wrap_module(
         call_module,
         name=name,
         max_compiles=max_compiles,
-        signature_of=module.__call__,
+        signature_of=module.__call__ if pattern.plain else signature_stand_in(pattern, module.__call__),
         explain=explain,
     )
     return WrappedModel(
@@ -287,6 +374,7 @@ def _wrap_module(
         mesh=mesh,
         forward=forward,
         params=state,
+        pattern=pattern,
     )
 
 

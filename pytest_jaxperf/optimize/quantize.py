@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core import program as prog
+from ..core.call import PLAIN, CallPattern
 from ..core.compiles import function_name
 from ..core.memory import tree_bytes
 from ..core.program import innermost_module
@@ -94,9 +95,12 @@ class QuantizedModel:
         example_inputs: Sequence[Any],
         *,
         dynamic: bool,
+        pattern: CallPattern = PLAIN,
     ) -> None:
         self.name = name
         self.dynamic = dynamic
+        self.pattern = pattern
+        """How the model is called around its inputs: ``forward`` takes the inputs alone."""
         self._forward = forward
         leaves, self._param_tree = jax.tree_util.tree_flatten(float_params)
         self._param_avals = [jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype) for leaf in leaves]  # type: ignore[no-untyped-call]
@@ -123,11 +127,13 @@ class QuantizedModel:
         """Bytes of everything the quantized model stores (int8 codes, scales, float leftovers)."""
         return tree_bytes(self.params)
 
-    def __call__(self, *inputs: Any) -> Any:
-        return self.apply(self.params, *inputs)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.apply(self.params, *args, **kwargs)
 
-    def apply(self, params: Any, *inputs: Any) -> Any:
-        """The model's output for ``inputs`` with these (quantized) ``params``; traceable by ``jax.jit``."""
+    def apply(self, params: Any, *args: Any, **kwargs: Any) -> Any:
+        """The model's output, called as the model is, with these (quantized) ``params``; traceable by
+        ``jax.jit``."""
+        inputs = self.pattern.inputs_of(args, kwargs, self.name)
         plan = self._plan_for(inputs)
         leaves: list[Any] = [None] * len(plan.program.param_names)
         for index, path in plan.float_leaves.items():
@@ -160,10 +166,10 @@ class QuantizedModel:
             return self._plans[key]
         # Traced abstractly: the weights' values are not needed to know how each one is used.
         params = jax.tree_util.tree_unflatten(self._param_tree, self._param_avals)
-        abstract_inputs = [
-            jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))  # type: ignore[no-untyped-call]
-            for x in inputs
-        ]
+        abstract_inputs = jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x)),  # type: ignore[no-untyped-call]
+            tuple(inputs),
+        )
         program = prog.trace(self._forward, params, abstract_inputs)
         weights = program.weights()
         layers: dict[int, tuple[str, int]] = {}
@@ -236,14 +242,19 @@ class QuantizedModel:
 
 
 def quantize_int8(
-    model: Any, *example_inputs: Any, params: Any = None, dynamic: bool = False
+    model: Any,
+    *example_inputs: Any,
+    params: Any = None,
+    dynamic: bool = False,
+    pattern: CallPattern = PLAIN,
 ) -> QuantizedModel:
     """``model`` with every matmul weight stored as int8 (per output channel), as a :class:`QuantizedModel`.
 
     ``model`` is a ``flax.nnx`` module or a function ``fn(params, *inputs)``; the example inputs'
     shapes show how each weight is used (which axes a matmul contracts). ``dynamic=True`` also
-    quantizes activations (per row, int32 accumulation). Raises :class:`QuantizationError` when no
-    floating-point weight reaches a matmul.
+    quantizes activations (per row, int32 accumulation). With ``pattern`` the model is called as its
+    example was (keywords, static arguments), ``example_inputs`` being its inputs alone. Raises
+    :class:`QuantizationError` when no floating-point weight reaches a matmul.
     """
     from flax import nnx
 
@@ -254,17 +265,26 @@ def quantize_int8(
             live = nnx.merge(graphdef, state)
             # Operations keep their module's name: the audit and the diagnosis name layers by it.
             with prog.module_scopes(live):
-                return live(*inputs)
+                return pattern.call(live, inputs)
 
-        return QuantizedModel(type(model).__name__, forward, state, example_inputs, dynamic=dynamic)
+        return QuantizedModel(
+            type(model).__name__, forward, state, example_inputs, dynamic=dynamic, pattern=pattern
+        )
 
-    if params is None:
+    def with_params(params: Any, *inputs: Any) -> Any:
+        return pattern.call(model, inputs, params)
 
-        def without_params(params: Any, *inputs: Any) -> Any:
-            return model(*inputs)
+    def without_params(params: Any, *inputs: Any) -> Any:
+        return pattern.call(model, inputs)
 
-        return QuantizedModel(function_name(model), without_params, (), example_inputs, dynamic=dynamic)
-    return QuantizedModel(function_name(model), model, params, example_inputs, dynamic=dynamic)
+    return QuantizedModel(
+        function_name(model),
+        without_params if params is None else with_params,
+        () if params is None else params,
+        example_inputs,
+        dynamic=dynamic,
+        pattern=pattern,
+    )
 
 
 def quantize_symmetric(values: Any, reduce_axes: tuple[int, ...]) -> tuple[Any, Any]:

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 
+from ..core.call import PLAIN, CallPattern
 from ..core.compiles import function_name
 from ..core.placement import DeviceShortage, batch_mesh
-from ..core.wrap import describe_model_error, is_nnx_module, wrap_model
+from ..core.wrap import closed_over_modules, describe_model_error, is_nnx_module, wrap_model
 from ..errors import CaseUnavailable
 from .precision import COMPUTE_DTYPES, mixed_precision
 from .quantize import QuantizationError, quantize_int8
@@ -46,6 +47,8 @@ class BuiltVariant:
     float32_model: Any = None
     """The model the variant was built from, as given (the float32 reference)."""
     float32_params: Any = None
+    pattern: CallPattern = PLAIN
+    """How the model is called around its inputs (keywords, static arguments)."""
 
     def on_one_device(self) -> BuiltVariant:
         """The same variant (its precision, its int8 weights) without the mesh."""
@@ -64,6 +67,7 @@ class BuiltVariant:
             mesh=self.mesh,
             cast_inputs=self.cast_inputs,
             name=self.name,
+            pattern=self.pattern,
         )
 
 
@@ -75,16 +79,18 @@ def build_variant(
     params: Any = None,
     convert: Callable[..., Any] | None = None,
     devices: DevicesSpec | None = None,
+    pattern: CallPattern = PLAIN,
 ) -> BuiltVariant:
-    """The model as ``variant`` runs it: in its precision, over its devices.
+    """The model as ``variant`` runs it: in its precision, over its devices; called as ``pattern`` says
+    around ``example_inputs`` (see :mod:`~pytest_jaxperf.core.call`).
 
     Raises TypeError for a model jaxperf cannot run or a ``convert`` that breaks its contract, and
     :class:`~pytest_jaxperf.errors.CaseUnavailable` for a variant this machine cannot give.
     """
     __tracebackhide__ = True
-    built = _in_precision(model, params, example_inputs, convert, variant)
+    built = _in_precision(model, params, example_inputs, convert, variant, pattern)
     mesh = device_mesh(devices, variant)
-    return dataclasses.replace(built, mesh=mesh, float32_model=model, float32_params=params)
+    return dataclasses.replace(built, mesh=mesh, float32_model=model, float32_params=params, pattern=pattern)
 
 
 def _in_precision(
@@ -93,6 +99,7 @@ def _in_precision(
     example_inputs: tuple[Any, ...],
     convert: Callable[..., Any] | None,
     variant: Variant,
+    pattern: CallPattern,
 ) -> BuiltVariant:
     __tracebackhide__ = True
     dtype = variant.dtype
@@ -101,6 +108,14 @@ def _in_precision(
     error = describe_model_error(model, params)
     if error:
         raise TypeError(error)
+    closed = closed_over_modules(model) if not is_nnx_module(model) and convert is None else []
+    if closed:
+        raise TypeError(
+            f"jaxperf {variant.case_id}: {function_name(model)} closes over the flax.nnx module "
+            f"{', '.join(closed)}: its weights are constants of the program, which the {dtype} variant "
+            "cannot cast or quantize. Pass the module itself, with the call's other arguments as "
+            "keywords: jaxperf.check(model, x, rngs=None, deterministic=True)"
+        )
     # The variant keeps the model's name (a converted function has its own).
     name = type(model).__name__ if is_nnx_module(model) else function_name(model)
     if convert is not None and params is None:
@@ -126,7 +141,9 @@ def _in_precision(
             "weight is used: jaxperf.wrap(model, *example_inputs)"
         )
     try:
-        quantized = quantize_int8(model, *example_inputs, params=params, dynamic=dtype == "int8-dynamic")
+        quantized = quantize_int8(
+            model, *example_inputs, params=params, dynamic=dtype == "int8-dynamic", pattern=pattern
+        )
     except QuantizationError as failure:
         raise CaseUnavailable(str(failure)) from None
     return BuiltVariant(
