@@ -55,7 +55,7 @@ def check_case(
     with explained_run(variant, wrapped, example_inputs):
         timings = warm_up(wrapped, example_inputs, spec.jit_warm.warmup if spec.jit_warm else 1)
         if wrapped.mesh is not None:
-            check_sharded(wrapped, built.on_one_device().wrap(jit=True), example_inputs)
+            check_sharded(wrapped, built.on_one_device().wrap(jit=True), example_inputs, variant.dtype)
         precision = None
         if spec.dtype is not None:
             precision = check_precision(

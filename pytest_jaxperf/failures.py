@@ -131,14 +131,15 @@ def run_failure(error: Exception, variant: Variant, wrapped: WrappedModel, input
     ):
         # The same model runs in float32 (its own case says so); this precision does not, here: the
         # backend lacks an operation in this dtype, or the model's own code does not hold in it.
-        raised_in = innermost_frame(error)
-        if raised_in is not None and raised_in.filename.startswith(_PLUGIN_DIRECTORY):
-            raise error  # the plugin's own defect: its traceback, never dressed as the model's failure
         what = f"{type(error).__name__}: {error}"
         if isinstance(error, NotImplementedError) or _LACKING.search(str(error)):
+            # Said by the backend: its compile errors reach us with jax's own frames filtered out.
             return (
                 f"the {variant.dtype} variant of {wrapped.name} cannot run on {jax.default_backend()}: {what}"
             )
+        raised_in = innermost_frame(error)
+        if raised_in is not None and raised_in.filename.startswith(_PLUGIN_DIRECTORY):
+            raise error  # the plugin's own defect: its traceback, never dressed as the model's failure
         where = f"\n  at {raised_in.filename}:{raised_in.lineno}, in {raised_in.name}" if raised_in else ""
         return f"the {variant.dtype} variant of {wrapped.name} failed: {what}{where}"
     if wrapped.mesh is not None and isinstance(error, ValueError):
