@@ -86,8 +86,8 @@ def unreplayed_lines(records: Sequence[Record]) -> list[str]:
 
 def compile_lines(records: Sequence[Record]) -> list[str]:
     """Checks whose XLA compile got more than SLOWER_COMPILE_RATIO slower than the baseline program's,
-    both compiled here, the faster of up to four compiles each: a warning, not a gate (a few compiles are
-    no interval)."""
+    both compiled here, the ratio confirmed by up to two more compiles of each: a warning, not a gate (a
+    few compiles are no interval)."""
     lines = []
     for check in _checks(records):
         replay = check.replay
