@@ -23,6 +23,7 @@ from .baseline import BaselineError
 from .core import memory
 from .core.compiles import RecompileError
 from .core.memory import MemoryBreakdown, is_out_of_memory
+from .core.placement import UnsplittableBatch
 from .core.signature import describe_inputs
 from .errors import CaseFailed, CaseUnavailable, PerformanceRegression
 from .units import BYTE_UNITS, format_bytes
@@ -38,28 +39,32 @@ _TRIED = re.compile(r"(?:allocat\w*|tried to allocate)\s+" + _SIZE, re.IGNORECAS
 _LIMIT = re.compile(r"(?:limit|capacity|memory limit)\D{0,20}" + _SIZE, re.IGNORECASE)
 
 
-#: What a backend or library says when it lacks an operation for a dtype.
+#: What a backend or library says when it lacks an operation for a dtype (not Python's "unsupported
+#: operand type(s)", a model's own bug).
 _LACKING = re.compile(
-    r"not implemented|unimplemented|not supported|unsupported|does not support|no kernel", re.IGNORECASE
+    r"not implemented|unimplemented|not supported|unsupported(?! operand)|does not support|no kernel",
+    re.IGNORECASE,
+)
+#: XLA's errors at compile or run time (jax.errors.JaxRuntimeError where this jax names it).
+_RUNTIME_ERRORS: tuple[type[BaseException], ...] = tuple(
+    t for t in (getattr(jax.errors, "JaxRuntimeError", None),) if isinstance(t, type)
 )
 _PLUGIN_DIRECTORY = str(Path(__file__).resolve().parent) + os.sep
-#: Top-level packages whose frames are neither the model's nor the plugin's.
-_LIBRARIES = frozenset({"jax", "jaxlib", "flax", "numpy", "ml_dtypes", "scipy", "opt_einsum", "hypothesis"})
 
 
 def innermost_frame(error: BaseException) -> traceback.FrameSummary | None:
-    """The innermost frame of ``error``'s traceback in the model's code or the plugin's (libraries and
-    Python's own modules skipped): where it was raised, as a person reads it."""
+    """The innermost frame of ``error``'s traceback in the plugin's code or the model's (installed
+    packages and Python's own modules skipped): where it was raised, as a person reads it."""
     standard = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")}
     for frame in reversed(traceback.extract_tb(error.__traceback__)):
-        path = Path(frame.filename)
-        if frame.filename.startswith("<") or any(frame.filename.startswith(d) for d in standard):
+        if frame.filename.startswith("<"):
             continue
-        parts = path.parts
-        packages = {
-            parts[i + 1] for i, part in enumerate(parts[:-1]) if part in ("site-packages", "dist-packages")
-        }
-        if packages & _LIBRARIES:
+        resolved = str(Path(frame.filename).resolve())
+        if resolved.startswith(_PLUGIN_DIRECTORY):  # first: the plugin may be installed in site-packages
+            return frame
+        if {"site-packages", "dist-packages"} & set(Path(resolved).parts):
+            continue
+        if any(resolved.startswith(directory) for directory in standard):
             continue
         return frame
     return None
@@ -126,6 +131,8 @@ def run_failure(error: Exception, variant: Variant, wrapped: WrappedModel, input
             breakdown = None
         name = ("jit_" if wrapped.jitted else "") + wrapped.name
         return out_of_memory_failure(error, variant, name, inputs, breakdown)
+    if isinstance(error, UnsplittableBatch):
+        return str(error)  # an input that cannot be sharded
     if variant.dtype != "float32" and isinstance(
         error, ValueError | TypeError | NotImplementedError | RuntimeError
     ):
@@ -138,12 +145,15 @@ def run_failure(error: Exception, variant: Variant, wrapped: WrappedModel, input
                 f"the {variant.dtype} variant of {wrapped.name} cannot run on {jax.default_backend()}: {what}"
             )
         raised_in = innermost_frame(error)
-        if raised_in is not None and raised_in.filename.startswith(_PLUGIN_DIRECTORY):
+        backend = isinstance(error, _RUNTIME_ERRORS)  # raised by XLA at the plugin's call of the program
+        in_plugin = raised_in is not None and str(Path(raised_in.filename).resolve()).startswith(
+            _PLUGIN_DIRECTORY
+        )
+        if in_plugin and not backend:
             raise error  # the plugin's own defect: its traceback, never dressed as the model's failure
+        raised_in = None if in_plugin else raised_in
         where = f"\n  at {raised_in.filename}:{raised_in.lineno}, in {raised_in.name}" if raised_in else ""
         return f"the {variant.dtype} variant of {wrapped.name} failed: {what}{where}"
-    if wrapped.mesh is not None and isinstance(error, ValueError):
-        return str(error)  # an input that cannot be sharded
     raise error
 
 

@@ -90,6 +90,11 @@ class Jaxperf:
         """
         __tracebackhide__ = True
         pattern, example_inputs = CallPattern.split(example_args, example_kwargs)
+        if not example_inputs and example_kwargs:
+            raise TypeError(
+                f"jaxperf.wrap: the example call {pattern.describe()} holds no input: give its inputs too, "
+                "jaxperf.wrap(model, x, ...), so that its static arguments are bound around them"
+            )
         return self._wrap_variant(model, example_inputs, params, convert, pattern)[0]
 
     def check(

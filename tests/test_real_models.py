@@ -75,6 +75,28 @@ def test_a_closed_over_model(jaxperf):
         jaxperf.check(lambda x: model(x, deterministic=True), X)
 
 
+@jaxperf.jit_warm
+def test_static_arguments_need_an_example_call(jaxperf):
+    model = Classifier(rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match=r"the example call model\(deterministic=True\) holds no input"):
+        jaxperf.wrap(model, deterministic=True)
+    with pytest.raises(TypeError, match=r"without an example call, so deterministic=True would be traced"):
+        jaxperf.wrap(model)(X, deterministic=True)
+
+
+@jaxperf.jit_warm
+@jaxperf.dtype("bfloat16", max_examples=3)
+def test_an_rngs_passed_in(jaxperf):
+    jaxperf.check(Classifier(rngs=nnx.Rngs(0)), X, rngs=nnx.Rngs(1), deterministic=True)
+
+
+@jaxperf.jit_warm
+@jaxperf.dtype("bfloat16", max_examples=3)
+@jaxperf.devices(2)
+def test_a_batch_that_does_not_split(jaxperf):
+    jaxperf.check(Classifier(rngs=nnx.Rngs(0)), X[:7], deterministic=True)
+
+
 def test_only_static_arguments_is_a_clear_error(jaxperf):
     with pytest.raises(TypeError, match=r"needs at least one example input holding an array .*True"):
         jaxperf.check(Classifier(rngs=nnx.Rngs(0)), None, deterministic=True)
@@ -85,7 +107,13 @@ def test_keyword_inputs_and_static_arguments_reach_the_model_as_written(
     jaxperf_pytester: pytest.Pytester,
 ) -> None:
     jaxperf_pytester.makepyfile(test_keywords=KEYWORDS)
-    expect(jaxperf_pytester, "--jaxperf-cpu-devices=2", "-v", passed=13)
+    expect(
+        jaxperf_pytester,
+        "--jaxperf-cpu-devices=2",
+        passed=15,
+        failed=1,
+        lines=["*jaxperf bf16-d2: input [0] has a batch of 7 along axis 0, which does not divide among 2*"],
+    )
 
 
 # A language-model head: token ids in, logits out. Its only input is integers.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from hypothesis import HealthCheck, given, reject, settings, target
 from hypothesis.control import currently_in_test_context
@@ -195,8 +196,10 @@ def check_fidelity(
 
 def _digest(inputs: tuple[Any, ...]) -> bytes:
     digest = hashlib.blake2b(digest_size=16)
-    for leaf in host_leaves(inputs):
-        digest.update(np.ascontiguousarray(leaf).tobytes())
+    for leaf in jax.tree_util.tree_leaves(inputs):
+        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
     return digest.digest()
 
 

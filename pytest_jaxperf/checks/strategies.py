@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
 
@@ -93,15 +94,20 @@ def build_inputs(
 
     Integer inputs (token ids, positions) take values within ``int_range``, both ends included, or
     within their own range in the example: every value drawn is one the example shows valid. Boolean
-    inputs (masks) are kept. ``float16_gain`` is the float32 model's largest intermediate per unit of
-    input, for ``float16-range`` cases; ``limit`` clips the values (float16's range: an input float16
-    cannot hold is not the model's fault).
+    inputs (masks), PRNG keys and non-array leaves are kept. ``float16_gain`` is the float32 model's
+    largest intermediate per unit of input, for ``float16-range`` cases; ``limit`` clips the values
+    (float16's range: an input float16 cannot hold is not the model's fault).
     """
 
     leaves, tree = jax.tree_util.tree_flatten(example_inputs)
     built = []
     for index, leaf in enumerate(leaves):
-        dtype = np.dtype(getattr(leaf, "dtype", np.float32))
+        if not isinstance(leaf, jax.Array | np.ndarray) or jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            built.append(
+                leaf
+            )  # a Python number inside an input, a PRNG key (an nnx.Rngs passed in): as given
+            continue
+        dtype = np.dtype(leaf.dtype)
         if np.issubdtype(dtype, np.integer):
             low, high = int_range or integer_range(leaf)
             built.append(_integers(case, np.shape(leaf), index, low, high).astype(dtype))

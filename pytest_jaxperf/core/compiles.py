@@ -265,7 +265,9 @@ def watch_compiles(
     compile and why it happened (shape, dtype, weak type, static value, keyword versus default, device or
     sharding). With ``max_compiles``, the call that exceeds it raises :class:`RecompileError`.
 
-    The watch costs well under a microsecond per warm call. ``explain=True`` also captures JAX's own
+    The watch costs well under a microsecond per warm call of arrays; a call that passes an NNX module
+    (to ``nnx.jit``, which walks it anyway) describes the module before each call, so that a structure
+    the call itself changes is seen as it was passed. ``explain=True`` also captures JAX's own
     cache-miss explanation as a hint, by switching it on around each call, which costs about 5 µs a
     call; inside a :class:`CompileWatch` block or the ``jaxperf`` fixture it is on anyway, for free.
     """

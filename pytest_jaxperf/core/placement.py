@@ -24,6 +24,10 @@ class DeviceShortage(Exception):
     """Fewer devices of the platform than the variant asks for."""
 
 
+class UnsplittableBatch(ValueError):
+    """An input whose batch does not divide among the mesh's devices."""
+
+
 def batch_mesh(count: int, platform: str | None = None) -> Mesh:
     """A 1-D mesh over the first ``count`` devices (of ``platform``, default the default backend)."""
     devices = jax.devices(platform) if platform else jax.devices()
@@ -42,7 +46,8 @@ def shard_batch(inputs: Sequence[Any], mesh: Mesh) -> tuple[Any, ...]:
     """Place every array leaf of ``inputs`` with its leading (batch) axis split over the mesh; a 0-d
     array (a decode step's cache position, a diffusion time) has no batch axis: every device gets it.
 
-    ValueError names the input and the axis when a batch does not divide evenly among the devices.
+    :class:`UnsplittableBatch` names the input and the axis when a batch does not divide evenly among the
+    devices.
     """
     count = mesh.devices.size
     sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))  # type: ignore[no-untyped-call]
@@ -56,7 +61,7 @@ def shard_batch(inputs: Sequence[Any], mesh: Mesh) -> tuple[Any, ...]:
         if len(shape) == 0:
             return jax.device_put(leaf, replicated)
         if shape[0] % count:
-            raise ValueError(
+            raise UnsplittableBatch(
                 f"{where} has a batch of {shape[0]} along axis 0, which does not divide among {count} "
                 f"devices: use a batch that is a multiple of {count}"
             )

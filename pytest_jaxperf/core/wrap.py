@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import dis
 import functools
 import inspect
 import sys
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 
-from .call import PLAIN, CallPattern, signature_stand_in
+from .call import PLAIN, CallPattern, is_input, signature_stand_in
 from .compiles import CompileEvent, CompileWatch, RecompileError, WatchedFunction, function_name
 from .placement import replicate, shard_batch
 from .program import cast_floating, leaf_names, module_scopes, trace
@@ -111,7 +112,16 @@ class WrappedModel:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call it as the model is called; its static arguments must be the example's."""
         __tracebackhide__ = True
-        if self.pattern is None or self.pattern.plain:
+        if self.pattern is None or (self.pattern.plain and not kwargs):
+            return self._call(*self.place(*args), **kwargs)
+        if self.pattern.any_inputs:  # wrapped without an example call: jax traces every argument
+            static = next((k for k, v in kwargs.items() if not is_input(v)), None)
+            if static is not None:
+                raise TypeError(
+                    f"{self.name} was wrapped without an example call, so {static}={kwargs[static]!r} would "
+                    f"be traced as an array: give the wrap the example call, jaxperf.wrap(model, x, "
+                    f"{static}={kwargs[static]!r})"
+                )
             return self._call(*self.place(*args), **kwargs)
         return self._call(*self.place(*self.pattern.inputs_of(args, kwargs, self.name)))
 
@@ -181,7 +191,8 @@ def closed_over_modules(fn: Any) -> list[str]:
             with contextlib.suppress(ValueError):  # an empty cell
                 visit(cell.cell_contents, free, depth + 1)
         names = getattr(value, "__globals__", {})
-        for global_name in code.co_names:
+        loaded = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+        for global_name in sorted(loaded):
             if global_name in names:
                 visit(names[global_name], global_name, depth + 1)
 

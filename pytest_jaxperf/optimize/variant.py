@@ -108,7 +108,9 @@ def _in_precision(
     error = describe_model_error(model, params)
     if error:
         raise TypeError(error)
-    closed = closed_over_modules(model) if not is_nnx_module(model) and convert is None else []
+    # With params= the function takes its weights as arguments, whatever else it reaches.
+    reaches = not is_nnx_module(model) and convert is None and params is None
+    closed = closed_over_modules(model) if reaches else []
     if closed:
         raise TypeError(
             f"jaxperf {variant.case_id}: {function_name(model)} closes over the flax.nnx module "
