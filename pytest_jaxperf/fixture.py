@@ -270,7 +270,8 @@ class Jaxperf:
         # The same model (and params, called alike) wraps to the same callable: check() then wrap()
         # share one compiled function and one compile history, as a user reusing the model would expect.
         for (known_model, known_params, known_convert), known, built in self._wrapped:
-            same_call = built.pattern == pattern or (not example_inputs and pattern.plain)
+            # Inputs alone, positionally (or no example call at all): one callable serves every such call.
+            same_call = built.pattern == pattern or (built.pattern.plain and pattern.plain)
             if known_model is model and known_params is params and known_convert is convert and same_call:
                 return known, built
         devices = self.spec.devices

@@ -97,6 +97,13 @@ def test_a_batch_that_does_not_split(jaxperf):
     jaxperf.check(Classifier(rngs=nnx.Rngs(0)), X[:7], deterministic=True)
 
 
+@jaxperf.jit_warm(max_compiles=2)
+def test_wrap_then_check_share_one_compile_history(jaxperf):
+    model = nnx.Linear(16, 4, rngs=nnx.Rngs(0))
+    jaxperf.wrap(model)(jnp.ones((3, 16)))  # no example call: the plain pattern
+    assert jaxperf.check(model, X).compiles == 2
+
+
 def test_only_static_arguments_is_a_clear_error(jaxperf):
     with pytest.raises(TypeError, match=r"needs at least one example input holding an array .*True"):
         jaxperf.check(Classifier(rngs=nnx.Rngs(0)), None, deterministic=True)
@@ -110,7 +117,7 @@ def test_keyword_inputs_and_static_arguments_reach_the_model_as_written(
     expect(
         jaxperf_pytester,
         "--jaxperf-cpu-devices=2",
-        passed=15,
+        passed=16,
         failed=1,
         lines=["*jaxperf bf16-d2: input [0] has a batch of 7 along axis 0, which does not divide among 2*"],
     )
