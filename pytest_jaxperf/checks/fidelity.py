@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from hypothesis import HealthCheck, given, reject, settings, target
 from hypothesis.control import currently_in_test_context
 
+from ..core.memory import host_array
 from ..records import FidelityRecord
 from ..specs import INPUT_KINDS
 from .diagnosis import diagnose, is_float_array, run_op_by_op
@@ -197,9 +197,7 @@ def check_fidelity(
 def _digest(inputs: tuple[Any, ...]) -> bytes:
     digest = hashlib.blake2b(digest_size=16)
     for leaf in jax.tree_util.tree_leaves(inputs):
-        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+        digest.update(np.ascontiguousarray(host_array(leaf)).tobytes())
     return digest.digest()
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..core.placement import participating_devices
 from ..errors import CaseFailed
+from .outputs import compare
 
 if TYPE_CHECKING:
     from ..core.wrap import WrappedModel
@@ -61,7 +62,7 @@ def sharding_problems(
         tolerance = float32_tolerance() if dtype == "float32" else TOLERANCE.get(dtype, 1e-5)
         got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
         if variant_dtype == "int8-dynamic":
-            error = float(np.linalg.norm(got - want) / max(float(np.linalg.norm(want)), 1e-30))
+            error = compare(want, got).rel_l2
             if error > DYNAMIC_QUANTIZATION_RELATIVE_L2:
                 where = jax.tree_util.keystr(path)
                 limit = DYNAMIC_QUANTIZATION_RELATIVE_L2

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
 
+from ..core.program import is_prng_key
 from ..specs import INPUT_KINDS as KINDS  # re-exported: the kinds the strategies draw
 
 #: Largest finite float16.
@@ -102,7 +102,7 @@ def build_inputs(
     leaves, tree = jax.tree_util.tree_flatten(example_inputs)
     built = []
     for index, leaf in enumerate(leaves):
-        if not isinstance(leaf, jax.Array | np.ndarray) or jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        if not isinstance(leaf, jax.Array | np.ndarray) or is_prng_key(leaf):
             built.append(
                 leaf
             )  # a Python number inside an input, a PRNG key (an nnx.Rngs passed in): as given

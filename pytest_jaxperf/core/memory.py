@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..records import BreakdownRecord
 from ..units import format_bytes
+from .program import is_prng_key
 
 if TYPE_CHECKING:
     from .wrap import WrappedModel
@@ -26,14 +26,12 @@ if TYPE_CHECKING:
 def tree_bytes(tree: Any) -> int:
     """Bytes held by the arrays of a pytree (parameters, an NNX state), PRNG keys (an ``nnx.Rngs`` a
     module keeps) counted by their key data."""
-    return sum(_leaf_bytes(leaf) for leaf in jax.tree_util.tree_leaves(tree))
+    return sum(int(host_array(leaf).nbytes) for leaf in jax.tree_util.tree_leaves(tree))
 
 
-def _leaf_bytes(leaf: Any) -> int:
-    dtype = getattr(leaf, "dtype", None)
-    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
-        leaf = jax.random.key_data(leaf)
-    return int(np.asarray(leaf).nbytes)
+def host_array(leaf: Any) -> np.ndarray:
+    """An array leaf on the host, a PRNG key as its key data (numpy cannot hold a key dtype)."""
+    return np.asarray(jax.random.key_data(leaf) if is_prng_key(leaf) else leaf)
 
 
 @dataclass(frozen=True)

@@ -357,6 +357,11 @@ def needed_params(program: Program, live: frozenset[int], dropped: frozenset[tup
     return used
 
 
+def is_prng_key(value: Any) -> bool:
+    """Whether ``value`` is an array of PRNG keys (an ``nnx.Rngs``'s keys): no numbers to cast or draw."""
+    return isinstance(value, jax.Array) and bool(jnp.issubdtype(value.dtype, jax.dtypes.prng_key))
+
+
 def is_floating(value: Any) -> bool:
     return bool(jnp.issubdtype(getattr(value, "dtype", np.float32), jnp.floating))
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import dis
 import functools
-import inspect
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -155,49 +153,6 @@ def describe_model_error(model: Any, params: Any) -> str | None:
         text = text if len(text) <= 60 else text[:57] + "..."
         return f"got {type(model).__name__} {text}, which is not callable; {accepted}"
     return None
-
-
-def closed_over_modules(fn: Any) -> list[str]:
-    """The NNX modules a function reaches without taking them as arguments (a lambda's closure, a
-    ``functools.partial``'s arguments, a bound method's object, a global it names), each as
-    ``name (Type)``: their weights are constants of its program, which no precision variant reaches."""
-    nnx = sys.modules.get("flax.nnx")
-    if nnx is None:
-        return []
-    found: list[str] = []
-    seen: set[int] = set()
-
-    def visit(value: Any, name: str, depth: int) -> None:
-        if id(value) in seen or depth > 3:
-            return
-        seen.add(id(value))
-        if isinstance(value, nnx.Module):
-            found.append(f"{name} ({type(value).__name__})")
-            return
-        if isinstance(value, functools.partial):
-            visit(value.func, name, depth + 1)
-            for index, argument in enumerate(value.args):
-                visit(argument, f"{name}.args[{index}]", depth + 1)
-            for key, argument in value.keywords.items():
-                visit(argument, f"{name}.{key}", depth + 1)
-            return
-        if inspect.ismethod(value):
-            visit(value.__self__, type(value.__self__).__name__, depth + 1)
-            return
-        code = getattr(value, "__code__", None)
-        if code is None:
-            return
-        for free, cell in zip(code.co_freevars, getattr(value, "__closure__", None) or (), strict=False):
-            with contextlib.suppress(ValueError):  # an empty cell
-                visit(cell.cell_contents, free, depth + 1)
-        names = getattr(value, "__globals__", {})
-        loaded = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
-        for global_name in sorted(loaded):
-            if global_name in names:
-                visit(names[global_name], global_name, depth + 1)
-
-    visit(fn, function_name(fn), 0)
-    return found
 
 
 def is_nnx_module(model: Any) -> bool:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 
-from ..core.call import PLAIN, CallPattern
+from ..core.call import PLAIN, CallPattern, closed_over_modules
 from ..core.compiles import function_name
 from ..core.placement import DeviceShortage, batch_mesh
-from ..core.wrap import closed_over_modules, describe_model_error, is_nnx_module, wrap_model
+from ..core.wrap import describe_model_error, is_nnx_module, wrap_model
 from ..errors import CaseUnavailable
 from .precision import COMPUTE_DTYPES, mixed_precision
 from .quantize import QuantizationError, quantize_int8
