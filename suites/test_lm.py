@@ -4,7 +4,7 @@ Each step is checked as the model is called (``lm(tokens, cache, position=…)``
 its fidelity on the logits and the cache (kept in the variant's dtype), over 1 and 8 devices, within a
 memory budget. The generation test runs prefill then decode steps through one wrapped model, proves that
 no decode step compiles again (the position is an array, not a static argument) and reports prefill and
-decode tokens per second.
+decode tokens per second; the decode sweep reports decode tokens per second against the batch.
 """
 
 from __future__ import annotations
@@ -96,3 +96,13 @@ def test_generation(jaxperf):
     jaxperf.record("lm: prefill tokens/s", BATCH * PROMPT / prefill, "tokens/s")
     jaxperf.record("lm: decode tokens/s", BATCH * DECODE_STEPS / decode, "tokens/s")
     jaxperf.record("lm: decode latency per token (whole batch)", decode / DECODE_STEPS * 1e3, "ms")
+
+
+def test_decode_batch_sweep(jaxperf):
+    """Decode tokens per second against the number of sequences decoded together (each sweep point's
+    throughput is tokens/s: one token per sequence per step)."""
+    model = language_model()
+    tokens, cache, position = step_inputs("decode")
+    sweep = jaxperf.batch_sweep(model, tokens, cache, position=position, sizes=(1, 2, 4, BATCH, 4 * BATCH))
+    # Expectation: one decode program per batch size, the position (an array) never compiling another.
+    assert all(point.compiles == 1 for point in sweep.points)

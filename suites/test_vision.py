@@ -63,5 +63,5 @@ def test_classifier(jaxperf, name):
 def test_classifier_batch_sweep(jaxperf, name):
     build, keywords = MODELS[name]
     model = build()
-    sweep = jaxperf.batch_sweep(lambda x: model(x, **keywords), images(1), sizes=(1, 2, 4, 8, BATCH))
+    sweep = jaxperf.batch_sweep(model, images(1), **keywords, sizes=(1, 2, 4, 8, BATCH))
     assert all(point.compiles == 1 for point in sweep.points)

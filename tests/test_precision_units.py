@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import jax
 import jax.numpy as jnp
@@ -269,3 +270,69 @@ def test_matmuls_inside_control_flow_are_audited_for_their_dtypes() -> None:
     int8 = audit(trace(looped, params, (jnp.ones((2, 4), jnp.bfloat16),)), "int8")
     assert int8.passed
     assert int8.summary() == "0 matmuls; 1 inside control flow, weights unknown: ? (inside scan)"
+
+
+def test_shrinking_a_fidelity_failure_stops_at_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_jaxperf.checks import fidelity
+    from pytest_jaxperf.core.wrap import wrap_model
+
+    # A variant wrong on every input: hypothesis would shrink it for as long as it can run the models.
+    runs: list[float] = []
+
+    def wrong(x: jax.Array) -> jax.Array:
+        runs.append(0.0)
+        time.sleep(0.01)  # each model run costs time, as a real model's does
+        return x * 2.0
+
+    reference = wrap_model(lambda x: x, jit=False)
+    x = jnp.linspace(-1.0, 1.0, 64).reshape(8, 8)
+
+    def shrink_runs(budget: float) -> tuple[int, str]:
+        monkeypatch.setattr(fidelity, "SHRINK_SECONDS", budget)
+        runs.clear()
+        result = fidelity.check_fidelity(
+            reference,
+            wrap_model(wrong, jit=False),
+            (x,),
+            dtype="bfloat16",
+            floor_db=30.0,
+            max_examples=20,
+            # A key of its own each time: no earlier run's shrunk example replays first.
+            database_key=f"shrink-budget-{budget}-{time.time()}",
+        )
+        assert result.failure is not None
+        return len(runs), result.failure
+
+    unbounded, _ = shrink_runs(60.0)
+    bounded, message = shrink_runs(0.0)
+    # Out of budget, no model runs more: the failures already found end the search.
+    assert bounded < unbounded
+    cost = message.rsplit("\ncost: ", 1)[1]
+    assert "shrinking" in cost and "budget" in cost
+
+
+def test_a_variant_failing_in_the_plugins_code_is_the_plugins_error_never_the_models() -> None:
+    from pytest_jaxperf.core.wrap import wrap_model
+    from pytest_jaxperf.failures import run_failure
+    from pytest_jaxperf.optimize.batching import bucket_for
+    from pytest_jaxperf.specs import Variant
+
+    bfloat16 = Variant(dtype="bfloat16")
+    wrapped = wrap_model(lambda x: x, jit=False, name="Model")
+
+    def models_own_code() -> None:
+        raise TypeError("dtypes differ")
+
+    with pytest.raises(TypeError) as raised:
+        models_own_code()
+    # The model's own error names the variant as failed, at the model's line.
+    message = run_failure(raised.value, bfloat16, wrapped, ())
+    assert message.startswith("the bfloat16 variant of Model failed: TypeError: dtypes differ")
+    assert f"{__file__}:" in message and "models_own_code" in message
+
+    with pytest.raises(ValueError) as raised_in_plugin:
+        bucket_for(9, (1, 8))
+    # Raised in the plugin's code: its own traceback, never dressed as the model's failure.
+    with pytest.raises(ValueError) as reraised:
+        run_failure(raised_in_plugin.value, bfloat16, wrapped, ())
+    assert reraised.value is raised_in_plugin.value

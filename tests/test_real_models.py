@@ -335,3 +335,62 @@ def test_a_models_own_failure_in_a_precision_is_named_at_its_line(jaxperf_pytest
         ]
     )
     result.stdout.no_fnmatch_line("*cannot run on*")
+
+
+# A model's other entry point, called as its author calls it: a VAE's decode method, and a classifier
+# swept over batch sizes with its keyword arguments as written.
+METHODS = """
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+import pytest_jaxperf as jaxperf
+
+
+class VAE(nnx.Module):
+    def __init__(self, *, rngs):
+        self.encoder = nnx.Linear(32, 16, rngs=rngs)
+        self.decoder = nnx.Linear(8, 32, rngs=rngs)
+
+    def __call__(self, x):
+        return self.decode(self.encoder(x)[:, :8])
+
+    def decode(self, z, *, scale=1.0):
+        return nnx.sigmoid(self.decoder(z) * scale)
+
+
+Z = jnp.linspace(-1.0, 1.0, 4 * 8).reshape(4, 8)
+
+
+@jaxperf.jit_warm
+@jaxperf.dtype("float32", "bfloat16", "int8", max_examples=5)
+def test_decode(jaxperf):
+    vae = VAE(rngs=nnx.Rngs(0))
+    record = jaxperf.check(vae.decode, Z, scale=2.0)
+    assert record.model == "VAE.decode"
+    assert record.compiles == 1
+    if jaxperf.variant.dtype != "float32":
+        assert [m["layer"] for m in record.precision["audit"]["matmuls"]] == ["VAE.decoder"]
+    # The same method wrapped again shares the check's compiled callable.
+    decode = jaxperf.wrap(vae.decode, Z, scale=2.0)
+    assert decode(Z, scale=2.0).shape == (4, 32)
+    assert record.compiles == 1
+
+
+@jaxperf.jit_warm
+def test_the_module_call_itself(jaxperf):
+    vae = VAE(rngs=nnx.Rngs(0))
+    assert jaxperf.check(vae.__call__, jnp.ones((4, 32))).model == "VAE"
+
+
+def test_sweep_with_keywords(jaxperf):
+    vae = VAE(rngs=nnx.Rngs(0))
+    sweep = jaxperf.batch_sweep(vae.decode, Z, scale=2.0, sizes=(1, 2))
+    assert [p.batch for p in sweep.points] == [1, 2]
+    assert all(p.compiles == 1 for p in sweep.points)
+"""
+
+
+def test_a_modules_method_and_a_sweep_take_the_call_as_written(jaxperf_pytester: pytest.Pytester) -> None:
+    jaxperf_pytester.makepyfile(test_methods=METHODS)
+    expect(jaxperf_pytester, passed=5)

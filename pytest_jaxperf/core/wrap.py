@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import inspect
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -159,6 +160,36 @@ def is_nnx_module(model: Any) -> bool:
     """Whether ``model`` is a ``flax.nnx.Module`` (without importing flax when nothing has)."""
     nnx = sys.modules.get("flax.nnx")
     return nnx is not None and isinstance(model, nnx.Module)
+
+
+def as_module(model: Any) -> Any:
+    """A bound method of an NNX module (``vae.decode``) as a module whose call is that method, named
+    ``VAE.decode``; the module's own ``__call__`` as the module; anything else as it is.
+
+    A bound method jitted as a function would carry the module's weights as constants of its program,
+    out of reach of every precision variant; as a module they are its state, cast and quantized like
+    any module's (their paths start with the owner's class name: ``VAE.decoder.kernel``).
+    """
+    if not inspect.ismethod(model) or not is_nnx_module(model.__self__):
+        return model
+    owner, method = model.__self__, model.__func__.__name__
+    if method == "__call__":
+        return owner
+    return _method_type(type(owner).__name__, method)(owner)
+
+
+@functools.cache
+def _method_type(owner_name: str, method: str) -> type:
+    from flax import nnx
+
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(getattr(self, owner_name), method)(*args, **kwargs)
+
+    def init(self: Any, owner: Any) -> None:
+        setattr(self, owner_name, owner)
+
+    # One class per owner and method, named as the call reads: records and compile events say VAE.decode.
+    return type(f"{owner_name}.{method}", (nnx.Module,), {"__init__": init, "__call__": call})
 
 
 def wrap_model(

@@ -8,6 +8,7 @@ where throughput stops growing.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import statistics
 import sys
@@ -132,17 +133,21 @@ def batch_sweep(
 ) -> Sweep:
     """Measure ``fn`` (a jitted callable of batched inputs, batch on axis 0 of each) at each batch size.
 
-    Each example input's first row is repeated to each size. Each size must compile exactly once: a
-    second compile for the same size fails the sweep (MeasurementError from the timing engine).
+    Each example input's first row is repeated to each size; a 0-d leaf (a position, a step) has no
+    batch and is passed as it is. Each size must compile exactly once: a second compile for the same
+    size fails the sweep (MeasurementError from the timing engine).
     """
     if not example_inputs:
         raise TypeError("batch_sweep needs at least one example input (a batch on axis 0)")
     config = config or TimingConfig(budget_seconds=0.5)
     watched = fn if isinstance(fn, WatchedFunction) else WatchedFunction(fn)
-    rows = jax.tree_util.tree_map(lambda leaf: leaf[:1], example_inputs)
+
+    def batch_of(leaf: Any, size: int) -> Any:
+        return leaf if jnp.ndim(leaf) == 0 else jnp.repeat(leaf[:1], size, axis=0)
+
     points = []
     for size in sorted(set(sizes)):
-        batch = jax.tree_util.tree_map(lambda leaf, n=size: jnp.repeat(leaf, n, axis=0), rows)
+        batch = jax.tree_util.tree_map(functools.partial(batch_of, size=size), example_inputs)
         before = len(watched.compiles)
         jax.block_until_ready(watched(*batch))  # type: ignore[no-untyped-call]
         timing = measure_callable(watched, batch, items_per_call=size, config=config)
