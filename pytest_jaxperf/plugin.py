@@ -17,6 +17,7 @@ from .settings import (
     MODES,
     PluginSettings,
     baselines_directory,
+    fraction,
     positive_float,
     positive_int,
 )
@@ -126,7 +127,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--jaxperf-threshold",
         dest="jaxperf_threshold",
         metavar="FRACTION",
-        type=_checked(positive_float),
+        type=_checked(fraction),
         default=None,
         help="Across processes: a slowdown whose interval lies beyond it regresses, e.g. 0.1 (default 0.1)",
     )
@@ -134,7 +135,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--jaxperf-replay-threshold",
         dest="jaxperf_replay_threshold",
         metavar="FRACTION",
-        type=_checked(positive_float),
+        type=_checked(fraction),
         default=None,
         help="By replay: the slowdown caught (half of it, interval above 1, regresses; default 0.05)",
     )

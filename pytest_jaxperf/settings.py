@@ -7,6 +7,7 @@ pytest run loads the plugin.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from .units import parse_bytes
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pytest
 
 MODES = ("latency", "throughput")
@@ -30,13 +33,24 @@ def baselines_directory(value: str) -> Path:
 
 
 def positive_float(value: str) -> float:
-    """A positive number from an option or ini value; ValueError naming it otherwise."""
+    """A finite positive number from an option or ini value; ValueError naming it otherwise."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"expected a positive number, got {value!r}") from None
-    if not number > 0:
+    if not 0 < number < math.inf:
         raise ValueError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def fraction(value: str) -> float:
+    """A fraction strictly between 0 and 1 (a threshold, a target): 2 or inf would switch the check off."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not 0 < number < 1:
+        raise ValueError(f"expected a fraction such as 0.1 (10%), got {value!r}")
     return number
 
 
@@ -104,6 +118,12 @@ class PluginSettings:
             given = config.getoption(name, default=None)
             return given if given not in (None, "") else config.getini(name)
 
+        def parsed(name: str, parse: Callable[[str], Any]) -> Any:
+            try:
+                return parse(value(name))
+            except ValueError as error:  # named as the ini file names it (the option's own is argparse's)
+                raise ValueError(f"{name}: {error}") from None
+
         def path(name: str, base: Path) -> Path | None:
             given = value(name)
             return Path(base, given) if given else None
@@ -122,14 +142,14 @@ class PluginSettings:
             json_path=path("jaxperf_json", here),
             markdown_path=path("jaxperf_markdown", here),
             benchmark_json_path=path("jaxperf_benchmark_json", here),
-            budget_seconds=positive_float(value("jaxperf_budget")),
-            ci_target=positive_float(value("jaxperf_ci_target")),
-            threshold=positive_float(value("jaxperf_threshold")),
-            replay_threshold=positive_float(value("jaxperf_replay_threshold")),
-            limit_ceiling=positive_float(str(config.getini("jaxperf_limit_ceiling"))),
+            budget_seconds=parsed("jaxperf_budget", positive_float),
+            ci_target=parsed("jaxperf_ci_target", fraction),
+            threshold=parsed("jaxperf_threshold", fraction),
+            replay_threshold=parsed("jaxperf_replay_threshold", fraction),
+            limit_ceiling=parsed("jaxperf_limit_ceiling", lambda given: positive_float(str(given))),
             allow_wide_limits=bool(config.getoption("jaxperf_allow_wide_limits")),
-            mode=timing_mode(str(value("jaxperf_mode"))),
-            repeat=positive_int(value("jaxperf_repeat")),
+            mode=parsed("jaxperf_mode", lambda given: timing_mode(str(given))),
+            repeat=parsed("jaxperf_repeat", positive_int),
             measure_peaks=bool(config.getoption("jaxperf_measure_peaks")),
             program_limit_bytes=program_limit(str(config.getini("jaxperf_program_limit"))),
             rootdir=config.rootpath,

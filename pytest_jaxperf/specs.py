@@ -8,6 +8,7 @@ collection error naming the test.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -221,7 +222,7 @@ def parse_dtype(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> DtypeSpec:
     if (
         not isinstance(scale, tuple | list)
         or len(scale) != 2
-        or not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in scale)
+        or not all(_positive_number(v) for v in scale)
         or scale[0] > scale[1]
     ):
         raise MarkerError(
@@ -258,9 +259,15 @@ def parse_dtype(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> DtypeSpec:
     )
 
 
+def _positive_number(value: Any) -> bool:
+    """A finite positive int or float (not a bool: True is no size)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
+
+
 def _number(marker: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise MarkerError(f"{marker}: {name} must be a number of dB, got {value!r}")
+    # nan would compare false with every SQNR and switch the fidelity gate off; inf fails every model.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise MarkerError(f"{marker}: {name} must be a finite number of dB, got {value!r}")
     return float(value)
 
 
@@ -299,17 +306,13 @@ def parse_gate(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> GateSpec:
         )
     _reject_unknown(marker, kwargs, ("threshold", "mode", "budget_seconds"))
     threshold = kwargs.get("threshold")
-    if threshold is not None and (
-        isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold < 10
-    ):
+    if threshold is not None and not (_positive_number(threshold) and threshold < 1):
         raise MarkerError(f"{marker}: threshold must be a fraction such as 0.1 (10%), got {threshold!r}")
     mode = kwargs.get("mode")
     if mode is not None and mode not in ("latency", "throughput"):
         raise MarkerError(f"{marker}: unknown mode {mode!r}; accepted: latency, throughput")
     budget = kwargs.get("budget_seconds")
-    if budget is not None and (
-        isinstance(budget, bool) or not isinstance(budget, int | float) or budget <= 0
-    ):
+    if budget is not None and not _positive_number(budget):
         raise MarkerError(f"{marker}: budget_seconds must be a positive number, got {budget!r}")
     return GateSpec(
         None if threshold is None else float(threshold), mode, None if budget is None else float(budget)

@@ -321,6 +321,14 @@ def test_options_with_bad_values_name_them(jaxperf_pytester: pytest.Pytester) ->
         (["--jaxperf-budget=0"], "*--jaxperf-budget: expected a positive number, got '0'*"),
         (["--jaxperf-repeat=two"], "*--jaxperf-repeat: expected a positive integer, got 'two'*"),
         (["--jaxperf-mode=fast"], "*--jaxperf-mode: invalid choice: 'fast'*"),
+        (["--jaxperf-budget=inf"], "*--jaxperf-budget: expected a positive number, got 'inf'*"),
+        (["--jaxperf-budget=nan"], "*--jaxperf-budget: expected a positive number, got 'nan'*"),
+        (["--jaxperf-threshold=inf"], "*--jaxperf-threshold: expected a fraction such as 0.1*got 'inf'*"),
+        (["--jaxperf-threshold=2"], "*--jaxperf-threshold: expected a fraction such as 0.1*got '2'*"),
+        (
+            ["--jaxperf-replay-threshold=0"],
+            "*--jaxperf-replay-threshold: expected a fraction such as 0.1 (10%), got '0'*",
+        ),
     ):
         result = jaxperf_pytester.runpytest_inprocess(*args)
         assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -328,7 +336,7 @@ def test_options_with_bad_values_name_them(jaxperf_pytester: pytest.Pytester) ->
     jaxperf_pytester.makeini("[pytest]\njaxperf_threshold = lots\n")
     result = jaxperf_pytester.runpytest_inprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*jaxperf: expected a positive number, got 'lots'*"])
+    result.stderr.fnmatch_lines(["*jaxperf: jaxperf_threshold: expected a fraction such as 0.1*got 'lots'*"])
 
 
 @pytest.mark.parametrize("method", ["check", "measure"])

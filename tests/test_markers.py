@@ -116,7 +116,7 @@ def test_dtype_and_devices_expand_into_cases(jaxperf_pytester: pytest.Pytester) 
         ("@jaxperf.dtype()", "jaxperf_dtype: name at least one dtype, e.g. dtype('bf16', 'int8')"),
         (
             '@jaxperf.dtype("bf16", min_sqnr_db="high")',
-            "jaxperf_dtype: min_sqnr_db must be a number of dB, got 'high'",
+            "jaxperf_dtype: min_sqnr_db must be a finite number of dB, got 'high'",
         ),
         ("@jaxperf.devices(1, 0)", "jaxperf_devices: device count must be a positive integer, got 0"),
         ("@jaxperf.devices(-2)", "jaxperf_devices: device count must be a positive integer, got -2"),
@@ -142,6 +142,31 @@ def test_dtype_and_devices_expand_into_cases(jaxperf_pytester: pytest.Pytester) 
             "jaxperf_gate: budget_seconds must be a positive number, got -1",
         ),
         ("@jaxperf.gate(0.2)", "jaxperf_gate: takes keyword arguments only*got 0.2"),
+        # Values that would switch a check off, or crash it at run time.
+        (
+            "@jaxperf.gate(threshold=2)",
+            "jaxperf_gate: threshold must be a fraction such as 0.1 (10%), got 2",
+        ),
+        (
+            '@jaxperf.gate(budget_seconds=float("inf"))',
+            "jaxperf_gate: budget_seconds must be a positive number, got inf",
+        ),
+        (
+            '@jaxperf.gate(budget_seconds=float("nan"))',
+            "jaxperf_gate: budget_seconds must be a positive number, got nan",
+        ),
+        (
+            '@jaxperf.dtype("bf16", min_sqnr_db=float("nan"))',
+            "jaxperf_dtype: min_sqnr_db must be a finite number of dB, got nan",
+        ),
+        (
+            '@jaxperf.dtype("bf16", min_sqnr_db={"int8": float("-inf")})',
+            "jaxperf_dtype: min_sqnr_db['int8'] must be a finite number of dB, got -inf",
+        ),
+        (
+            '@jaxperf.dtype("bf16", input_scale=(1e-3, float("inf")))',
+            "jaxperf_dtype: input_scale must be (smallest, largest) positive magnitudes*got (0.001, inf)",
+        ),
     ],
 )
 def test_marker_misuse_is_a_collection_error_naming_test_marker_and_value(
