@@ -9,6 +9,7 @@ left untouched.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -24,12 +25,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+try:  # POSIX; elsewhere concurrent recorders are not serialized
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
 from .environment import _version
 from .records import program_stored
 from .verdicts import NEW, NOT_COMPARABLE, Comparability, deterministic_changes
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
 
     from .records import CheckRecord
 
@@ -283,18 +289,26 @@ class BaselineStore:
         return Lookup(NOT_COMPARABLE, None, incomparable) if incomparable else Lookup(NEW)
 
     def write(self, module: str, records: Mapping[str, dict[str, Any]]) -> Path:
-        """Merge ``records`` into the module's file (others kept) and write it atomically."""
+        """Merge ``records`` into the module's file (others kept) and write it atomically.
+
+        The file is read again and written under the environment directory's lock: another process
+        recording into the same file meanwhile (a second run, a CI matrix job on a shared volume) keeps
+        its records. Raises BaselineError for a file that cannot be read (it is never overwritten) and
+        OSError for one that cannot be written.
+        """
         path = self.path_for(module)
-        existing = self._load(path)  # raises on a corrupt file: it is never overwritten
-        if existing is not None and existing.environment != self.fingerprint:
-            raise BaselineError(
-                f"baseline file {path} holds another environment's records; it was not overwritten"
-            )
-        merged = dict(existing.records) if existing else {}
-        merged.update(records)
-        document = BaselineFile(path, self.fingerprint, module, merged).document()
-        write_atomically(path, dumps(document))
-        self._cache.pop(path, None)
+        with locked(path.parent):
+            self._cache.pop(path, None)  # what another recorder wrote since this session read it
+            existing = self._load(path)  # raises on a corrupt file: it is never overwritten
+            if existing is not None and existing.environment != self.fingerprint:
+                raise BaselineError(
+                    f"baseline file {path} holds another environment's records; it was not overwritten"
+                )
+            merged = dict(existing.records) if existing else {}
+            merged.update(records)
+            document = BaselineFile(path, self.fingerprint, module, merged)
+            write_atomically(path, dumps(document.document()))
+        self._cache[path] = document
         return path
 
 
@@ -378,10 +392,40 @@ def baseline_record(
     }
 
 
+#: The start of a temporary file's name: never a baseline's (no ``.json`` suffix), and removed by the next
+#: writer of its folder when a killed process left it behind.
+TEMPORARY_PREFIX = ".jaxperf-partial-"
+#: The lock file of a folder whose own lock cannot be taken (a network file system without ``flock`` on
+#: directories).
+LOCK_FILE = ".jaxperf.lock"
+
+
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Hold ``directory``'s exclusive lock (created if absent); temporary files that a killed writer left
+    in it are removed once it is held, since every writer writes only while holding it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if fcntl is not None:
+            # The folder itself is locked, so no lock file is left among the baselines; where that is
+            # refused, a lock file beside them.
+            handle = os.open(directory, os.O_RDONLY)
+            stack.callback(os.close, handle)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            except OSError:
+                handle = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+                stack.callback(os.close, handle)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+        for stale in directory.glob(f"{TEMPORARY_PREFIX}*"):
+            stale.unlink(missing_ok=True)
+        yield
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{path.name}.", dir=path.parent)
     try:
         # mkstemp makes the file private (0600); what is written is an ordinary file: mode from the umask.
         umask = os.umask(0)

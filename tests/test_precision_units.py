@@ -308,7 +308,8 @@ def test_shrinking_a_fidelity_failure_stops_at_its_budget(monkeypatch: pytest.Mo
     # Out of budget, no model runs more: the failures already found end the search.
     assert bounded < unbounded
     cost = message.rsplit("\ncost: ", 1)[1]
-    assert "shrinking" in cost and "budget" in cost
+    assert "shrinking" in cost
+    assert "budget" in cost
 
 
 def test_a_variant_failing_in_the_plugins_code_is_the_plugins_error_never_the_models() -> None:
@@ -328,11 +329,12 @@ def test_a_variant_failing_in_the_plugins_code_is_the_plugins_error_never_the_mo
     # The model's own error names the variant as failed, at the model's line.
     message = run_failure(raised.value, bfloat16, wrapped, ())
     assert message.startswith("the bfloat16 variant of Model failed: TypeError: dtypes differ")
-    assert f"{__file__}:" in message and "models_own_code" in message
+    assert f"{__file__}:" in message
+    assert "models_own_code" in message
 
-    with pytest.raises(ValueError) as raised_in_plugin:
+    with pytest.raises(ValueError, match="exceeds the largest bucket") as raised_in_plugin:
         bucket_for(9, (1, 8))
     # Raised in the plugin's code: its own traceback, never dressed as the model's failure.
-    with pytest.raises(ValueError) as reraised:
+    with pytest.raises(ValueError, match="exceeds the largest bucket") as reraised:
         run_failure(raised_in_plugin.value, bfloat16, wrapped, ())
     assert reraised.value is raised_in_plugin.value
