@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .writable import why_unwritable
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -126,6 +128,10 @@ def _report(args: argparse.Namespace) -> int:
     from .page_render import to_html, to_markdown
     from .results import ResultsError, baseline_history, load_results
 
+    if args.output is not None:
+        why = why_unwritable(args.output)
+        if why:
+            return _fail("report", f"-o {args.output} cannot be written: {why}")
     try:
         results = load_results(args.results)
     except ResultsError as error:
@@ -175,6 +181,10 @@ def _ab(args: argparse.Namespace) -> int:
     from .ab import AbError, report_rows, run_ab
     from .report import text_table
 
+    if args.json is not None:
+        why = why_unwritable(args.json)
+        if why:
+            return _fail("ab", f"--json {args.json} cannot be written: {why}")
     pytest_args = list(args.pytest_args)
     if pytest_args[:1] == ["--"]:
         pytest_args = pytest_args[1:]

@@ -224,6 +224,9 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = PluginSettings.from_pytest_config(config)
     except ValueError as error:
         raise pytest.UsageError(f"jaxperf: {error}") from None
+    problem = settings.unwritable_output()
+    if problem:
+        raise pytest.UsageError(f"jaxperf: {problem}; nothing was run")
     session = JaxperfSession(
         settings,
         is_worker=hasattr(config, "workerinput"),

@@ -7,13 +7,20 @@ library only: ``jaxperf ab`` and the plugin's session end import it, and neither
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-    from pathlib import Path
+    from collections.abc import Iterator, Mapping, Sequence
 
 #: What ``head_commit`` answers where there is no commit to name (no git, no repository, no commit yet).
 UNKNOWN_COMMIT = "unknown"
@@ -70,4 +77,39 @@ def run_pytest(args: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> sub
         text=True,
         errors="replace",
         check=False,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
+
+
+#: Linux's prctl option that sends the child a signal when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # In the child before exec: a parent killed outright (SIGKILL, the OOM killer) cannot clean up, so the
+    # kernel kills the child with it rather than leaving it measuring, orphaned.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def scratch_directory(purpose: str) -> Iterator[Path]:
+    """A temporary folder ``jaxperf-<purpose>-<pid>-…`` removed on leaving; those of the same purpose
+    that a killed process left behind (their process gone) are removed first."""
+    base = Path(tempfile.gettempdir())
+    for stale in base.glob(f"jaxperf-{purpose}-*"):
+        owner = re.match(rf"jaxperf-{re.escape(purpose)}-(\d+)-", stale.name)
+        if owner and not _alive(int(owner.group(1))):
+            shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=f"jaxperf-{purpose}-{os.getpid()}-") as name:
+        yield Path(name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process of that number
+        return True
+    return True

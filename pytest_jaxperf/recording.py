@@ -7,21 +7,22 @@ request (``--jaxperf-update-baselines``, ``--jaxperf-extend-baselines``).
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
-from pathlib import Path
+import signal
+import threading
 from typing import TYPE_CHECKING, Any
 
 from .baseline import BaselineError, ProgramChanged, baseline_record, extended_medians
 from .environment import child_process_environment
-from .processes import head_commit, run_pytest
+from .processes import head_commit, run_pytest, scratch_directory
 from .records import CheckRecord, program_stored
 from .results import load_results
 from .units import format_bytes
 from .verdicts import NOISE_MULTIPLE, noise_floor, noise_floor_of_run
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from .baseline import BaselineStore
     from .records import Record
@@ -80,15 +81,49 @@ def write_baselines(
         )
     messages.extend(program_lines(measured))
     ok = refused == 0
-    for module, module_records in sorted(by_module.items()):
-        try:
-            path = store.write(module, module_records)
-        except BaselineError as error:
-            messages.append(f"jaxperf: {error}")
-            ok = False
-            continue
-        messages.append(f"jaxperf: {len(module_records)} baseline(s) written to {path}")
+    # Ctrl-C waits for the loop: each file is written whole, and a recording half old, half new (with no
+    # word of which) would be worse than a second's wait.
+    with interrupts_deferred() as interrupted:
+        for module, module_records in sorted(by_module.items()):
+            try:
+                path = store.write(module, module_records)
+            except BaselineError as error:
+                messages.append(f"jaxperf: {error}")
+                ok = False
+                continue
+            except OSError as error:  # a full disk, a read-only folder, a path through a file
+                messages.append(
+                    f"jaxperf: {len(module_records)} baseline(s) of {module} NOT written to "
+                    f"{store.path_for(module)}: {error.strerror or error}; the file is as it was"
+                )
+                ok = False
+                continue
+            messages.append(f"jaxperf: {len(module_records)} baseline(s) written to {path}")
+    if interrupted:
+        raise RecordingInterrupted(
+            "jaxperf: interrupted while writing baselines; the writing was finished first (the files "
+            "listed above were written whole)"
+        )
     return ok
+
+
+class RecordingInterrupted(Exception):
+    """Ctrl-C while recording; the message says what was and was not written."""
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[list[int]]:
+    """SIGINT held back until the block ends; the list says whether one came (outside the main thread,
+    where no handler can be set, nothing is held back)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def limit_line(
@@ -163,9 +198,9 @@ def repeat_medians(
         return {}
     nodeids = sorted({r.nodeid for r in measured})
     medians: dict[tuple[str, str], list[float]] = {}
-    with tempfile.TemporaryDirectory(prefix="jaxperf-repeat-") as scratch:
+    with scratch_directory("repeat") as scratch, _interrupt_writes_nothing():
         for index in range(settings.repeat - 1):
-            results = Path(scratch, f"run{index}.json")
+            results = scratch / f"run{index}.json"
             args = [
                 "--jaxperf", f"--jaxperf-json={results}", f"--jaxperf-baselines={settings.baselines_dir}",
                 "-p", "no:cacheprovider", "-q", *_forwarded_options(invocation_args), *nodeids,
@@ -182,6 +217,18 @@ def repeat_medians(
         f"jaxperf: noise floor from {settings.repeat} processes (this one and {settings.repeat - 1} more)"
     )
     return medians
+
+
+@contextlib.contextmanager
+def _interrupt_writes_nothing() -> Iterator[None]:
+    # The child pytest stops on the same Ctrl-C (it is in the terminal's process group); subprocess.run
+    # has killed it by the time the interrupt reaches here.
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise RecordingInterrupted(
+            "jaxperf: interrupted during the noise-floor runs; no baseline was written"
+        ) from None
 
 
 def _forwarded_options(args: tuple[str, ...]) -> list[str]:

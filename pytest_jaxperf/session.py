@@ -10,6 +10,8 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pytest
     from _pytest.terminal import TerminalReporter
 
@@ -56,15 +58,27 @@ class JaxperfSession:
             return
         import pytest
 
+        from .recording import RecordingInterrupted
+
         if self.settings.update_baselines:
             if exitstatus == pytest.ExitCode.INTERRUPTED:
                 self.messages.append("jaxperf: the run was interrupted; no baseline was written")
-            elif not self._write_baselines():
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        self._write_reports()
+            else:
+                try:
+                    if not self._write_baselines():
+                        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+                except RecordingInterrupted as interruption:
+                    self.messages.append(str(interruption))
+                    session.exitstatus = pytest.ExitCode.INTERRUPTED
+        if not self._write_reports():
+            session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: TerminalReporter) -> None:
-        if self.is_worker or not self.settings.measure:
+        if self.is_worker:
+            return
+        if not self.settings.measure:
+            for message in self.messages:  # a file asked for that could not be written
+                terminalreporter.write_line(message)
             return
         from .report import summary_lines, verdict_counts
 
@@ -78,32 +92,50 @@ class JaxperfSession:
 
     # --- files --------------------------------------------------------------------------------------
 
-    def _write_reports(self) -> None:
+    def _write_reports(self) -> bool:
+        """Write the files asked for; False when one could not be written (each said, the rest written)."""
         settings = self.settings
         if settings.json_path is None and settings.benchmark_json_path is None and not settings.measure:
-            return  # a plain run: nothing to write, and nothing more to import at its end
+            return True  # a plain run: nothing to write, and nothing more to import at its end
         import json
 
-        from .baseline import write_atomically
         from .environment import describe_environment
         from .report import benchmark_json, markdown_summary, results_json
 
+        written = True
         if settings.json_path is not None:
             document = results_json(self.records, describe_environment())
-            write_atomically(settings.json_path, json.dumps(document, indent=2, sort_keys=True) + "\n")
-            self.messages.append(f"jaxperf: results written to {settings.json_path}")
+            text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+            written &= self._written("results", settings.json_path, text)
         if settings.benchmark_json_path is not None:
             document = benchmark_json(self.records, describe_environment())
-            write_atomically(settings.benchmark_json_path, json.dumps(document, indent=2) + "\n")
-            self.messages.append(f"jaxperf: pytest-benchmark JSON written to {settings.benchmark_json_path}")
+            text = json.dumps(document, indent=2) + "\n"
+            written &= self._written("pytest-benchmark JSON", settings.benchmark_json_path, text)
         if settings.measure:
             markdown = markdown_summary(self.records)
             if settings.markdown_path is not None:
-                write_atomically(settings.markdown_path, markdown)
+                written &= self._written("Markdown summary", settings.markdown_path, markdown)
             step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
             if step_summary:
-                with open(step_summary, "a", encoding="utf-8") as stream:
-                    stream.write(markdown)
+                try:
+                    with open(step_summary, "a", encoding="utf-8") as stream:
+                        stream.write(markdown)
+                except OSError as error:
+                    self.messages.append(f"jaxperf: GITHUB_STEP_SUMMARY {step_summary} NOT written: {error}")
+                    written = False
+        return written
+
+    def _written(self, what: str, path: Path, text: str) -> bool:
+        from .baseline import write_atomically
+
+        try:
+            write_atomically(path, text)
+        except OSError as error:
+            self.messages.append(f"jaxperf: {what} NOT written to {path}: {error.strerror or error}")
+            return False
+        if what != "Markdown summary":
+            self.messages.append(f"jaxperf: {what} written to {path}")
+        return True
 
     def _write_baselines(self) -> bool:
         """Record the measured checks as baselines; False when a file could not be written."""

@@ -110,6 +110,25 @@ class PluginSettings:
     """Exported programs larger than this are not stored with their baselines (ini jaxperf_program_limit)."""
     rootdir: Path = Path()
 
+    def unwritable_output(self) -> str | None:
+        """The first file this run must write that cannot be written, said with its option; else None."""
+        from .writable import why_folder_unwritable, why_unwritable
+
+        outputs = (
+            ("--jaxperf-json", self.json_path),
+            ("--jaxperf-markdown", self.markdown_path),
+            ("--jaxperf-benchmark-json", self.benchmark_json_path),
+        )
+        for option, path in outputs:
+            why = why_unwritable(path) if path is not None else None
+            if why:
+                return f"{option} {path} cannot be written: {why}"
+        if self.update_baselines:
+            why = why_folder_unwritable(self.baselines_dir)
+            if why:
+                return f"the baselines folder {self.baselines_dir} cannot be written: {why}"
+        return None
+
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> PluginSettings:
         """Resolve the settings: an option given on the command line wins over its ini twin."""

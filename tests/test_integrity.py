@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,203 @@ def test_concurrent_recorders_keep_every_record(jaxperf_pytester: pytest.Pyteste
     assert sorted(recorded) == sorted(f"test_scaled[{n}]::scaled{n}" for n in range(8)), outputs
     # Nothing but the baselines is left in the folder a user commits.
     assert [p.suffix for p in baseline_files(jaxperf_pytester.path / "baselines")] == [".json"], outputs
+
+
+def test_a_partial_file_a_killed_writer_left_is_removed_by_the_next(tmp_path: Path) -> None:
+    from pytest_jaxperf.baseline import TEMPORARY_PREFIX, BaselineStore
+
+    store = BaselineStore(tmp_path, {"backend": "cpu"})
+    stale = store.environment_dir / f"{TEMPORARY_PREFIX}test_x.py-abc.json.k3j2"
+    stale.parent.mkdir(parents=True)
+    stale.write_text('{"records": {"half')
+    path = store.write("test_x.py", {"test_x.py::f": {"median": 1.0}})
+    assert sorted(p.name for p in store.environment_dir.iterdir()) == [path.name]
+
+
+# Each write of a baseline or an output file goes through write_atomically: this conftest makes the ones
+# named fail as a full disk does, or interrupts the run at the first baseline write, as Ctrl-C would.
+FAULTS = """
+import errno
+import os
+import signal
+
+import pytest_jaxperf.baseline as baseline
+import pytest_jaxperf.recording as recording
+
+FULL = os.environ.get("FAULT_FULL", "")
+real_write = baseline.write_atomically
+
+
+def write_atomically(path, text):
+    if FULL and FULL in path.name:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    if os.environ.get("FAULT_INTERRUPT") and path.suffix == ".json" and "baselines" in str(path):
+        os.kill(os.getpid(), signal.SIGINT)
+    return real_write(path, text)
+
+
+baseline.write_atomically = write_atomically
+
+
+def run_pytest(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+if os.environ.get("FAULT_NOISE_FLOOR"):
+    recording.run_pytest = run_pytest
+"""
+
+MEASURED = """
+import jax
+import jax.numpy as jnp
+
+
+def test_measured(jaxperf):
+    jaxperf.measure(jax.jit(jnp.sum), jnp.ones((64,)))
+"""
+
+
+def faulty(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(FAULTS)
+    pytester.makepyfile(test_full=MEASURED, test_fine=MEASURED)
+    return pytester
+
+
+def test_a_file_that_cannot_be_written_is_said_and_the_rest_are_written(
+    jaxperf_pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faulty(jaxperf_pytester)
+    monkeypatch.setenv("FAULT_FULL", "test_full")
+    result = jaxperf_pytester.runpytest_subprocess(
+        "--jaxperf-update-baselines", "--jaxperf-repeat=1", "--jaxperf-json=results.json"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*jaxperf*",  # the summary is printed
+            "jaxperf: 1 baseline(s) written to *test_fine.py-*.json",
+            "jaxperf: 1 baseline(s) of test_full.py NOT written to *test_full.py-*.json: No space left on "
+            "device; the file is as it was",
+            "jaxperf: results written to *results.json",
+        ]
+    )
+    assert [p.name.split("-")[0] for p in (jaxperf_pytester.path / "baselines").rglob("*.json")] == [
+        "test_fine.py"
+    ]
+    # The output files fail alike: said, and the run fails.
+    monkeypatch.setenv("FAULT_FULL", "results")
+    result = jaxperf_pytester.runpytest_subprocess("--jaxperf", "--jaxperf-json=results.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["jaxperf: results NOT written to *results.json: No space left on device"])
+
+
+def test_ctrl_c_while_writing_finishes_the_writing_and_says_so(
+    jaxperf_pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faulty(jaxperf_pytester)
+    monkeypatch.setenv("FAULT_INTERRUPT", "1")
+    result = jaxperf_pytester.runpytest_subprocess("--jaxperf-update-baselines", "--jaxperf-repeat=1")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        ["jaxperf: interrupted while writing baselines; the writing was finished first*"]
+    )
+    result.stdout.no_fnmatch_line("*KeyboardInterrupt*")
+    assert len(list((jaxperf_pytester.path / "baselines").rglob("*.json"))) == 2
+
+
+def test_ctrl_c_during_the_noise_floor_runs_writes_nothing_and_says_so(
+    jaxperf_pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faulty(jaxperf_pytester)
+    monkeypatch.setenv("FAULT_NOISE_FLOOR", "1")
+    result = jaxperf_pytester.runpytest_subprocess("--jaxperf-update-baselines", "--jaxperf-repeat=2")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["jaxperf: interrupted during the noise-floor runs; no baseline was written"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert not (jaxperf_pytester.path / "baselines").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "why"),
+    [
+        ("--jaxperf-json", "notes.txt/results.json", "*notes.txt is a file, not a folder"),
+        ("--jaxperf-markdown", "reports", "it is a folder"),
+        ("--jaxperf-benchmark-json", "notes.txt/bench.json", "*notes.txt is a file, not a folder"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_a_usage_error_before_any_test_runs(
+    jaxperf_pytester: pytest.Pytester, option: str, value: str, why: str
+) -> None:
+    jaxperf_pytester.makepyfile(test_measured=MEASURED)
+    (jaxperf_pytester.path / "notes.txt").write_text("notes")
+    (jaxperf_pytester.path / "reports").mkdir()
+    result = jaxperf_pytester.runpytest_subprocess("--jaxperf-update-baselines", f"{option}={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*jaxperf: {option} *{value} cannot be written: {why}; nothing was run"])
+    assert not (jaxperf_pytester.path / "baselines").exists()
+
+
+def test_jaxperf_report_checks_its_output_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_jaxperf.cli import EXIT_MISUSE, main
+
+    (tmp_path / "notes.txt").write_text("notes")
+    code = main(["report", str(tmp_path / "missing.json"), "-o", str(tmp_path / "notes.txt" / "page.html")])
+    assert code == EXIT_MISUSE
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def children_of(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (from /proc: Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(pid) and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the kernel's parent-death signal is Linux's")
+def test_a_killed_recorder_takes_its_children_along_and_leaves_nothing_behind(
+    jaxperf_pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    # The noise-floor process measures for a minute, long after its parent is gone unless it dies with it.
+    slow_in_the_noise_floor_run = (
+        "import os, time\nif os.environ.get('JAXPERF_REPEAT_CHILD') and os.path.exists('slow'):\n"
+        "    time.sleep(60)\n"
+    )
+    (jaxperf_pytester.path / "slow").touch()
+    jaxperf_pytester.makepyfile(test_measured=slow_in_the_noise_floor_run + MEASURED)
+    record = [sys.executable, "-m", "pytest", "-q", "--jaxperf-update-baselines"]
+    devnull = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "stdin": subprocess.DEVNULL}
+    killed = jaxperf_pytester.popen([*record, "--jaxperf-repeat=3"], **devnull)
+    deadline = time.monotonic() + 300
+    while not children_of(killed.pid) and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    noise_floor_runs = children_of(killed.pid)
+    assert noise_floor_runs, "the recording started no noise-floor process"
+    killed.kill()  # SIGKILL: no handler runs, nothing is cleaned up by the process itself
+    killed.wait()
+    deadline = time.monotonic() + 20
+    while any(running(pid) for pid in noise_floor_runs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(running(pid) for pid in noise_floor_runs), "a noise-floor process outlived its parent"
+    assert list(scratch.glob(f"jaxperf-repeat-{killed.pid}-*"))  # what the killed run left
+    # The next recording removes it, and writes its baselines.
+    (jaxperf_pytester.path / "slow").unlink()
+    done = jaxperf_pytester.popen([*record, "--jaxperf-repeat=2"], **devnull)
+    assert done.wait(timeout=300) == 0
+    assert not list(scratch.glob("jaxperf-repeat-*"))
+    assert [p.suffix for p in baseline_files(jaxperf_pytester.path / "baselines")] == [".json"]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..processes import run_pytest
+from ..processes import run_pytest, scratch_directory
 from ..results import load_results
 from . import outcome_plugin
 from .errors import AbError
@@ -106,8 +105,7 @@ def run_ab(
     start = time.perf_counter()
     with terminate_as_interrupt(), base_worktree(root, commit) as worktree:
         side_directory = {"A": worktree / here.relative_to(root.resolve()), "B": here}
-        with tempfile.TemporaryDirectory(prefix="jaxperf-ab-") as scratch_name:
-            scratch = Path(scratch_name)
+        with scratch_directory("ab") as scratch:
             install_outcomes_plugin(scratch)
             for index in range(rounds):
                 # A B, then B A: a drift in the machine's speed that is linear in time cancels in each pair.
