@@ -12,7 +12,7 @@ from .markers import devices, dtype, gate, jit_warm, memory
 
 if TYPE_CHECKING:
     from .core.compiles import CompileWatch, RecompileError, WatchedFunction, watch_compiles
-    from .errors import IdenticalInputsWarning
+    from .errors import IdenticalInputsWarning, LowPrecisionReferenceWarning
     from .optimize.memory import chunked, donating, max_batch_size, rematerialized
     from .specs import Variant
 
@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Variant": "pytest_jaxperf.specs",
     "IdenticalInputsWarning": "pytest_jaxperf.errors",
+    "LowPrecisionReferenceWarning": "pytest_jaxperf.errors",
     "watch_compiles": "pytest_jaxperf.core.compiles",
     "CompileWatch": "pytest_jaxperf.core.compiles",
     "RecompileError": "pytest_jaxperf.core.compiles",
@@ -44,6 +45,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CompileWatch",
     "IdenticalInputsWarning",
+    "LowPrecisionReferenceWarning",
     "RecompileError",
     "Variant",
     "WatchedFunction",

@@ -30,3 +30,8 @@ class PerformanceRegression(AssertionError):
 
 class IdenticalInputsWarning(UserWarning):
     """Every input the fidelity check generated was the same one: it compared the variant once."""
+
+
+class LowPrecisionReferenceWarning(UserWarning):
+    """The model's float32 case computes matmuls in a lower precision (layers built with a bf16 dtype):
+    the fidelity check compares the variants with that model, not with float32."""

@@ -25,6 +25,7 @@ from .core.compiles import RecompileError
 from .core.memory import MemoryBreakdown, is_out_of_memory
 from .core.placement import UnsplittableBatch
 from .core.signature import describe_inputs
+from .core.wrap import ModelStructureError
 from .errors import CaseFailed, CaseUnavailable, PerformanceRegression
 from .units import BYTE_UNITS, format_bytes
 
@@ -186,6 +187,8 @@ def explained(explain: Callable[[Exception], str]) -> Iterator[None]:
     message = ""
     try:
         yield
+    except ModelStructureError as error:  # the model's own doing, said in full: no traceback adds to it
+        raise CaseFailed(str(error)) from None
     except OWN_OUTCOMES:
         raise
     except Exception as error:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -23,7 +22,7 @@ from .checks.sharding import check_pipeline_output
 from .core.call import PLAIN, CallPattern
 from .core.compiles import explaining_cache_misses, function_name
 from .core.timing import TimingConfig, compare_callables
-from .core.wrap import WrappedModel, as_module, compile_watch, wrap_model
+from .core.wrap import WrappedModel, as_module, compile_watch, same_model, wrap_model
 from .gating import budget_seconds, fail_on_regression
 from .optimize.batching import batch_sweep, on_device, pipeline_split
 from .optimize.variant import build_variant
@@ -277,9 +276,12 @@ class Jaxperf:
         for (known_model, known_params, known_convert), known, built in self._wrapped:
             # Inputs alone, positionally (or no example call at all): one callable serves every such call.
             same_call = built.pattern == pattern or (built.pattern.plain and pattern.plain)
-            # vae.decode is a new bound method at each access, equal to the last one.
-            same_model = known_model is model or (inspect.ismethod(model) and known_model == model)
-            if same_model and known_params is params and known_convert is convert and same_call:
+            if (
+                same_model(known_model, model)
+                and known_params is params
+                and known_convert is convert
+                and same_call
+            ):
                 return known, built
         devices = self.spec.devices
         with as_outcome(self.variant.case_id):

@@ -192,6 +192,19 @@ def test_nothing_to_quantize_is_an_error_naming_the_model() -> None:
         quantize_int8(no_weights, jnp.ones((2, 4)))
 
 
+def test_weight_matmuls_all_out_of_reach_are_said_to_be_so() -> None:
+    def only_scanned(params: dict[str, jax.Array], x: jax.Array) -> jax.Array:
+        h, _ = jax.lax.scan(lambda c, _: (jnp.tanh(c @ params["loop"]), None), x, None, length=2)
+        return h
+
+    with pytest.raises(QuantizationError) as raised:
+        quantize_int8(only_scanned, jnp.ones((2, 4)), params={"loop": jnp.eye(4)})
+    assert str(raised.value).startswith(
+        "only_scanned's weight matmuls are all out of the built-in int8 quantizer's reach "
+        "(?: inside scan, which the quantizer does not open)"
+    )
+
+
 # --- audit -----------------------------------------------------------------------------------------------
 
 

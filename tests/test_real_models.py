@@ -358,6 +358,10 @@ class VAE(nnx.Module):
     def decode(self, z, *, scale=1.0):
         return nnx.sigmoid(self.decoder(z) * scale)
 
+    @nnx.jit
+    def reconstruct(self, x):
+        return self(x)
+
 
 Z = jnp.linspace(-1.0, 1.0, 4 * 8).reshape(4, 8)
 
@@ -383,6 +387,15 @@ def test_the_module_call_itself(jaxperf):
     assert jaxperf.check(vae.__call__, jnp.ones((4, 32))).model == "VAE"
 
 
+@jaxperf.jit_warm
+@jaxperf.dtype("float32", "int8", max_examples=5)
+def test_a_method_compiled_by_its_author(jaxperf):
+    vae = VAE(rngs=nnx.Rngs(0))
+    record = jaxperf.check(vae.reconstruct, jnp.ones((4, 32)))
+    assert record.model == "VAE.reconstruct"
+    assert record.compiles == 1
+
+
 def test_sweep_with_keywords(jaxperf):
     vae = VAE(rngs=nnx.Rngs(0))
     sweep = jaxperf.batch_sweep(vae.decode, Z, scale=2.0, sizes=(1, 2))
@@ -393,4 +406,103 @@ def test_sweep_with_keywords(jaxperf):
 
 def test_a_modules_method_and_a_sweep_take_the_call_as_written(jaxperf_pytester: pytest.Pytester) -> None:
     jaxperf_pytester.makepyfile(test_methods=METHODS)
-    expect(jaxperf_pytester, passed=5)
+    expect(jaxperf_pytester, passed=7)
+
+
+# A model written for explicit sharding under an ambient mesh (jax.set_mesh), as public NNX LMs are: it
+# reads its input's sharding, which every generated input must carry as the example did.
+AMBIENT_MESH = """
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.sharding import reshard
+
+import pytest_jaxperf as jaxperf
+
+jax.set_mesh(jax.make_mesh((2, 1), ("batch", "model"), axis_types=(jax.sharding.AxisType.Explicit,) * 2))
+
+
+class Resharded(nnx.Module):
+    def __init__(self, *, rngs):
+        self.linear = nnx.Linear(16, 16, rngs=rngs)
+
+    def __call__(self, x):
+        return reshard(self.linear(x), jax.typeof(x).sharding)
+
+
+X = jnp.linspace(-1.0, 1.0, 4 * 16).reshape(4, 16)
+
+
+@jaxperf.jit_warm
+@jaxperf.dtype("fp32", "bf16", "int8", "int8-dynamic", max_examples=5)
+def test_ambient_mesh(jaxperf):
+    jaxperf.check(Resharded(rngs=nnx.Rngs(0)), X)
+
+
+@jaxperf.jit_warm
+@jaxperf.devices(1, 2, 4)
+def test_over_the_ambient_mesh(jaxperf):
+    jaxperf.check(Resharded(rngs=nnx.Rngs(0)), X)
+"""
+
+
+def test_a_model_under_an_ambient_mesh_runs_on_it(jaxperf_pytester: pytest.Pytester) -> None:
+    jaxperf_pytester.makepyfile(test_mesh=AMBIENT_MESH)
+    result = expect(jaxperf_pytester, "--jaxperf-cpu-devices=4", "-rs", passed=6, skipped=1)
+    result.stdout.fnmatch_lines(
+        ["*d4*the model runs under the mesh jax.set_mesh gave (batch: 2, model: 1), of 2 device(s), not 4*"]
+    )
+
+
+# A fidelity failure stored in hypothesis's database replays first on the next run: the same example twice
+# (replayed, then reported) is no sign of inputs that cannot vary.
+REPLAYED = """
+import jax.numpy as jnp
+from flax import nnx
+from hypothesis import settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+import pytest_jaxperf as jaxperf
+
+settings.register_profile("stored", database=DirectoryBasedExampleDatabase("examples"))
+settings.load_profile("stored")
+
+
+@jaxperf.jit_warm
+@jaxperf.dtype("bfloat16", max_examples=5, min_sqnr_db=200.0)
+def test_beyond_bfloat16(jaxperf):
+    jaxperf.check(nnx.Linear(16, 16, rngs=nnx.Rngs(0)), jnp.ones((4, 16)))
+"""
+
+
+def test_a_replayed_failure_is_no_identical_inputs_warning(jaxperf_pytester: pytest.Pytester) -> None:
+    jaxperf_pytester.makepyfile(test_replayed=REPLAYED)
+    expect(jaxperf_pytester, failed=1)
+    replayed = expect(jaxperf_pytester, failed=1)
+    replayed.stdout.fnmatch_lines(["*output SQNR * < 200.0 dB*"])
+    replayed.stdout.no_fnmatch_line("*IdenticalInputsWarning*")
+
+
+# A model whose author builds its layers in bfloat16 (a ViT's use_bfloat16=True): its "float32" case is no
+# float32 reference, and a bfloat16 variant compared with it compares with itself.
+BFLOAT16_LAYERS = """
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+import pytest_jaxperf
+import pytest_jaxperf as jaxperf
+
+
+@jaxperf.jit_warm
+@jaxperf.dtype("fp32", "bf16", max_examples=5)
+def test_bfloat16_layers(jaxperf):
+    model = nnx.Linear(16, 16, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    with pytest.warns(pytest_jaxperf.LowPrecisionReferenceWarning, match=r"computes 1 of 1 matmuls in lower"):
+        jaxperf.check(model, jnp.ones((4, 16)))
+"""
+
+
+def test_a_reference_in_low_precision_is_said(jaxperf_pytester: pytest.Pytester) -> None:
+    jaxperf_pytester.makepyfile(test_layers=BFLOAT16_LAYERS)
+    expect(jaxperf_pytester, passed=2)

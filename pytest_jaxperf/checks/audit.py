@@ -81,6 +81,10 @@ class Audit:
     def passed(self) -> bool:
         return not self.problems
 
+    def in_low_precision(self) -> int:
+        """How many matmuls take an operand in a float type narrower than float32 (bfloat16, float16)."""
+        return sum(any(o in ("bfloat16", "float16") for o in m.operands) for m in self.matmuls)
+
     def summary(self) -> str:
         """``16 matmuls: 14 bfloat16×bfloat16, 2 float32×float32``."""
         kinds = Counter(

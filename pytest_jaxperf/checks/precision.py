@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.memory import tree_bytes
 from ..core.wrap import wrap_model
-from ..errors import CaseFailed, IdenticalInputsWarning
+from ..errors import CaseFailed, IdenticalInputsWarning, LowPrecisionReferenceWarning
 from ..records import PrecisionRecord
 from .audit import audit
 from .fidelity import check_fidelity, floor_for
@@ -57,6 +57,18 @@ def check_precision(
     )
     if not result.passed:
         raise CaseFailed(result.failure())
+    reference_audit = result if dtype == "float32" else audit(reference.program(*example_inputs), "float32")
+    lowered = reference_audit.in_low_precision()
+    if lowered:
+        warnings.warn(
+            LowPrecisionReferenceWarning(
+                f"{wrapped.name} ({dtype}): its float32 case computes {lowered} of "
+                f"{len(reference_audit.matmuls)} matmuls in lower precision (the model's own layer "
+                "dtypes): it is no float32 reference, and the fidelity check compares with it as it is; "
+                "build the model with float32 layers to check its low-precision variants"
+            ),
+            stacklevel=2,
+        )
     if dtype == "float32":
         return summary
     fidelity = check_fidelity(
@@ -73,7 +85,9 @@ def check_precision(
     )
     summary["fidelity"] = fidelity.to_dict()
     summary["distinct_inputs"] = fidelity.distinct_inputs
-    if fidelity.examples > 1 and fidelity.distinct_inputs == 1:
+    # A failure's search ends replaying one example (hypothesis shrinks it, or replays the stored one):
+    # the same input again is no sign of inputs that cannot vary.
+    if fidelity.examples > 1 and fidelity.distinct_inputs == 1 and not fidelity.failure:
         warnings.warn(
             IdenticalInputsWarning(
                 f"{wrapped.name} ({dtype}): all {fidelity.examples} inputs the fidelity check generated "

@@ -110,7 +110,7 @@ def build_inputs(
         dtype = np.dtype(leaf.dtype)
         if np.issubdtype(dtype, np.integer):
             low, high = int_range or integer_range(leaf)
-            built.append(_integers(case, np.shape(leaf), index, low, high).astype(dtype))
+            built.append(_placed_like(_integers(case, np.shape(leaf), index, low, high).astype(dtype), leaf))
             continue
         if not np.issubdtype(dtype, np.floating) and dtype.name != "bfloat16":
             built.append(leaf)
@@ -118,8 +118,18 @@ def build_inputs(
         values = _values(case, np.shape(leaf), index, float16_gain)
         if limit is not None:
             values = np.clip(values, -limit, limit)
-        built.append(values.astype(dtype))
+        built.append(_placed_like(values.astype(dtype), leaf))
     return tuple(jax.tree_util.tree_unflatten(tree, built))
+
+
+def _placed_like(values: np.ndarray, example: Any) -> Any:
+    # Where the example is committed to its sharding (an array made under jax.set_mesh), so is the
+    # generated input: a model reading jax.typeof(x).sharding sees the mesh its example had, where a host
+    # array carries an empty one. An uncommitted example stays a host array: committing it would be
+    # another compile.
+    if isinstance(example, jax.Array) and example.committed:
+        return jax.device_put(values, example.sharding)
+    return values
 
 
 def integer_range(leaf: Any) -> tuple[int, int]:

@@ -42,6 +42,18 @@ def batch_mesh(count: int, platform: str | None = None) -> Mesh:
     return Mesh(np.array(devices[:count]), (BATCH_AXIS,))
 
 
+def ambient_mesh() -> Mesh | None:
+    """The mesh the user's code set with ``jax.set_mesh`` (explicit sharding), or None."""
+    getter = getattr(jax.sharding, "get_mesh", None)
+    mesh = getter() if getter is not None else None
+    return mesh if isinstance(mesh, Mesh) and not mesh.empty else None
+
+
+def batch_axis(mesh: Mesh) -> str:
+    """The mesh axis a batch is split over: ``batch`` where the mesh has one, else its first axis."""
+    return BATCH_AXIS if BATCH_AXIS in mesh.axis_names else str(mesh.axis_names[0])
+
+
 def shard_batch(inputs: Sequence[Any], mesh: Mesh) -> tuple[Any, ...]:
     """Place every array leaf of ``inputs`` with its leading (batch) axis split over the mesh; a 0-d
     array (a decode step's cache position, a diffusion time) has no batch axis: every device gets it.
@@ -49,8 +61,9 @@ def shard_batch(inputs: Sequence[Any], mesh: Mesh) -> tuple[Any, ...]:
     :class:`UnsplittableBatch` names the input and the axis when a batch does not divide evenly among the
     devices.
     """
-    count = mesh.devices.size
-    sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))  # type: ignore[no-untyped-call]
+    axis = batch_axis(mesh)
+    count = mesh.shape[axis]
+    sharding = NamedSharding(mesh, PartitionSpec(axis))  # type: ignore[no-untyped-call]
     replicated = NamedSharding(mesh, PartitionSpec())  # type: ignore[no-untyped-call]
 
     def place(path: Any, leaf: Any) -> Any:

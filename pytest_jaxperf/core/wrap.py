@@ -163,33 +163,57 @@ def is_nnx_module(model: Any) -> bool:
 
 
 def as_module(model: Any) -> Any:
-    """A bound method of an NNX module (``vae.decode``) as a module whose call is that method, named
-    ``VAE.decode``; the module's own ``__call__`` as the module; anything else as it is.
+    """A bound method of an NNX module (``vae.decode``, an ``@nnx.jit`` method alike) as a module whose
+    call is that method, named ``VAE.decode``; the module's own ``__call__`` as the module; anything else
+    as it is.
 
     A bound method jitted as a function would carry the module's weights as constants of its program,
     out of reach of every precision variant; as a module they are its state, cast and quantized like
     any module's (their paths start with the owner's class name: ``VAE.decoder.kernel``).
     """
-    if not inspect.ismethod(model) or not is_nnx_module(model.__self__):
+    owner, function = _module_method(model)
+    if owner is None:
         return model
-    owner, method = model.__self__, model.__func__.__name__
-    if method == "__call__":
+    if function.__name__ == "__call__":
         return owner
-    return _method_type(type(owner).__name__, method)(owner)
+    return _method_type(type(owner).__name__, function)(owner)
+
+
+def same_model(known: Any, model: Any) -> bool:
+    """Whether ``model`` is ``known`` again: the same object, or the same method of the same module
+    (``vae.decode`` is a new bound method at each access)."""
+    if known is model:
+        return True
+    owner, function = _module_method(model)
+    return owner is not None and _module_method(known) == (owner, function)
+
+
+def _module_method(model: Any) -> tuple[Any, Any]:
+    """The module and the plain function of a module's bound method; (None, None) for anything else."""
+    if inspect.ismethod(model) and is_nnx_module(model.__self__):
+        return model.__self__, model.__func__
+    # flax binds a method under an NNX transform (@nnx.jit) as partial(transformed, module). The plugin
+    # compiles the module itself, so the function beneath is what it calls: an nnx.jit inside the
+    # plugin's jit would write the module's state back across trace levels, which flax refuses.
+    beneath = getattr(model.func, "__wrapped__", None) if isinstance(model, functools.partial) else None
+    if callable(beneath) and len(model.args) == 1 and not model.keywords and is_nnx_module(model.args[0]):
+        return model.args[0], beneath
+    return None, None
 
 
 @functools.cache
-def _method_type(owner_name: str, method: str) -> type:
+def _method_type(owner_name: str, function: Callable[..., Any]) -> type:
     from flax import nnx
 
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return getattr(getattr(self, owner_name), method)(*args, **kwargs)
+        return function(getattr(self, owner_name), *args, **kwargs)
 
     def init(self: Any, owner: Any) -> None:
         setattr(self, owner_name, owner)
 
     # One class per owner and method, named as the call reads: records and compile events say VAE.decode.
-    return type(f"{owner_name}.{method}", (nnx.Module,), {"__init__": init, "__call__": call})
+    name = f"{owner_name}.{function.__name__}"
+    return type(name, (nnx.Module,), {"__init__": init, "__call__": call})
 
 
 def wrap_model(
@@ -394,9 +418,10 @@ def _structure_change(name: str, before: dict[str, str], after: dict[str, str]) 
         changes.append("removed " + ", ".join(removed))
     what = "; ".join(changes) or "a static (non-array) attribute changed"
     return (
-        f"{name} changes its own structure when called ({what}). Under nnx.jit every such call "
+        f"{name} changes its own structure when called ({what}). Under nnx.jit a call that changes it "
         "compiles again, and under split/merge the change is lost: create all state in __init__ "
-        "(as nnx.Variable attributes) and update it in place"
+        "(as nnx.Variable attributes) and update it in place, or call the model once before checking "
+        "it, so that the state it adds exists"
     )
 
 

@@ -103,7 +103,7 @@ class QuantizedModel:
         """How the model is called around its inputs: ``forward`` takes the inputs alone."""
         self._forward = forward
         leaves, self._param_tree = jax.tree_util.tree_flatten(float_params)
-        self._param_avals = [jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype) for leaf in leaves]  # type: ignore[no-untyped-call]
+        self._param_avals = [_abstract(leaf) for leaf in leaves]
         self.float_param_bytes = tree_bytes(leaves)
         self._plans: dict[Any, _Plan] = {}
         self._left: tuple[FloatLayer, ...] = ()
@@ -166,10 +166,7 @@ class QuantizedModel:
             return self._plans[key]
         # Traced abstractly: the weights' values are not needed to know how each one is used.
         params = jax.tree_util.tree_unflatten(self._param_tree, self._param_avals)
-        abstract_inputs = jax.tree_util.tree_map(
-            lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x)),  # type: ignore[no-untyped-call]
-            tuple(inputs),
-        )
+        abstract_inputs = jax.tree_util.tree_map(_abstract, tuple(inputs))
         program = prog.trace(self._forward, params, abstract_inputs)
         weights = program.weights()
         layers: dict[int, tuple[str, int]] = {}
@@ -219,10 +216,15 @@ class QuantizedModel:
 
     def _quantize(self, plan: _Plan, leaves: list[Any]) -> dict[str, Any]:
         if not plan.layers:
-            reasons = "; ".join(f"{f.name}: {f.reason}" for f in self._left)
+            if self._left:  # weight matmuls there are, where the quantizer cannot reach them
+                reasons = "; ".join(f"{f.name}: {f.reason}" for f in self._left)
+                raise QuantizationError(
+                    f"{self.name}'s weight matmuls are all out of the built-in int8 quantizer's reach "
+                    f"({reasons}): nothing it can quantize; pass your own int8 model with convert="
+                )
             raise QuantizationError(
                 f"{self.name} has no matmul or convolution taking a floating-point weight: nothing to "
-                f"quantize to int8" + (f" ({reasons})" if reasons else "")
+                "quantize to int8"
             )
         wanted = {plan.program.equations[p].inputs[slot] for p, (_, slot) in plan.layers.items()}
         values = _weight_values(plan.program, leaves, {w for w in wanted if isinstance(w, int)})
@@ -416,3 +418,10 @@ def _weight_values(program: prog.Program, leaves: list[Any], wanted: set[int]) -
     ]
     values = prog.execute(program, dict(enumerate(leaves)), parameter_only)
     return {w: values[w] for w in wanted}
+
+
+def _abstract(leaf: Any) -> Any:
+    """A leaf's shape and dtype, with its sharding where it has one: a model that reads
+    ``jax.typeof(x).sharding`` under an ambient mesh traces as it runs."""
+    sharding = leaf.sharding if isinstance(leaf, jax.Array) else None
+    return jax.ShapeDtypeStruct(np.shape(leaf), jnp.result_type(leaf), sharding=sharding)  # type: ignore[no-untyped-call]

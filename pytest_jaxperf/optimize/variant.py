@@ -16,7 +16,7 @@ import jax
 
 from ..core.call import PLAIN, CallPattern, closed_over_modules
 from ..core.compiles import function_name
-from ..core.placement import DeviceShortage, batch_mesh
+from ..core.placement import DeviceShortage, ambient_mesh, batch_mesh
 from ..core.wrap import describe_model_error, is_nnx_module, wrap_model
 from ..errors import CaseUnavailable
 from .precision import COMPUTE_DTYPES, mixed_precision
@@ -167,6 +167,17 @@ def device_mesh(devices: DevicesSpec | None, variant: Variant) -> Mesh | None:
         raise CaseUnavailable(f"needs platform {devices.platform}, running on {backend}")
     if variant.devices == 1:
         return None
+    ambient = ambient_mesh()
+    if ambient is not None:
+        # The model's own shardings name the mesh it set (jax.set_mesh): the batch is split over that
+        # mesh, never over one of the plugin's, which the model's explicit shardings would not match.
+        if ambient.devices.size != variant.devices:
+            shape = ", ".join(f"{name}: {size}" for name, size in ambient.shape.items())
+            raise CaseUnavailable(
+                f"the model runs under the mesh jax.set_mesh gave ({shape}), of {ambient.devices.size} "
+                f"device(s), not {variant.devices}: list that count in @jaxperf.devices"
+            )
+        return ambient
     try:
         return batch_mesh(variant.devices, devices.platform)
     except DeviceShortage as error:
