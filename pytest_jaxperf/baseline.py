@@ -115,8 +115,72 @@ def stable_numbers(value: Any) -> Any:
 
 
 def dumps(document: Mapping[str, Any]) -> str:
-    """The file format: sorted keys, one item per line, stable numbers, UTF-8."""
-    return json.dumps(stable_numbers(dict(document)), sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+    """The file format: sorted keys, one item per line, stable numbers, UTF-8; ValueError for a NaN or an
+    infinity (not JSON: a strict reader refuses the whole file)."""
+    text = json.dumps(
+        stable_numbers(dict(document)), sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False
+    )
+    return text + "\n"
+
+
+#: Fields every timed baseline record has: what a verdict is computed from.
+REQUIRED_FIELDS = ("median", "samples", "noise_floor")
+#: Optional fields that, where present, are finite numbers of at least zero.
+_NON_NEGATIVE_FIELDS = ("ci_low", "ci_high", "p90", "p99", "iqr")
+_COUNT_FIELDS = ("sample_count", "processes", "recordings", "items_per_call")
+
+
+def record_problem(record: Any) -> str | None:
+    """What makes ``record`` no baseline measurement (``is a list, not a record``, ``has a median of
+    inf``); None when it is one: a finite positive median and samples, a finite noise floor, and
+    well-formed optional fields. A verdict is never computed from anything else."""
+    if not isinstance(record, dict):
+        return f"is {_shown(record)}, not a record (an object of fields)"
+    missing = [name for name in REQUIRED_FIELDS if name not in record]
+    if missing:
+        return f"has no {' and no '.join(missing)}"
+    if not _positive(record["median"]):
+        return f"has a median of {_shown(record['median'])}, not a positive number of seconds"
+    samples = record["samples"]
+    if not isinstance(samples, list) or not samples or not all(_positive(v) for v in samples):
+        return f"has samples {_shown(samples)}, not a list of positive numbers of seconds"
+    medians = record.get("process_medians")
+    if medians is not None and (not isinstance(medians, list) or not all(_positive(v) for v in medians)):
+        return f"has process_medians {_shown(medians)}, not a list of positive numbers of seconds"
+    for name in ("noise_floor", *_NON_NEGATIVE_FIELDS):
+        if name in record and not _non_negative(record[name]):
+            return f"has a {name} of {_shown(record[name])}, not a finite number of at least 0"
+    for name in _COUNT_FIELDS:
+        value = record.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            return f"has a {name} of {_shown(value)}, not a count"
+    for name in ("metrics", "program"):
+        if record.get(name) is not None and not isinstance(record[name], dict):
+            return f"has a {name} of {_shown(record[name])}, not an object of fields"
+    return None
+
+
+def valid_record(baseline: BaselineFile, key: str) -> dict[str, Any]:
+    """``baseline``'s record ``key``; BaselineError naming the file and the key where it is no
+    measurement (see :func:`record_problem`)."""
+    record = baseline.records[key]
+    problem = record_problem(record)
+    if problem:
+        raise BaselineError(f"baseline file {baseline.path}: record {key!r} {problem}; {_LEFT_ALONE}")
+    return record
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
+
+
+def _non_negative(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < math.inf
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass
@@ -148,6 +212,7 @@ def read_file(path: Path) -> BaselineFile:
     return parse_file(text, path)
 
 
+_KEPT = "the file was kept as it was"
 _LEFT_ALONE = (
     "the file was left as it is: repair it, or delete it and record anew with --jaxperf-update-baselines"
 )
@@ -259,7 +324,7 @@ class BaselineStore:
                 fields = "; ".join(differing_fields(self.fingerprint, current.environment))
                 return Lookup(NOT_COMPARABLE, None, f"{current.path} was recorded elsewhere ({fields})")
             if key in current.records:
-                return Lookup("found", current.records[key], path=current.path)
+                return Lookup("found", valid_record(current, key), path=current.path)
         others = sorted(p for p in self.directory.glob("*/") if p.is_dir() and p != self.environment_dir)
         portable: list[Lookup] = []
         incomparable = ""
@@ -275,7 +340,7 @@ class BaselineStore:
                 fields = "; ".join(differing_fields(self.fingerprint, other.environment))
                 incomparable = incomparable or f"only a baseline of another environment ({fields})"
                 continue
-            portable.append(Lookup("found", other.records[key], "", comparability, other.path))
+            portable.append(Lookup("found", valid_record(other, key), "", comparability, other.path))
         if portable:
             # The exact tier first (certain where a replay may find the program unreadable), then a record
             # that can be replayed; among equals, the first directory in name order.
@@ -304,10 +369,18 @@ class BaselineStore:
                 raise BaselineError(
                     f"baseline file {path} holds another environment's records; it was not overwritten"
                 )
+            for key, record in records.items():
+                problem = record_problem(record)
+                if problem:
+                    raise BaselineError(f"refusing to write record {key!r} to {path}: it {problem}; {_KEPT}")
             merged = dict(existing.records) if existing else {}
             merged.update(records)
             document = BaselineFile(path, self.fingerprint, module, merged)
-            write_atomically(path, dumps(document.document()))
+            try:
+                text = dumps(document.document())
+            except ValueError as error:  # a number JSON has no word for, in a record already in the file
+                raise BaselineError(f"refusing to write {path}: {error}; {_KEPT}") from None
+            write_atomically(path, text)
         self._cache[path] = document
         return path
 

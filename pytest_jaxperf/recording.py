@@ -165,8 +165,11 @@ def _extend(
         name = f"{record.module}::{record.baseline_key}"
         try:
             lookup = store.lookup(record.module, record.baseline_key)
-        except BaselineError:
-            lookup = None  # a corrupt file: reported when it is written, and left as it is
+        except BaselineError as error:
+            # A file that cannot be read, or a record in it that is no measurement: nothing is built on
+            # it, and it is left as it is.
+            messages.append(f"jaxperf: {name} not extended: {error}")
+            continue
         if lookup is not None and lookup.record is not None:
             try:
                 medians[id(record)] = extended_medians(

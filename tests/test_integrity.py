@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import globs
+
 # Eight measured checks in one module: each recorder records its own share of them into the same file.
 EIGHT = """
 import jax
@@ -261,3 +263,85 @@ def test_a_killed_recorder_takes_its_children_along_and_leaves_nothing_behind(
     assert done.wait(timeout=300) == 0
     assert not list(scratch.glob("jaxperf-repeat-*"))
     assert [p.suffix for p in baseline_files(jaxperf_pytester.path / "baselines")] == [".json"]
+
+
+def recorded(pytester: pytest.Pytester) -> Path:
+    """The one baseline file a recording of MEASURED wrote."""
+    pytester.makepyfile(test_measured=MEASURED)
+    result = pytester.runpytest_subprocess("--jaxperf-update-baselines", "--jaxperf-repeat=1")
+    assert result.ret == 0, result.stdout.str()
+    (path,) = (pytester.path / "baselines").rglob("*.json")
+    return path
+
+
+def edit_record(path: Path, edit: object) -> str:
+    """Apply ``edit`` (a callable on the record's dict, or a replacement) to the file's one record; the
+    file's text afterwards (Python's json writes NaN and Infinity as such, as a hand edit could)."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    (key,) = document["records"]
+    if callable(edit):
+        edit(document["records"][key])
+    else:
+        document["records"][key] = edit
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda r: r.update(median=float("inf")), "has a median of inf, not a positive number of seconds"),
+        (lambda r: r.update(median=-1), "has a median of -1, not a positive number of seconds"),
+        (lambda r: r.update(median="fast"), "has a median of 'fast', not a positive number of seconds"),
+        (lambda r: r.pop("median"), "has no median"),
+        (lambda r: r.pop("samples"), "has no samples"),
+        (lambda r: r.update(samples=[]), "has samples [], not a list of positive numbers of seconds"),
+        (
+            lambda r: r.update(noise_floor=float("inf")),
+            "has a noise_floor of inf, not a finite number of at least 0",
+        ),
+        ([1, 2], "is [1, 2], not a record (an object of fields)"),
+    ],
+)
+def test_a_record_that_is_no_measurement_fails_its_check_naming_file_and_key(
+    jaxperf_pytester: pytest.Pytester, edit: object, problem: str
+) -> None:
+    path = recorded(jaxperf_pytester)
+    text = edit_record(path, edit)
+    result = jaxperf_pytester.runpytest_subprocess("--jaxperf")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        globs(f"*jaxperf: baseline file *{path.name}: record 'test_measured::sum' {problem}*")
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert path.read_text(encoding="utf-8") == text  # left as it is
+
+
+def test_extending_a_record_of_nan_medians_refuses_it_and_keeps_the_file(
+    jaxperf_pytester: pytest.Pytester,
+) -> None:
+    path = recorded(jaxperf_pytester)
+    text = edit_record(path, lambda r: r.update(process_medians=[float("nan")] * 3))
+    result = jaxperf_pytester.runpytest_subprocess("--jaxperf-extend-baselines", "--jaxperf-repeat=1")
+    # The check looks its baseline up first: it fails there, and nothing is recorded from it.
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        globs(
+            "*record 'test_measured::sum' has process_medians [nan, nan, nan], not a list of positive "
+            "numbers of seconds*"
+        )
+    )
+    assert path.read_text(encoding="utf-8") == text
+
+
+def test_a_record_that_is_no_measurement_is_never_written(tmp_path: Path) -> None:
+    from pytest_jaxperf.baseline import BaselineError, BaselineStore
+
+    store = BaselineStore(tmp_path, {"backend": "cpu"})
+    good = {"median": 1e-3, "samples": [1e-3], "noise_floor": 0.01}
+    path = store.write("test_x.py", {"a": good})
+    before = path.read_text(encoding="utf-8")
+    with pytest.raises(BaselineError, match=r"refusing to write record 'b' .*has a median of nan"):
+        store.write("test_x.py", {"b": {**good, "median": float("nan")}})
+    assert path.read_text(encoding="utf-8") == before
+    assert "NaN" not in before
