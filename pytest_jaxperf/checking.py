@@ -12,6 +12,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from .checks.budget import check_memory_budget
+from .checks.outputs import non_finite
 from .checks.precision import check_precision
 from .checks.sharding import check_sharded
 from .core.compiles import event_log
@@ -21,6 +22,7 @@ from .core.replay import current_program
 from .core.signature import describe_inputs
 from .core.timing import items_along_batch, timed_call
 from .core.wrap import counted_compiles, warm_up
+from .errors import CaseFailed
 from .failures import explained, measured_failure, run_failure
 from .gating import measure_and_gate
 from .records import CheckRecord, ProgramRecord
@@ -41,10 +43,13 @@ def check_case(
     built: BuiltVariant,
     example_inputs: tuple[Any, ...],
     case: Case,
+    *,
+    allow_non_finite: bool = False,
 ) -> CheckRecord:
     """Every check the case's markers ask for on ``wrapped`` (the variant ``built``): the memory budget
-    before anything runs, the warm-up, the sharding agreement, the precision; the record (its ``key``
-    left for the fixture to make unique within the test)."""
+    before anything runs, the warm-up and its output (NaN or inf in float32 fails, unless
+    ``allow_non_finite``), the sharding agreement, the precision; the record (its ``key`` left for the
+    fixture to make unique within the test)."""
     __tracebackhide__ = True
     spec, variant, nodeid = case.spec, case.variant, case.nodeid
     # Before anything runs: a program over its budget fails here, never having touched the device.
@@ -54,6 +59,13 @@ def check_case(
     ahead_of_time = log.backend_compiles_since(before)
     with explained_run(variant, wrapped, example_inputs):
         timings = warm_up(wrapped, example_inputs, spec.jit_warm.warmup if spec.jit_warm else 1)
+        # In float32 only: a lower precision's inf or NaN is the fidelity check's to explain.
+        problem = None if allow_non_finite or variant.dtype != "float32" else non_finite(timings.output)
+        if problem:
+            raise CaseFailed(
+                f"{wrapped.name} on its example inputs: {problem}. A model whose output is not finite "
+                "gives no figure worth gating (jaxperf_allow_non_finite = true in the ini file allows it)"
+            )
         if wrapped.mesh is not None:
             check_sharded(wrapped, built.on_one_device().wrap(jit=True), example_inputs, variant.dtype)
         precision = None

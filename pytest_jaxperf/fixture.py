@@ -131,7 +131,10 @@ class Jaxperf:
             )
         wrapped, built = self._wrap_variant(model, example_inputs, params, convert, pattern)
         with as_outcome(self.variant.case_id):
-            record = self._keyed(check_case(wrapped, built, example_inputs, self._case))
+            allow = self.settings.allow_non_finite
+            record = self._keyed(
+                check_case(wrapped, built, example_inputs, self._case, allow_non_finite=allow)
+            )
             if self.settings.update_baselines:  # the baseline keeps the program it measured
                 program = stored_program(wrapped, example_inputs, self.settings.program_limit_bytes)
                 record = dataclasses.replace(record, program=program)

@@ -193,6 +193,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     ini("jaxperf_repeat", "Processes measuring each test when baselines are recorded", default="3")
     ini("jaxperf_cpu_devices", "Virtual CPU devices for jax, applied before conftests load", default="")
     ini(
+        "jaxperf_allow_non_finite",
+        "A checked model's output may hold NaN or inf on its example inputs (else the check fails)",
+        type="bool",
+        default=False,
+    )
+    ini(
         "jaxperf_program_limit",
         "Largest exported program stored with a baseline (a size: 2MiB); larger ones are not stored",
         default=DEFAULT_PROGRAM_LIMIT,

@@ -19,7 +19,7 @@ from .processes import head_commit, run_pytest, scratch_directory
 from .records import CheckRecord, program_stored
 from .results import load_results
 from .units import format_bytes
-from .verdicts import NOISE_MULTIPLE, noise_floor, noise_floor_of_run
+from .verdicts import NOISE_MULTIPLE, TEST_FAILED, noise_floor, noise_floor_of_run
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -46,7 +46,14 @@ def write_baselines(
 ) -> bool:
     """Record the measured checks as baselines; False when a file could not be written. What was
     written, extended or refused goes to ``messages``."""
-    measured = [r for r in records if isinstance(r, CheckRecord) and r.timing is not None]
+    timed = [r for r in records if isinstance(r, CheckRecord) and r.timing is not None]
+    measured = [r for r in timed if not r.verdict or r.verdict["status"] != TEST_FAILED]
+    if len(measured) < len(timed):
+        failed = sorted({r.nodeid for r in timed} - {r.nodeid for r in measured})
+        messages.append(
+            f"jaxperf: {len(timed) - len(measured)} measurement(s) of failed tests not recorded: "
+            + ", ".join(failed)
+        )
     if not measured:
         messages.append("jaxperf: nothing was measured, so no baseline was written")
         return True

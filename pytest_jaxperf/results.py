@@ -6,6 +6,7 @@ Nothing else is read: no jax, no test code. Both readers say which file is wrong
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from .baseline import BaselineError, parse_file
 from .processes import git_output
 from .records import CheckRecord, Record, record_from_dict
 from .report import JSON_SCHEMA_VERSION
+from .verdicts import TEST_FAILED
 
 
 class ResultsError(Exception):
@@ -35,7 +37,11 @@ class Results:
     @property
     def measured(self) -> dict[tuple[str, str], CheckRecord]:
         """The timed checks by (test id, measurement key): what two runs are compared on."""
-        return {(c.nodeid, c.key): c for c in self.checks if c.timing and c.timing.get("median")}
+        return {
+            (c.nodeid, c.key): c
+            for c in self.checks
+            if c.timing and c.timing.get("median") and not (c.verdict and c.verdict["status"] == TEST_FAILED)
+        }
 
 
 def load_results(path: Path) -> Results:
@@ -64,10 +70,50 @@ def load_results(path: Path) -> Results:
     records = []
     for index, entry in enumerate(data["records"]):
         try:
-            records.append(record_from_dict(entry))
-        except (TypeError, KeyError, AttributeError) as error:
+            record = record_from_dict(entry)
+        except (TypeError, KeyError, AttributeError, ValueError) as error:
             raise ResultsError(f"{path}: record {index} is malformed ({error})") from None
+        problem = timing_problem(record.timing) if isinstance(record, CheckRecord) else None
+        if problem and isinstance(record, CheckRecord):
+            raise ResultsError(f"{path}: record {index} ({record.nodeid} {record.key}): its timing {problem}")
+        records.append(record)
     return Results(path, str(data.get("environment", "")), tuple(records))
+
+
+#: A timing's fields that are finite numbers of at least zero, and those that are positive counts; the
+#: reports read those required.
+_TIMING_FIGURES = ("ci_low", "ci_high", "p90", "p99", "throughput", "seconds_spent")
+_TIMING_COUNTS = ("sample_count", "calls_per_sample", "items_per_call")
+_TIMING_REQUIRED = ("median", "samples", "ci_low", "ci_high", "throughput", "items_per_call")
+
+
+def timing_problem(timing: Any) -> str | None:
+    """What makes a check's timing no measurement (``has a median of nan``); None for none or a good one:
+    a finite positive median and samples, finite figures, positive counts. Nothing is compared otherwise."""
+    if timing is None:
+        return None
+    if not isinstance(timing, dict):
+        return f"is {timing!r:.40}, not an object of fields"
+    missing = next((name for name in _TIMING_REQUIRED if name not in timing), None)
+    if missing:
+        return f"has no {missing}"
+    if not _finite(timing["median"]) or timing["median"] <= 0:
+        return f"has a median of {timing['median']!r:.40}, not a positive number of seconds"
+    samples = timing["samples"]
+    if not isinstance(samples, list) or not all(_finite(v) and v > 0 for v in samples):
+        return f"has samples {samples!r:.40}, not a list of positive numbers of seconds"
+    for name in _TIMING_FIGURES:
+        if name in timing and (not _finite(timing[name]) or timing[name] < 0):
+            return f"has a {name} of {timing[name]!r:.40}, not a finite number of at least 0"
+    for name in _TIMING_COUNTS:
+        value = timing.get(name, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return f"has a {name} of {value!r:.40}, not a positive count"
+    return None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)

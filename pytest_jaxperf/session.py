@@ -34,6 +34,7 @@ class JaxperfSession:
         self.records: list[Record] = []
         self.messages: list[str] = []
         self._store: BaselineStore | None = None
+        self._failed: set[str] = set()
 
     def baseline_store(self) -> BaselineStore:
         """The store of this environment's baselines (computing the fingerprint imports jax)."""
@@ -44,14 +45,30 @@ class JaxperfSession:
         return self._store
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed:
+            self._failed.add(report.nodeid)
         # Every phase's report carries the item's user_properties; the teardown report is the last.
         if report.when != "teardown" or not report.user_properties:
             return
-        from .records import USER_PROPERTY, record_from_dict
+        from .records import USER_PROPERTY, CheckRecord, record_from_dict
+        from .verdicts import REGRESSED, of_failed_test
 
+        failed = report.nodeid in self._failed
         for key, value in report.user_properties:
             if key == USER_PROPERTY and isinstance(value, list):
-                self.records.extend(record_from_dict(entry) for entry in value)
+                for entry in value:
+                    record = record_from_dict(entry)
+                    # A failed test's measurements are kept for the reports, marked: never a result. A
+                    # regressed one stays regressed: that verdict is what failed the test (it is never
+                    # raised while baselines are recorded).
+                    regressed = (
+                        isinstance(record, CheckRecord)
+                        and record.verdict
+                        and record.verdict["status"] == REGRESSED
+                    )
+                    if failed and isinstance(record, CheckRecord) and not regressed:
+                        record = of_failed_test(record)
+                    self.records.append(record)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.is_worker:

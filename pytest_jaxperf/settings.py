@@ -109,6 +109,8 @@ class PluginSettings:
     program_limit_bytes: int = parse_bytes(DEFAULT_PROGRAM_LIMIT)
     """Exported programs larger than this are not stored with their baselines (ini jaxperf_program_limit)."""
     rootdir: Path = Path()
+    allow_non_finite: bool = False
+    """ini ``jaxperf_allow_non_finite``: a checked model's output may hold NaN or inf."""
 
     def unwritable_output(self) -> str | None:
         """The first file this run must write that cannot be written, said with its option; else None."""
@@ -172,4 +174,5 @@ class PluginSettings:
             measure_peaks=bool(config.getoption("jaxperf_measure_peaks")),
             program_limit_bytes=program_limit(str(config.getini("jaxperf_program_limit"))),
             rootdir=config.rootpath,
+            allow_non_finite=bool(config.getini("jaxperf_allow_non_finite")),
         )

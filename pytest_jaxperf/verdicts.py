@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .intervals import ratio_ci
-from .records import ReplayRecord, VerdictRecord
+from .records import CheckRecord, ReplayRecord, VerdictRecord
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -29,6 +29,8 @@ IMPROVED = "improved"
 INCONCLUSIVE = "inconclusive"
 NEW = "new"
 NOT_COMPARABLE = "not comparable"
+#: The test around a measurement failed: what it measured is no result, neither judged nor recorded.
+TEST_FAILED = "test failed"
 
 DEFAULT_THRESHOLD = 0.10
 #: The threshold of a check judged by replaying its baseline's program: the two programs share the
@@ -439,3 +441,19 @@ def run_drift(checks: Sequence[TimedCheck]) -> RunDrift | None:
     slower = [c for c in checks if slower_beyond(c.ci_low, c.limit)]
     standing_out = tuple(c.name for c in slower if slower_beyond(c.ci_low / median, c.limit))
     return RunDrift(len(ratios), median, (quartiles[0], quartiles[2]), len(slower), standing_out)
+
+
+def of_failed_test(record: CheckRecord) -> CheckRecord:
+    """``record`` marked as measured by a test that failed: its verdict says so, whatever it was."""
+    was = f" (its measurement alone: {record.verdict['status']})" if record.verdict else ""
+    verdict: VerdictRecord = {
+        "status": TEST_FAILED,
+        "reason": f"the test failed{was}: a failed test's measurements are no result, and never a baseline",
+        "ratio": None,
+        "ci_low": None,
+        "ci_high": None,
+        "limit": None,
+        "deterministic": [],
+        "regressed_exactly": False,
+    }
+    return dataclasses.replace(record, verdict=verdict)

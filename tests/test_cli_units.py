@@ -181,6 +181,45 @@ def test_load_results_names_the_file_and_the_problem(tmp_path, content, message)
     assert str(path) in str(caught.value)
 
 
+def malformed_timing(**changes):
+    record = results_json([check("t.py::test_a", 0.001)], "backend cpu")
+    for name, value in changes.items():
+        if value is None:
+            del record["records"][0]["timing"][name]
+        else:
+            record["records"][0]["timing"][name] = value
+    return json.dumps(record)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (malformed_timing(median=float("nan")), "its timing has a median of nan, not a positive number"),
+        (malformed_timing(median="1 ms"), "its timing has a median of '1 ms', not a positive number"),
+        (malformed_timing(ci_low=None), "its timing has no ci_low"),
+        (malformed_timing(ci_high=float("inf")), "its timing has a ci_high of inf, not a finite number"),
+        (malformed_timing(samples="many"), "its timing has samples 'many', not a list"),
+        (malformed_timing(items_per_call=0), "its timing has a items_per_call of 0, not a positive count"),
+    ],
+)
+def test_a_timing_that_is_no_measurement_names_the_file_the_record_and_the_field(tmp_path, content, message):
+    path = tmp_path / "results.json"
+    path.write_text(content)
+    with pytest.raises(ResultsError, match=message) as caught:
+        load_results(path)
+    assert f"{path}: record 0 (t.py::test_a Decoder)" in str(caught.value)
+
+
+@pytest.mark.parametrize("command", ["compare", "report"])
+def test_the_commands_exit_2_on_a_malformed_file_never_a_traceback(tmp_path, capsys, command):
+    good = write_results(tmp_path / "a.json", [check("t::x", 1e-3)])
+    bad = tmp_path / "bad.json"
+    bad.write_text(malformed_timing(ci_low=None))
+    arguments = [str(good), str(bad)] if command == "compare" else [str(bad), "--no-history"]
+    assert cli.main([command, *arguments]) == cli.EXIT_MISUSE
+    assert "bad.json: record 0 (t.py::test_a Decoder): its timing has no ci_low" in capsys.readouterr().err
+
+
 def test_compare_judges_b_against_a_and_lists_one_sided_measurements(tmp_path):
     a = load_results(write_results(tmp_path / "a.json", [check("t::same", 1e-3), check("t::slow", 1e-3),
                                                          check("t::gone", 1e-3)]))  # fmt: skip

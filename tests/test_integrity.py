@@ -345,3 +345,90 @@ def test_a_record_that_is_no_measurement_is_never_written(tmp_path: Path) -> Non
         store.write("test_x.py", {"b": {**good, "median": float("nan")}})
     assert path.read_text(encoding="utf-8") == before
     assert "NaN" not in before
+
+
+FAILING_AFTER_MEASURING = """
+import jax
+import jax.numpy as jnp
+
+
+def test_measured_then_failed(jaxperf):
+    jaxperf.measure(jax.jit(jnp.sum), jnp.ones((64,)), name="failed")
+    raise AssertionError("the model's output is wrong")
+
+
+def test_measured(jaxperf):
+    jaxperf.measure(jax.jit(jnp.sum), jnp.ones((64,)), name="fine")
+"""
+
+
+def test_a_failed_tests_measurements_are_marked_and_never_recorded(jaxperf_pytester: pytest.Pytester) -> None:
+    jaxperf_pytester.makepyfile(test_failing=FAILING_AFTER_MEASURING)
+    result = jaxperf_pytester.runpytest_subprocess(
+        "--jaxperf-update-baselines", "--jaxperf-repeat=1", "--jaxperf-json=results.json"
+    )
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_measured_then_failed*failed*test failed",
+            "jaxperf: 1 measurement(s) of failed tests not recorded: test_failing.py::test_measured_then_*",
+            "jaxperf: 1 baseline(s) written to *",
+        ]
+    )
+    assert list(records_in(jaxperf_pytester.path / "baselines")) == ["test_measured::fine"]
+    document = json.loads((jaxperf_pytester.path / "results.json").read_text(encoding="utf-8"))
+    statuses = {r["key"]: r["verdict"]["status"] for r in document["records"] if r.get("verdict")}
+    assert statuses["failed"] == "test failed"
+
+
+# Python scalars in the example call are static arguments: never generated, never a recompile.
+SCALARS = """
+import jax.numpy as jnp
+import pytest
+
+import pytest_jaxperf as jaxperf
+
+
+@jaxperf.jit_warm
+@jaxperf.dtype("fp32", "bf16", max_examples=5)
+def test_scalar_beside_an_array(jaxperf):
+    record = jaxperf.check(lambda x, scale: x * scale, jnp.linspace(-1.0, 1.0, 8), 3.0)
+    assert record.compiles == 1
+
+
+@jaxperf.dtype("fp32", "bf16")
+def test_a_scalar_alone(jaxperf):
+    with pytest.raises(TypeError, match=r"needs at least one example input .*model\\(3.0\\)"):
+        jaxperf.check(lambda x: x * 2.0, 3.0)
+"""
+
+
+def test_python_scalars_are_static_under_every_dtype(jaxperf_pytester: pytest.Pytester) -> None:
+    jaxperf_pytester.makepyfile(test_scalars=SCALARS)
+    jaxperf_pytester.runpytest_subprocess().assert_outcomes(passed=4)
+
+
+NOT_FINITE = """
+import jax.numpy as jnp
+
+
+def test_nan_output(jaxperf):
+    jaxperf.check(lambda x: {"logits": jnp.log(x - 1.0), "fine": x}, jnp.linspace(0.0, 2.0, 8))
+"""
+
+
+def test_a_model_whose_output_is_not_finite_fails_unless_allowed(jaxperf_pytester: pytest.Pytester) -> None:
+    jaxperf_pytester.makepyfile(test_nan=NOT_FINITE)
+    result = jaxperf_pytester.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        globs(
+            "*jaxperf fp32-d1: <lambda> on its example inputs: output ['logits'] holds 4 NaN of 8 values."
+            " A model whose output is not finite gives no figure worth gating "
+            "(jaxperf_allow_non_finite = true in the ini file allows it)"
+        )
+    )
+    jaxperf_pytester.makeini(
+        "[pytest]\naddopts = -p no:cacheprovider -p no:randomly\njaxperf_allow_non_finite = true\n"
+    )
+    jaxperf_pytester.runpytest_subprocess().assert_outcomes(passed=1)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 if TYPE_CHECKING:
@@ -67,6 +68,23 @@ class OutputComparison:
 def format_db(value: float) -> str:
     """``41.3 dB``, or ``inf dB (exact)`` for an exact match."""
     return "inf dB (exact)" if math.isinf(value) and value > 0 else f"{value:.1f} dB"
+
+
+def non_finite(output: Any) -> str | None:
+    """Where ``output`` holds NaN or an infinity (``output ['logits'] holds 3 NaN of 784 values``);
+    None when every floating-point value is finite."""
+    found = []
+    flat, _ = jax.tree_util.tree_flatten_with_path(output)
+    for path, leaf in flat:
+        if not isinstance(leaf, jax.Array | np.ndarray) or not jnp.issubdtype(leaf.dtype, jnp.floating):
+            continue
+        values = np.asarray(jax.device_get(leaf)).astype(np.float64)
+        nans, infinities = int(np.isnan(values).sum()), int(np.isinf(values).sum())
+        if nans or infinities:
+            counts = " and ".join(f"{n} {what}" for n, what in ((nans, "NaN"), (infinities, "inf")) if n)
+            where = f"output {jax.tree_util.keystr(path)}" if path else "the output"
+            found.append(f"{where} holds {counts} of {values.size} values")
+    return "; ".join(found) or None
 
 
 def host_leaves(tree: Any) -> list[np.ndarray]:

@@ -50,6 +50,8 @@ class WarmupTimings:
     """Wall time of the first call, compile included."""
     steady_call_seconds: tuple[float, ...]
     """Wall time of each later warm-up call (no compile expected)."""
+    output: Any = None
+    """The last call's output, for the caller to judge."""
 
 
 class WrappedModel:
@@ -431,9 +433,12 @@ def warm_up(wrapped: WrappedModel, inputs: Sequence[Any], calls: int) -> WarmupT
     compiled_before = wrapped.watched.compile_seconds if wrapped.watched else 0.0
 
     placed = wrapped.place(*inputs)
-    durations = [timed_call(wrapped.run, *placed)[1] for _ in range(calls)]
+    output, durations = None, []
+    for _ in range(calls):
+        output, seconds = timed_call(wrapped.run, *placed)
+        durations.append(seconds)
     compiled = (wrapped.watched.compile_seconds if wrapped.watched else 0.0) - compiled_before
-    return WarmupTimings(compiled, durations[0], tuple(durations[1:]))
+    return WarmupTimings(compiled, durations[0], tuple(durations[1:]), output)
 
 
 def counted_compiles(
