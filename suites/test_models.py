@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import jax
@@ -20,6 +21,7 @@ from flax import nnx
 
 import pytest_jaxperf as jaxperf
 from pytest_jaxperf.environment import child_process_environment
+from pytest_jaxperf.gating import JaxperfInconclusive
 from pytest_jaxperf.optimize.batching import BucketedModel
 from pytest_jaxperf.optimize.precision import mixed_precision
 from suites.workloads import WORKLOADS
@@ -83,9 +85,10 @@ def test_jit_speedup_over_eager(jaxperf, name):
     comparison = jaxperf.compare(model, jitted, *inputs, names=("eager", "jit"))
     speedup = 1 / comparison.ratio
     jaxperf.record(f"{name}: JIT speed-up over eager", speedup, "×")
-    # Expectation: compiled is faster than op-by-op dispatch, with 95% confidence. (The guide's 10–100×
-    # holds for dispatch-bound models only; a matmul-bound one gains little: see the README.)
-    assert comparison.ci_high < 1, comparison.describe()
+    # Expectation: compiled is faster than op-by-op dispatch, failed only where the 95% interval says it
+    # is not; a machine too busy to tell warns with the figures. (The guide's 10–100× holds for
+    # dispatch-bound models only; a matmul-bound one gains little: see the README.)
+    jaxperf.expect_faster(comparison)
 
 
 @jaxperf.jit_warm(max_compiles=3)
@@ -117,20 +120,28 @@ def test_batch_sweep(jaxperf, name):
         jaxperf.record(
             f"{name}: batch {batch} throughput / (batch × batch 1's)", value / (batch * throughput[1]), ""
         )
-    # Expectations. Throughput grows with the batch until it saturates, and more rows never cost much
-    # of it: each batch keeps at least 85% of the best smaller batch's throughput.
-    best = 0.0
+    # Expectations, each held to the interval of its ratio (the sizes are timed in turn, so a phase of the
+    # machine hits them alike): failed only where the interval says it is false, warned where it cannot
+    # tell. Throughput grows with the batch until it saturates, and more rows never cost much of it: each
+    # batch keeps at least 85% of the best smaller batch's throughput.
+    table = "\n".join(sweep.lines())
+    best = None
     for batch in sorted(throughput):
-        assert throughput[batch] >= 0.85 * best, sweep.lines()
-        best = max(best, throughput[batch])
+        if best is not None:
+            ratio = sweep.throughput_ratio(batch, best)
+            jaxperf.expect_at_least(ratio, 0.85, f"throughput at batch {batch} / at batch {best}", table)
+        if best is None or throughput[batch] > throughput[best]:
+            best = batch
     if not ON_CPU:
         # Saturation beyond one row. (On two CPU cores a UNet block can be saturated at batch 1 already:
         # batch 2 gained under 10% in one of three main jobs.)
-        assert sweep.saturation > 1, sweep.lines()
+        assert sweep.saturation > 1, table
         # Near-linear while a call is bound by its launch, not its arithmetic: a GPU runs 8 rows in
         # little more time than 1 (at least half of linear scaling). A CPU's cores are busy from the first
         # row of a convolution or a wide matmul: there the figures are reported, not held to linearity.
-        assert throughput[8] >= 0.5 * 8 * throughput[1], sweep.lines()
+        jaxperf.expect_at_least(
+            sweep.throughput_ratio(8, 1), 4.0, "throughput at batch 8 / at batch 1", table
+        )
 
 
 @jaxperf.jit_warm
@@ -147,8 +158,8 @@ def test_bf16_speedup_on_gpu(jaxperf, name):
     comparison = jaxperf.compare(fp32, bf16, *inputs, names=("fp32", "bf16"))
     jaxperf.record(f"{name}: bf16 speed-up over fp32", 1 / comparison.ratio, "×")
     # Expectation (mixed precision): on the GPU's tensor cores, at least 1.5× over fp32 (which is TF32
-    # by default there) on a matmul-heavy model, with 95% confidence.
-    assert comparison.ci_high <= 1 / 1.5, comparison.describe()
+    # by default there) on a matmul-heavy model, failed only where the 95% interval says it is not.
+    jaxperf.expect_faster(comparison, by=1.5)
 
 
 # One model: two fresh processes cost the main job 10 s a model (the UNet's figures in the README were
@@ -172,4 +183,12 @@ def test_persistent_compilation_cache(jaxperf, name, tmp_path):
     assert first["cache_hits"] == 0, first
     assert second["cache_hits"] >= 1, second
     assert second["cache_misses"] == 0, second
-    assert second["seconds"] < first["seconds"], (first, second)
+    # One process each: a single pair of times is no evidence against the expectation on a busy machine.
+    if second["seconds"] >= first["seconds"]:
+        warnings.warn(
+            JaxperfInconclusive(
+                f"inconclusive: the cache-hit process's first result took {second['seconds']:.2f} s, the "
+                f"compiling one's {first['seconds']:.2f} s (one process each: no interval to judge by)"
+            ),
+            stacklevel=1,
+        )

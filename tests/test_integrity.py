@@ -72,7 +72,7 @@ def test_a_partial_file_a_killed_writer_left_is_removed_by_the_next(tmp_path: Pa
     stale = store.environment_dir / f"{TEMPORARY_PREFIX}test_x.py-abc.json.k3j2"
     stale.parent.mkdir(parents=True)
     stale.write_text('{"records": {"half')
-    path = store.write("test_x.py", {"test_x.py::f": {"median": 1.0}})
+    path = store.write("test_x.py", {"test_x.py::f": {"median": 1.0, "samples": [1.0], "noise_floor": 0.0}})
     assert sorted(p.name for p in store.environment_dir.iterdir()) == [path.name]
 
 

@@ -199,8 +199,9 @@ def test_stable_numbers_and_dumps() -> None:
 
 def test_store_round_trip_merges_and_reports_corrupt_files(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path, FINGERPRINT)
-    path = store.write("tests/test_x.py", {"test_a::m": {"median": 1.0}})
-    store.write("tests/test_x.py", {"test_b::m": {"median": 2.0}})
+    measured = {"samples": [1.0], "noise_floor": 0.01}
+    path = store.write("tests/test_x.py", {"test_a::m": {"median": 1.0, **measured}})
+    store.write("tests/test_x.py", {"test_b::m": {"median": 2.0, **measured}})
     assert sorted(read_file(path).records) == ["test_a::m", "test_b::m"]
     assert store.lookup("tests/test_x.py", "test_a::m").status == "found"
     assert store.lookup("tests/test_x.py", "test_c::m").status == "new"

@@ -194,6 +194,41 @@ def measure_callable(
     )
 
 
+def measure_round_robin(calls: Sequence[Callable[[], Any]], config: TimingConfig) -> list[list[float]]:
+    """Time each of ``calls`` once per round, in turn (the order reversed every other round), until every
+    median's interval is within ``config.target`` or the budget is spent: the seconds of each call, blocked.
+
+    Measured one after another, two calls can read different phases of a busy machine (the same program
+    read 1.2 ms, then 0.26 ms a minute later); in turn, a phase hits all of them alike, and what is
+    compared between them holds. MeasurementError on a compile in the timed region.
+    """
+    for call in calls:
+        _warm_up(call, config.warmup_seconds)
+    compiles_before = event_log().count
+    samples: list[list[float]] = [[] for _ in calls]
+    start = time.perf_counter()
+    rounds = 0
+    while True:
+        order = range(len(calls)) if rounds % 2 == 0 else reversed(range(len(calls)))
+        for index in order:
+            samples[index].append(_time_round(calls[index], 1, True))
+        rounds += 1
+        spent = time.perf_counter() - start
+        if rounds >= _MIN_SAMPLES and rounds % 5 == 0:
+            precise = all(
+                max(float(np.median(s)) - low, high - float(np.median(s)))
+                <= config.target * float(np.median(s))
+                for s in samples
+                for low, high in [median_ci(s)]
+            )
+            if (precise and spent >= config.min_seconds) or spent >= config.budget_seconds:
+                break
+    compiled = _compiles_since(compiles_before)
+    if compiled:
+        raise MeasurementError(f"compile(s) inside the timed region: {', '.join(sorted(set(compiled)))}")
+    return samples
+
+
 def _keep(ordered: np.ndarray) -> np.ndarray:
     """At most _KEPT_SAMPLES samples: evenly spaced order statistics, which keep the distribution."""
     if len(ordered) <= _KEPT_SAMPLES:
@@ -233,6 +268,20 @@ class Comparison:
             f"{self.name_b} / {self.name_a}: {self.ratio:.3f}× time "
             f"(95% CI {self.ci_low:.3f}…{self.ci_high:.3f}, {self.rounds} interleaved rounds)"
         )
+
+
+def evidence(low: float, high: float, expected: float) -> str:
+    """An expectation "at least ``expected``" against an interval ``low…high`` of what was measured:
+    ``holds``, ``false`` or ``inconclusive``. A timing expectation fails only where the interval lies
+    below it: a busy machine widens the interval, which then says it cannot tell."""
+    if low >= expected:
+        return HOLDS
+    if high < expected:
+        return FALSE
+    return INCONCLUSIVE_EVIDENCE
+
+
+HOLDS, FALSE, INCONCLUSIVE_EVIDENCE = "holds", "false", "inconclusive"
 
 
 def compare_callables(

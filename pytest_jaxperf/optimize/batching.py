@@ -8,6 +8,7 @@ where throughput stops growing.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import statistics
@@ -19,7 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from ..core.compiles import WatchedFunction
-from ..core.timing import TimingConfig, measure_callable, timed_call
+from ..core.timing import TimingConfig, measure_round_robin, timed_call
+from ..intervals import ratio_ci
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -93,6 +95,8 @@ class SweepPoint:
     """Items per second at that latency."""
     compiles: int
     """Compiles this size caused (1 when each size compiles exactly once)."""
+    samples: tuple[float, ...] = ()
+    """The seconds of each timed call, measured in turn with every other size's."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,18 @@ class Sweep:
     points: tuple[SweepPoint, ...]
     saturation: int
     """The smallest batch after which doubling-or-more the batch gains less than ``gain`` throughput."""
+
+    def throughput_ratio(self, batch: int, other: int) -> tuple[float, float, float]:
+        """Throughput at ``batch`` over throughput at ``other``, with its 95% interval (from the two
+        sizes' samples, taken in turn)."""
+        point, reference = self.point(batch), self.point(other)
+        rows = point.batch / reference.batch
+        # throughput ratio = rows × (other's time / batch's time)
+        low, high = ratio_ci(list(point.samples), list(reference.samples))
+        return rows * reference.latency_seconds / point.latency_seconds, rows * low, rows * high
+
+    def point(self, batch: int) -> SweepPoint:
+        return next(p for p in self.points if p.batch == batch)
 
     def lines(self) -> list[str]:
         rows = [f"{'batch':>7} {'latency ms':>11} {'items/s':>12} {'compiles':>8}"]
@@ -134,8 +150,10 @@ def batch_sweep(
     """Measure ``fn`` (a jitted callable of batched inputs, batch on axis 0 of each) at each batch size.
 
     Each example input's first row is repeated to each size; a 0-d leaf (a position, a step) has no
-    batch and is passed as it is. Each size must compile exactly once: a second compile for the same
-    size fails the sweep (MeasurementError from the timing engine).
+    batch and is passed as it is. Each size compiles once, first; then the sizes are timed in turn
+    (:func:`~pytest_jaxperf.core.timing.measure_round_robin`, ``config``'s budget for each size), so
+    what the sweep compares between sizes is measured under the same load. A compile while timing fails
+    the sweep (MeasurementError).
     """
     if not example_inputs:
         raise TypeError("batch_sweep needs at least one example input (a batch on axis 0)")
@@ -145,13 +163,20 @@ def batch_sweep(
     def batch_of(leaf: Any, size: int) -> Any:
         return leaf if jnp.ndim(leaf) == 0 else jnp.repeat(leaf[:1], size, axis=0)
 
-    points = []
-    for size in sorted(set(sizes)):
+    ordered = sorted(set(sizes))
+    batches, compiles = [], []
+    for size in ordered:
         batch = jax.tree_util.tree_map(functools.partial(batch_of, size=size), example_inputs)
         before = len(watched.compiles)
         jax.block_until_ready(watched(*batch))  # type: ignore[no-untyped-call]
-        timing = measure_callable(watched, batch, items_per_call=size, config=config)
-        points.append(SweepPoint(size, timing.median, timing.throughput, len(watched.compiles) - before))
+        batches.append(batch)
+        compiles.append(len(watched.compiles) - before)
+    shared = dataclasses.replace(config, budget_seconds=config.budget_seconds * len(ordered))
+    samples = measure_round_robin([functools.partial(watched, *batch) for batch in batches], shared)
+    points = []
+    for size, count, times in zip(ordered, compiles, samples, strict=True):
+        median = statistics.median(times)
+        points.append(SweepPoint(size, median, size / median, count, tuple(times)))
     saturation = points[-1].batch
     for current, following in itertools.pairwise(points):
         if following.throughput < (1 + gain) * current.throughput:
