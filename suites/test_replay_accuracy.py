@@ -14,7 +14,6 @@ on a quiet machine and with a second process keeping one core busy, started here
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -23,10 +22,10 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 from pytest_jaxperf.verdicts import REGRESSED, REPLAY_THRESHOLD, ReplayFigures, replay_status
+from suites.load import competing_load
 from suites.marks import cpu_runner_benchmark, gate_benchmark
 
 pytestmark = [gate_benchmark, cpu_runner_benchmark]
@@ -111,20 +110,6 @@ def _run(directory: Path, *args: str, changed: bool = False) -> tuple[float, lis
     return seconds, [r for r in records if r["kind"] == "check"], medians
 
 
-@contextlib.contextmanager
-def _competing_load(busy: bool) -> Iterator[None]:
-    """A second process keeping one core busy for the duration, or nothing."""
-    if not busy:
-        yield
-        return
-    burner = subprocess.Popen([sys.executable, "-c", "while True:\n    pass"])
-    try:
-        yield
-    finally:
-        burner.kill()
-        burner.wait()
-
-
 def _kind(record: dict) -> str:
     return record["nodeid"].split("[", 1)[1].split("-", 1)[0]
 
@@ -149,7 +134,7 @@ def _judge_state(jaxperf, directory: Path, base_medians: dict[str, float], state
     replay_seconds: list[float] = []
     compile_ratios: list[float] = []
     half_widths: list[float] = []
-    with _competing_load(state == "loaded"):
+    with competing_load(state == "loaded"):
         for _ in range(PROCESSES):
             _, records, medians = _run(directory, "--jaxperf", changed=True)
             for record in records:

@@ -432,3 +432,48 @@ def test_a_model_whose_output_is_not_finite_fails_unless_allowed(jaxperf_pyteste
         "[pytest]\naddopts = -p no:cacheprovider -p no:randomly\njaxperf_allow_non_finite = true\n"
     )
     jaxperf_pytester.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+# A timing expectation is judged on its interval: false only where the whole interval says so.
+EXPECTATIONS = """
+import pytest
+
+from pytest_jaxperf.core.timing import Comparison
+from pytest_jaxperf.gating import JaxperfInconclusive
+
+
+def comparison(low, high):
+    ratio = (low + high) / 2
+    return Comparison("eager", "jit", 1.0, ratio, ratio, low, high, 20)
+
+
+def test_holds(jaxperf):
+    assert jaxperf.expect_faster(comparison(0.5, 0.9)) == "holds"
+
+
+def test_too_busy_to_tell(jaxperf):
+    with pytest.warns(JaxperfInconclusive, match=r"inconclusive: jit.s speed-up over eager"):
+        assert jaxperf.expect_faster(comparison(0.3, 1.1)) == "inconclusive"
+
+
+def test_false(jaxperf):
+    jaxperf.expect_faster(comparison(1.05, 1.2))
+
+
+def test_at_least(jaxperf):
+    assert jaxperf.expect_at_least((0.9, 0.86, 0.95), 0.85, "throughput ratio") == "holds"
+    jaxperf.expect_at_least((0.7, 0.6, 0.8), 0.85, "throughput ratio", "the sweep's table")
+"""
+
+
+def test_timing_expectations_fail_only_on_evidence(jaxperf_pytester: pytest.Pytester) -> None:
+    jaxperf_pytester.makepyfile(test_expectations=EXPECTATIONS)
+    result = jaxperf_pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*jaxperf: jit's speed-up over eager: 0.889 (95% CI 0.833…0.952), expected at least 1",
+            "*jaxperf: throughput ratio: 0.700 (95% CI 0.600…0.800), expected at least 0.85",
+            "the sweep's table",
+        ]
+    )
