@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         usage="jaxperf ab --base REV [--rounds N] [--threshold T] [--json FILE] -- [pytest args]",
         description="Check out --base in a temporary git worktree and run the selected tests there (A) and "
         "in the working tree as it is (B), in alternating fresh processes (A B, B A, …). Per measurement: "
-        "the ratio of medians B/A with a 90%% interval from the rounds, and a verdict. Exit 1 on a "
+        "the ratio of medians B/A with a 90% interval from the rounds, and a verdict. Exit 1 on a "
         "regression or on a test that fails in the working tree only.",
     )
     ab.add_argument(

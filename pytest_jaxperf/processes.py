@@ -99,13 +99,14 @@ def scratch_directory(purpose: str) -> Iterator[Path]:
     base = Path(tempfile.gettempdir())
     for stale in base.glob(f"jaxperf-{purpose}-*"):
         owner = re.match(rf"jaxperf-{re.escape(purpose)}-(\d+)-", stale.name)
-        if owner and not _alive(int(owner.group(1))):
+        if owner and not process_alive(int(owner.group(1))):
             shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix=f"jaxperf-{purpose}-{os.getpid()}-") as name:
         yield Path(name)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of that id is running (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import threading
 from typing import TYPE_CHECKING, Any
 
 from .baseline import BaselineError, ProgramChanged, baseline_record, extended_medians
@@ -18,6 +16,7 @@ from .environment import child_process_environment
 from .processes import head_commit, run_pytest, scratch_directory
 from .records import CheckRecord, program_stored
 from .results import load_results
+from .signals import interrupts_deferred
 from .units import format_bytes
 from .verdicts import NOISE_MULTIPLE, TEST_FAILED, noise_floor, noise_floor_of_run
 
@@ -90,47 +89,39 @@ def write_baselines(
     ok = refused == 0
     # Ctrl-C waits for the loop: each file is written whole, and a recording half old, half new (with no
     # word of which) would be worse than a second's wait.
-    with interrupts_deferred() as interrupted:
-        for module, module_records in sorted(by_module.items()):
-            try:
-                path = store.write(module, module_records)
-            except BaselineError as error:
-                messages.append(f"jaxperf: {error}")
-                ok = False
-                continue
-            except OSError as error:  # a full disk, a read-only folder, a path through a file
-                messages.append(
-                    f"jaxperf: {len(module_records)} baseline(s) of {module} NOT written to "
-                    f"{store.path_for(module)}: {error.strerror or error}; the file is as it was"
-                )
-                ok = False
-                continue
-            messages.append(f"jaxperf: {len(module_records)} baseline(s) written to {path}")
-    if interrupted:
+    try:
+        with interrupts_deferred():
+            for module, module_records in sorted(by_module.items()):
+                ok &= _written(store, module, module_records, messages)
+    except KeyboardInterrupt:
         raise RecordingInterrupted(
             "jaxperf: interrupted while writing baselines; the writing was finished first (the files "
             "listed above were written whole)"
-        )
+        ) from None
     return ok
+
+
+def _written(
+    store: BaselineStore, module: str, records: dict[str, dict[str, Any]], messages: list[str]
+) -> bool:
+    """Write one module's baselines; False, said in ``messages``, where the file could not be written."""
+    try:
+        path = store.write(module, records)
+    except BaselineError as error:
+        messages.append(f"jaxperf: {error}")
+        return False
+    except OSError as error:  # a full disk, a read-only folder, a path through a file
+        messages.append(
+            f"jaxperf: {len(records)} baseline(s) of {module} NOT written to {store.path_for(module)}: "
+            f"{error.strerror or error}; the file is as it was"
+        )
+        return False
+    messages.append(f"jaxperf: {len(records)} baseline(s) written to {path}")
+    return True
 
 
 class RecordingInterrupted(Exception):
     """Ctrl-C while recording; the message says what was and was not written."""
-
-
-@contextlib.contextmanager
-def interrupts_deferred() -> Iterator[list[int]]:
-    """SIGINT held back until the block ends; the list says whether one came (outside the main thread,
-    where no handler can be set, nothing is held back)."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def limit_line(

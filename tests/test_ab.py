@@ -107,6 +107,7 @@ def test_every_subcommand_has_help(repository: Path):
         done = jaxperf(repository, command, "--help")
         assert done.returncode == 0
         assert f"jaxperf {command}" in done.stdout
+        assert "%%" not in done.stdout  # a percent sign printed as the reader types it
 
 
 def test_dirty_tree_failures_one_sided_tests_and_a_regression(repository: Path):
@@ -176,6 +177,20 @@ def test_a_cancelled_job_removes_the_worktree_too(repository: Path):
     assert len(worktrees(repository)) == 1
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_a_killed_run_leaves_its_worktree_for_the_next_to_remove(repository: Path):
+    from pytest_jaxperf.ab.worktree import remove_stale_worktrees
+
+    process = start_ab_and_wait_for_the_worktree(repository, new_session=True)
+    base = Path(worktrees(repository)[1].split(" ", 1)[1])
+    os.killpg(process.pid, signal.SIGKILL)  # nothing runs on the way out
+    process.communicate(timeout=60)
+    assert len(worktrees(repository)) == 2  # registered, and on disk
+    assert remove_stale_worktrees(repository) == [base]
+    assert len(worktrees(repository)) == 1
+    assert not base.parent.exists()
+
+
 @pytest.fixture
 def interruptible() -> Iterator[None]:
     """SIGINT raising KeyboardInterrupt and SIGTERM at its default, whatever this process inherited."""
@@ -192,7 +207,7 @@ def interruptible() -> Iterator[None]:
 def test_an_interrupt_while_git_adds_the_worktree_waits_for_git(signum: int, interruptible: None) -> None:
     # The cancelled-job test above raced with it: SIGTERM during `git worktree add` killed git half-way
     # and left a locked worktree behind (1 CI run in about 20).
-    from pytest_jaxperf.ab.signals import interrupts_deferred
+    from pytest_jaxperf.signals import interrupts_deferred
 
     steps: list[str] = []
 
@@ -214,7 +229,7 @@ def test_an_interrupt_while_git_adds_the_worktree_waits_for_git(signum: int, int
 def test_an_ignored_interrupt_stays_ignored(interruptible: None) -> None:
     # A background job of a shell without job control ignores SIGINT: it was never going to interrupt,
     # and must not start to (CI, run that way, failed here when the handlers assumed Python's default).
-    from pytest_jaxperf.ab.signals import interrupts_deferred, terminate_as_interrupt
+    from pytest_jaxperf.signals import interrupts_deferred, terminate_as_interrupt
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..processes import run_pytest, scratch_directory
 from ..results import load_results
+from ..signals import terminate_as_interrupt
 from . import outcome_plugin
 from .errors import AbError
 from .report import AbReport, SideRun, summarize
-from .signals import terminate_as_interrupt
 from .stats import DEFAULT_THRESHOLD
 from .worktree import base_worktree, repository_root, resolve_revision, uncommitted_changes
 

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..processes import GitUnavailable, run_git
+from ..processes import GitUnavailable, process_alive, run_git
+from ..signals import interrupts_deferred
 from .errors import AbError
-from .signals import interrupts_deferred
 
 if TYPE_CHECKING:
     import subprocess
     from collections.abc import Iterator
+
+
+#: A base worktree's folder: ``jaxperf-ab-base-<pid of its creator>-<random>/base``.
+_BASE_PREFIX = "jaxperf-ab-base-"
 
 
 def _git(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -55,7 +61,9 @@ def uncommitted_changes(root: Path) -> list[str]:
 @contextmanager
 def base_worktree(root: Path, commit: str) -> Iterator[Path]:
     """The base revision checked out in a temporary worktree, removed on the way out, Ctrl-C included."""
-    scratch = Path(tempfile.mkdtemp(prefix="jaxperf-ab-base-"))
+    remove_stale_worktrees(root)
+    # The creator's process id in the name: a later run knows a worktree whose creator is gone.
+    scratch = Path(tempfile.mkdtemp(prefix=f"{_BASE_PREFIX}{os.getpid()}-"))
     path = scratch / "base"
     try:
         # An interrupt during the add would kill git half-way (subprocess kills its child), leaving a
@@ -69,3 +77,23 @@ def base_worktree(root: Path, commit: str) -> Iterator[Path]:
         _git(root, "worktree", "remove", "--force", str(path))
         shutil.rmtree(scratch, ignore_errors=True)
         _git(root, "worktree", "prune")
+
+
+def remove_stale_worktrees(root: Path) -> list[Path]:
+    """Remove the base worktrees an earlier ``jaxperf ab`` made and could not remove (killed outright,
+    SIGKILL or the OOM killer): those whose creating process is gone. Returns their paths."""
+    listing = _git(root, "worktree", "list", "--porcelain").stdout
+    removed = []
+    for line in listing.splitlines():
+        if not line.startswith("worktree "):
+            continue
+        path = Path(line.removeprefix("worktree "))
+        owner = re.fullmatch(rf"{_BASE_PREFIX}(\d+)-.*", path.parent.name)
+        if path.name != "base" or owner is None or process_alive(int(owner.group(1))):
+            continue
+        _git(root, "worktree", "remove", "--force", str(path))
+        shutil.rmtree(path.parent, ignore_errors=True)
+        removed.append(path)
+    if removed:
+        _git(root, "worktree", "prune")
+    return removed

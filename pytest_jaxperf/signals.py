@@ -1,4 +1,5 @@
-"""Ctrl-C and SIGTERM during ``jaxperf ab``: both unwind, never while git is half-way through a worktree."""
+"""Ctrl-C and SIGTERM held back while a short step must finish whole (git making a worktree, baselines
+being written), and SIGTERM unwinding like Ctrl-C (a cancelled CI job cleans up as an interrupted one)."""
 
 from __future__ import annotations
 
