@@ -422,6 +422,13 @@ class RunDrift:
     def describe(self) -> str:
         low, high = self.quartiles
         direction = "slower" if self.median_ratio > 1 else "faster"
+        if self.checks < DRIFT_MIN_CHECKS:
+            return (
+                f"all {self.checks} timed checks ran {direction} than their baselines (median "
+                f"{percent(self.median_ratio - 1)} in time): too few to tell a machine {direction} than when "
+                "they were recorded from every model changed at once; the replay's verdicts (a stored "
+                "program timed beside the current one) are not moved by the machine"
+            )
         return (
             f"the median of {self.checks} timed checks ran {abs(self.median_ratio - 1):.1%} {direction} than "
             f"its baseline (middle half {percent(low - 1)}…{percent(high - 1)} in time): the machine looks "
@@ -432,8 +439,14 @@ class RunDrift:
 def run_drift(checks: Sequence[TimedCheck]) -> RunDrift | None:
     """The run's common drift, when there are enough timed checks and their median moved noticeably."""
     ratios = sorted(c.ratio for c in checks if c.ratio > 0 and math.isfinite(c.ratio))
-    if len(ratios) < DRIFT_MIN_CHECKS:
+    if len(ratios) < 2:
         return None
+    if len(ratios) < DRIFT_MIN_CHECKS:
+        # Too few for their median to speak for the machine: said only when every one moved the same way.
+        slower_all = all(r >= 1 + DRIFT_REPORTED for r in ratios)
+        faster_all = all(1 / r >= 1 + DRIFT_REPORTED for r in ratios)
+        if not (slower_all or faster_all):
+            return None
     median = statistics.median(ratios)
     if abs(median - 1) < DRIFT_REPORTED and abs(1 / median - 1) < DRIFT_REPORTED:
         return None

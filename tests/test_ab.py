@@ -102,6 +102,17 @@ def test_bad_arguments_name_the_value(repository: Path, args: list[str], message
     assert message in done.stderr
 
 
+def test_uncommitted_changes_are_named_with_where_they_lie() -> None:
+    from pytest_jaxperf.ab.driver import describe_changes
+
+    changes = [" M suites/test_x.py", "?? notes.txt", "R  old.py -> pkg/new.py"]
+    assert describe_changes(changes, Path("suites")) == (
+        "suites/test_x.py (modified); notes.txt (untracked, outside suites/); pkg/new.py (renamed, outside "
+        "suites/)"
+    )
+    assert describe_changes(changes * 3, Path(), shown=2).endswith("; and 7 more")
+
+
 def test_every_subcommand_has_help(repository: Path):
     for command in ("report", "compare", "ab"):
         done = jaxperf(repository, command, "--help")
@@ -118,6 +129,7 @@ def test_dirty_tree_failures_one_sided_tests_and_a_regression(repository: Path):
     done = jaxperf(repository, "ab", "--base", "HEAD", "--rounds", "2", "--json", "ab.json", "--", "-q")
     output = done.stdout
     assert "1 uncommitted change(s); B is the working tree as it is" in done.stderr
+    assert "changes included: test_model.py (modified)" in done.stderr
     assert done.returncode == 1, output + done.stderr
     table = output.split("\n\n")[0] if "\n\n" in output else output
     lines: dict[str, str] = {}

@@ -72,8 +72,14 @@ def test_run_drift_speaks_when_most_checks_moved_alike() -> None:
     assert drift.slower == 10  # all ten clear their limit against their own baseline
     assert drift.standing_out == ("slow",)
     assert drift.describe().startswith("the median of 10 timed checks ran 18.0% slower than its baseline")
-    # Too few checks to tell the machine from the models; or no common move worth a word.
-    assert run_drift(drifted[:7]) is None
+    # Too few checks to tell the machine from the models: said when every one moved the same way, with why
+    # it cannot tell; nothing when they did not, or when there is one; nor without a common move.
+    few = run_drift(drifted[:3])
+    assert few is not None
+    assert few.describe().startswith("all 3 timed checks ran slower than their baselines (median +18.0% in")
+    assert "too few to tell" in few.describe()
+    assert run_drift([*drifted[:3], TimedCheck("same", 1.0, 0.98, 0.14)]) is None
+    assert run_drift(drifted[:1]) is None
     assert run_drift([TimedCheck(f"t{i}", 1.0 + 0.004 * i, 0.97, 0.1) for i in range(12)]) is None
     faster = run_drift([TimedCheck(f"t{i}", 0.8, 0.78, 0.1) for i in range(8)])
     assert faster is not None

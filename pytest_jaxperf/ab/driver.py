@@ -98,9 +98,10 @@ def run_ab(
     commit = resolve_revision(root, base)
     report = AbReport(base, commit, uncommitted_changes(root), rounds, threshold)
     if report.dirty:
+        changes = describe_changes(report.dirty, here.relative_to(root.resolve()))
         progress(
             f"jaxperf ab: the working tree has {len(report.dirty)} uncommitted change(s); B is the working "
-            "tree as it is, changes included"
+            f"tree as it is, changes included: {changes}"
         )
     start = time.perf_counter()
     with terminate_as_interrupt(), base_worktree(root, commit) as worktree:
@@ -129,3 +130,17 @@ def run_ab(
     if not report.rows:
         raise AbError(f"no test ran at either side with the pytest arguments {list(pytest_args)}")
     return report
+
+
+def describe_changes(changes: list[str], tested: Path, shown: int = 8) -> str:
+    """``git status --porcelain`` lines as a reader wants them: each path with what changed, and whether it
+    lies outside the folder the tests run from (an untracked note there changes nothing B runs)."""
+    kinds = {"??": "untracked", "M": "modified", "A": "added", "D": "deleted", "R": "renamed"}
+    described = []
+    for line in changes[:shown]:
+        status, path = line[:2].strip(), line[3:].split(" -> ")[-1]
+        kind = kinds.get(status, kinds.get(status[:1], status))
+        outside = tested != Path() and not Path(path).is_relative_to(tested)
+        described.append(f"{path} ({kind}" + (f", outside {tested.as_posix()}/)" if outside else ")"))
+    more = f"; and {len(changes) - shown} more" if len(changes) > shown else ""
+    return "; ".join(described) + more
