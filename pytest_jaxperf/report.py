@@ -6,11 +6,23 @@ import datetime
 import platform
 import re
 import statistics
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 from .gate_notes import gate_lines, paired_drift_lines
 from .records import CheckRecord, ComparisonRecord, FidelityRecord, FigureRecord
-from .verdicts import IMPROVED, INCONCLUSIVE, NOT_COMPARABLE, REGRESSED, TimedCheck, run_drift
+from .verdicts import (
+    DECIDED_BY_CROSS_PROCESS,
+    IMPROVED,
+    INCONCLUSIVE,
+    NEW,
+    NOT_COMPARABLE,
+    PASS,
+    REGRESSED,
+    TEST_FAILED,
+    TimedCheck,
+    run_drift,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -25,12 +37,13 @@ def _ms(seconds: float | None) -> str:
 
 
 def _vs_baseline(record: CheckRecord) -> str:
+    """The change in time against the baseline (+ slower), with the limit it was judged against:
+    ``+3.2% (lim 10%)``."""
     ratio = record.verdict.get("ratio") if record.verdict else None
     if ratio is None:
         return "-"
-    items = (record.timing.get("items_per_call") if record.timing else None) or 1
-    change = 1 / ratio - 1 if items > 1 else ratio - 1  # throughput up is good; time up is bad
-    return f"{change:+.1%}"
+    limit = record.verdict.get("limit") if record.verdict else None
+    return f"{ratio - 1:+.1%}" + (f" (lim {limit:.0%})" if limit is not None else "")
 
 
 def _replay(record: CheckRecord) -> str:
@@ -42,8 +55,33 @@ def _replay(record: CheckRecord) -> str:
     return f"{replay['ratio'] - 1:+.1%}±{100 * half_width:.1f}"
 
 
+#: The terminal's columns of :func:`check_rows`, within 120 characters (the rest are in the Markdown, the
+#: JSON and the report page), some under a shorter header.
+TERMINAL_CHECK_COLUMNS = (
+    "test", "variant", "model", "compiles", "median ms", "time vs baseline (+ slower)", "replay", "verdict",
+)  # fmt: skip
+_TERMINAL_HEADERS = {"time vs baseline (+ slower)": "vs base (+ slower)", "verdict": "verdict (by)"}
+
+
+def terminal_check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
+    """:func:`check_rows` with the terminal's columns; the verdict with the tier that gave it (replay,
+    exact) where it is not the cross-process one, the default."""
+    rows = check_rows(records)
+    kept = [rows[0].index(name) for name in TERMINAL_CHECK_COLUMNS]
+    by = rows[0].index("by")
+    header = tuple(_TERMINAL_HEADERS.get(rows[0][i], rows[0][i]) for i in kept)
+    body = [
+        (
+            *(row[i] for i in kept[:-1]),
+            row[kept[-1]] + (f" ({row[by]})" if row[by] not in ("-", DECIDED_BY_CROSS_PROCESS) else ""),
+        )
+        for row in rows[1:]
+    ]
+    return [header, *body]
+
+
 def check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
-    """One row per check: the table both the terminal and Markdown show."""
+    """One row per check: the table Markdown and the report page show (the terminal a part of it)."""
     rows: list[tuple[str, ...]] = [
         (
             "test",
@@ -54,7 +92,7 @@ def check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
             "median ms",
             "±CI %",
             "items/s",
-            "vs baseline",
+            "time vs baseline (+ slower)",
             "replay",
             "by",
             "verdict",
@@ -123,16 +161,21 @@ def precision_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
     return rows
 
 
-def summary_lines(records: Sequence[Record]) -> list[str]:
-    """The terminal summary: checks with their verdicts, then comparisons, figures and explanations."""
+#: The terminal summary's width: wider detail is in the JSON and the Markdown.
+TERMINAL_COLUMNS = 120
+
+
+def summary_lines(records: Sequence[Record], columns: int = TERMINAL_COLUMNS) -> list[str]:
+    """The terminal summary, within ``columns``: checks with their verdicts, then comparisons, figures and
+    explanations (the same explanation for many checks said once)."""
     lines: list[str] = []
-    rows = check_rows(records)
+    rows = terminal_check_rows(records)
     if len(rows) > 1:
-        lines += text_table(rows)
+        lines += text_table(rows, columns)
     precision = precision_rows(records)
     if len(precision) > 1:
         lines += [""] if lines else []
-        lines += text_table(precision)
+        lines += text_table(precision, columns)
     comparisons = [r for r in records if isinstance(r, ComparisonRecord)]
     if comparisons:
         lines += [""] if lines else []
@@ -148,13 +191,13 @@ def summary_lines(records: Sequence[Record]) -> list[str]:
                     str(c["rounds"]),
                 )
             )
-        lines += text_table(comparison_rows)
+        lines += text_table(comparison_rows, columns)
     figures = [r for r in records if isinstance(r, FigureRecord)]
     if figures:
         lines += [""] if lines else []
         figure_rows: list[tuple[str, ...]] = [("test", "variant", "figure", "value", "unit")]
         figure_rows += [(f.nodeid, f.variant, f.name, f"{f.value:.6g}", f.unit) for f in figures]
-        lines += text_table(figure_rows)
+        lines += text_table(figure_rows, columns)
     scaling = scaling_lines(records)
     if scaling:
         lines += [""] if lines else []
@@ -162,8 +205,13 @@ def summary_lines(records: Sequence[Record]) -> list[str]:
     notes = verdict_notes(records) + drift_lines(records) + gate_lines(records)
     if notes:
         lines += [""] if lines else []
-        lines += notes
+        lines += [wrapped for note in notes for wrapped in wrap_line(note, columns)]
     return lines or ["no jaxperf checks or figures were recorded"]
+
+
+def wrap_line(line: str, columns: int = TERMINAL_COLUMNS) -> list[str]:
+    """``line`` within ``columns``, continued lines indented."""
+    return textwrap.wrap(line, columns, subsequent_indent="    ", break_on_hyphens=False) or [line]
 
 
 #: The verdicts whose reasons the summary spells out under its table.
@@ -171,12 +219,20 @@ NOTED_VERDICTS = (REGRESSED, IMPROVED, INCONCLUSIVE, NOT_COMPARABLE)
 
 
 def verdict_notes(records: Sequence[Record], statuses: Sequence[str] = NOTED_VERDICTS) -> list[str]:
-    """One line per check whose verdict is among ``statuses``: the test, the key, the verdict, the reason."""
-    return [
-        f"{c.nodeid} {c.key}: {c.verdict['status']}: {c.verdict['reason']}"
-        for c in records
-        if isinstance(c, CheckRecord) and c.verdict and c.verdict.get("status") in statuses
-    ]
+    """One line per explanation of a verdict among ``statuses``: the test, the key, the verdict, the
+    reason; checks sharing a verdict and its reason (37 baselines of another environment) share a line."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for c in records:
+        if isinstance(c, CheckRecord) and c.verdict and c.verdict.get("status") in statuses:
+            grouped.setdefault((c.verdict["status"], c.verdict["reason"]), []).append(f"{c.nodeid} {c.key}")
+    lines = []
+    for (status, reason), names in grouped.items():
+        if len(names) == 1:
+            lines.append(f"{names[0]}: {status}: {reason}")
+            continue
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        lines.append(f"{len(names)} checks {status} ({shown}): {reason}")
+    return lines
 
 
 def drift_lines(records: Sequence[Record]) -> list[str]:
@@ -244,19 +300,32 @@ def scaling_lines(records: Sequence[Record]) -> list[str]:
     return lines
 
 
+#: The order the verdict line counts in; the first always shown, the rest where any.
+VERDICT_ORDER = (REGRESSED, IMPROVED, PASS, INCONCLUSIVE, NEW, NOT_COMPARABLE, TEST_FAILED)
+
+
 def verdict_counts(records: Sequence[Record]) -> str:
-    """One line: how many measurements got each verdict."""
+    """One line: how many measurements got each verdict (``jaxperf: 0 regressed, 2 improved, 35 pass``)."""
     counts: dict[str, int] = {}
     for record in records:
         if isinstance(record, CheckRecord) and record.verdict:
             counts[record.verdict["status"]] = counts.get(record.verdict["status"], 0) + 1
     if not counts:
         return "jaxperf: nothing measured"
-    return "jaxperf: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    order = [*VERDICT_ORDER, *sorted(set(counts) - set(VERDICT_ORDER))]
+    shown = [status for status in order if counts.get(status) or status == REGRESSED]
+    return "jaxperf: " + ", ".join(f"{counts.get(status, 0)} {status}" for status in shown)
 
 
-def text_table(rows: Sequence[Sequence[str]]) -> list[str]:
+def text_table(rows: Sequence[Sequence[str]], columns: int | None = None) -> list[str]:
+    """``rows`` (the first the header) as aligned text; within ``columns`` where given, the first column
+    (the test id) shortened in its middle to fit."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    excess = sum(widths) + 2 * (len(widths) - 1) - columns if columns else 0
+    if excess > 0:
+        first = max(widths[0] - excess, 24)
+        rows = [(_elided(row[0], first), *row[1:]) for row in rows]
+        widths[0] = max(len(row[0]) for row in rows)
     # Text columns flush left, number columns flush right.
     numeric = [all(_is_number(row[i]) for row in rows[1:]) for i in range(len(widths))]
     out = []
@@ -269,6 +338,14 @@ def text_table(rows: Sequence[Sequence[str]]) -> list[str]:
         if index == 0:
             out.append("  ".join("-" * w for w in widths))
     return out
+
+
+def _elided(text: str, width: int) -> str:
+    """``text`` shortened to ``width`` by an ellipsis in its middle (a test id keeps its file and case)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
 
 
 def _is_number(text: str) -> bool:

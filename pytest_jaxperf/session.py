@@ -102,10 +102,12 @@ class JaxperfSession:
         terminalreporter.write_sep("=", "jaxperf")
         # -qq and quieter: one line of counts instead of the table.
         quiet = terminalreporter.config.get_verbosity() < -1
-        for line in [verdict_counts(self.records)] if quiet else summary_lines(self.records):
-            terminalreporter.write_line(line)
+        if not quiet:
+            for line in summary_lines(self.records):
+                terminalreporter.write_line(line)
         for message in self.messages:
             terminalreporter.write_line(message)
+        terminalreporter.write_line(verdict_counts(self.records))  # the last word: one line of counts
 
     # --- files --------------------------------------------------------------------------------------
 

@@ -70,6 +70,12 @@ def expect(
     return result
 
 
+def unwrapped(result: pytest.RunResult) -> str:
+    """The run's output with its lines joined and its spaces collapsed: a sentence the summary wrapped at
+    120 columns reads whole."""
+    return " ".join(result.stdout.str().split())
+
+
 def git(directory: Path, *args: str) -> str:
     """Run git in ``directory``, failing the test on an error; its standard output."""
     done = subprocess.run(["git", *args], cwd=directory, check=True, capture_output=True, text=True)

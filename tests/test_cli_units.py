@@ -17,7 +17,14 @@ from pytest_jaxperf.comparison import ONLY_IN_A, ONLY_IN_B, any_regressed, compa
 from pytest_jaxperf.gate_notes import gate_lines
 from pytest_jaxperf.recording import limit_line
 from pytest_jaxperf.records import CheckRecord, FigureRecord
-from pytest_jaxperf.report import JSON_SCHEMA_VERSION, drift_lines, markdown_summary, results_json
+from pytest_jaxperf.report import (
+    JSON_SCHEMA_VERSION,
+    drift_lines,
+    markdown_summary,
+    results_json,
+    summary_lines,
+    verdict_counts,
+)
 from pytest_jaxperf.results import ResultsError, baseline_history, load_results
 from pytest_jaxperf.settings import PluginSettings
 
@@ -491,3 +498,19 @@ def test_a_recording_limit_is_weighed_against_the_checks_own_gate_threshold() ->
     assert refused
     # Gated at 50 % by @jaxperf.gate(threshold=0.5): +90 % is within twice its own threshold.
     assert limit_line(dataclasses.replace(session_gated, threshold=0.5), 0.3, 3, settings) is None
+
+
+def test_the_terminal_summary_fits_120_columns_and_says_a_shared_reason_once():
+    reason = "recorded with cpu_model: 'AMD EPYC 7B13' there, 'Intel Xeon 8481C' here; times not compared"
+    verdict = {"status": "not comparable", "reason": reason, "ratio": None, "limit": None}
+    records = [
+        check(f"suites/test_a_long_module_name.py::test_model[{'case' * 15}-{i}]", 1e-3, verdict=verdict)
+        for i in range(37)
+    ]
+    lines = summary_lines(records)
+    assert max(len(line) for line in lines) <= 120
+    text = " ".join(" ".join(lines).split())  # the notes are wrapped at 120 columns
+    assert text.count(reason) == 1
+    assert "37 checks not comparable (suites/test_a_long_module_name.py::test_model[" in text
+    assert "and 34 more): recorded with" in text
+    assert verdict_counts(records) == "jaxperf: 0 regressed, 37 not comparable"

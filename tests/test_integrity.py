@@ -373,6 +373,7 @@ def test_a_failed_tests_measurements_are_marked_and_never_recorded(jaxperf_pytes
             "*test_measured_then_failed*failed*test failed",
             "jaxperf: 1 measurement(s) of failed tests not recorded: test_failing.py::test_measured_then_*",
             "jaxperf: 1 baseline(s) written to *",
+            "jaxperf: 0 regressed, 1 new, 1 test failed",  # the last word
         ]
     )
     assert list(records_in(jaxperf_pytester.path / "baselines")) == ["test_measured::fine"]

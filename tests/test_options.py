@@ -58,8 +58,8 @@ def test_jaxperf_prints_header_and_summary_and_writes_json(jaxperf_pytester: pyt
         [
             "jaxperf: backend cpu, 1 device(s) (1× cpu); jax 0.*, jaxlib 0.*, flax 0.*",
             "*= jaxperf =*",
-            "test *variant*model*compiles*compile ms*median ms*±CI %*items/s*vs baseline*verdict",
-            "test_jaxperf_prints_header_and_summary_and_writes_json.py::test_decoder*fp32-d1*Decoder*1*new",
+            "test *variant*model*compiles*median ms*vs base (+ slower)*replay*verdict (by)",
+            "test_jaxperf_prints*::test_decoder*fp32-d1*Decoder*1*new",
             "test *variant*figure*value*unit",
             "*::test_figure*fp32-d1*answer*42*units",
             "jaxperf: results written to *results.json",
@@ -101,7 +101,7 @@ def test_very_quiet_prints_one_line_of_verdicts(jaxperf_pytester: pytest.Pyteste
     jaxperf_pytester.makepyfile(STABLE_TESTS)
     result = run(jaxperf_pytester, "--jaxperf", "-qq")
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["jaxperf: 1 new"])
+    result.stdout.fnmatch_lines(["jaxperf: 0 regressed, 1 new"])
     result.stdout.no_fnmatch_line("*median ms*")
 
 
