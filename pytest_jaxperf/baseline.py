@@ -19,6 +19,7 @@ import platform
 import re
 import statistics
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 from .environment import _version
-from .records import program_stored
+from .records import is_non_negative_number, is_positive_number, program_stored
 from .verdicts import NEW, NOT_COMPARABLE, Comparability, deterministic_changes
 
 if TYPE_CHECKING:
@@ -139,25 +140,49 @@ def record_problem(record: Any) -> str | None:
     missing = [name for name in REQUIRED_FIELDS if name not in record]
     if missing:
         return f"has no {' and no '.join(missing)}"
-    if not _positive(record["median"]):
+    if not is_positive_number(record["median"]):
         return f"has a median of {_shown(record['median'])}, not a positive number of seconds"
     samples = record["samples"]
-    if not isinstance(samples, list) or not samples or not all(_positive(v) for v in samples):
+    if not isinstance(samples, list) or not samples or not all(is_positive_number(v) for v in samples):
         return f"has samples {_shown(samples)}, not a list of positive numbers of seconds"
     medians = record.get("process_medians")
-    if medians is not None and (not isinstance(medians, list) or not all(_positive(v) for v in medians)):
+    if medians is not None and (
+        not isinstance(medians, list) or not all(is_positive_number(v) for v in medians)
+    ):
         return f"has process_medians {_shown(medians)}, not a list of positive numbers of seconds"
     for name in ("noise_floor", *_NON_NEGATIVE_FIELDS):
-        if name in record and not _non_negative(record[name]):
-            return f"has a {name} of {_shown(record[name])}, not a finite number of at least 0"
+        if name in record and not is_non_negative_number(record[name]):
+            return f"has {name} {_shown(record[name])}, not a finite number of at least 0"
     for name in _COUNT_FIELDS:
         value = record.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            return f"has a {name} of {_shown(value)}, not a count"
+            return f"has {name} {_shown(value)}, not a count"
     for name in ("metrics", "program"):
         if record.get(name) is not None and not isinstance(record[name], dict):
-            return f"has a {name} of {_shown(record[name])}, not an object of fields"
+            return f"has {name} {_shown(record[name])}, not an object of fields"
     return None
+
+
+def _non_finite_field(records: Mapping[str, Any]) -> str:
+    """Where the first NaN or infinity of ``records`` is: ``record 'k' field metrics.flops``."""
+
+    def find(value: Any, path: str) -> str | None:
+        if isinstance(value, float) and not math.isfinite(value):
+            return path
+        items = (
+            value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        )
+        for name, item in items:
+            found = find(item, f"{path}.{name}" if path else str(name))
+            if found is not None:
+                return found
+        return None
+
+    for key, record in records.items():
+        field = find(record, "")
+        if field is not None:
+            return f"record {key!r} field {field}"
+    return "a number"
 
 
 def valid_record(baseline: BaselineFile, key: str) -> dict[str, Any]:
@@ -168,14 +193,6 @@ def valid_record(baseline: BaselineFile, key: str) -> dict[str, Any]:
     if problem:
         raise BaselineError(f"baseline file {baseline.path}: record {key!r} {problem}; {_LEFT_ALONE}")
     return record
-
-
-def _positive(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
-
-
-def _non_negative(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < math.inf
 
 
 def _shown(value: Any) -> str:
@@ -378,8 +395,9 @@ class BaselineStore:
             document = BaselineFile(path, self.fingerprint, module, merged)
             try:
                 text = dumps(document.document())
-            except ValueError as error:  # a number JSON has no word for, in a record already in the file
-                raise BaselineError(f"refusing to write {path}: {error}; {_KEPT}") from None
+            except ValueError:  # a number JSON has no word for, deeper than the fields checked above
+                where = _non_finite_field(merged)
+                raise BaselineError(f"refusing to write {path}: {where} is not finite; {_KEPT}") from None
             write_atomically(path, text)
         self._cache[path] = document
         return path
@@ -473,10 +491,16 @@ TEMPORARY_PREFIX = ".jaxperf-partial-"
 LOCK_FILE = ".jaxperf.lock"
 
 
+#: How long a writer waits for another to release a folder's lock: a write takes milliseconds, so a lock
+#: held this long belongs to a process that stopped (Ctrl-Z, a hung network mount).
+LOCK_WAIT_SECONDS = 60.0
+
+
 @contextlib.contextmanager
-def locked(directory: Path) -> Iterator[None]:
+def locked(directory: Path, wait_seconds: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
     """Hold ``directory``'s exclusive lock (created if absent); temporary files that a killed writer left
-    in it are removed once it is held, since every writer writes only while holding it."""
+    in it are removed once it is held, since every writer writes only while holding it. BaselineError
+    when another process holds it beyond ``wait_seconds``."""
     directory.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         if fcntl is not None:
@@ -485,14 +509,32 @@ def locked(directory: Path) -> Iterator[None]:
             handle = os.open(directory, os.O_RDONLY)
             stack.callback(os.close, handle)
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX)
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                _wait_for_lock(handle, directory, wait_seconds)
             except OSError:
                 handle = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
                 stack.callback(os.close, handle)
-                fcntl.flock(handle, fcntl.LOCK_EX)
+                _wait_for_lock(handle, directory, wait_seconds)
         for stale in directory.glob(f"{TEMPORARY_PREFIX}*"):
             stale.unlink(missing_ok=True)
         yield
+
+
+def _wait_for_lock(handle: int, directory: Path, wait_seconds: float) -> None:
+    # Polled, not blocked on: a blocked flock would leave the recorder deaf to everything but SIGKILL.
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise BaselineError(
+                    f"{directory} stayed locked by another recorder for {wait_seconds:.0f} s (stopped with "
+                    "Ctrl-Z? a hung mount?); nothing was written to it"
+                ) from None
+            time.sleep(0.05)
 
 
 def write_atomically(path: Path, text: str) -> None:

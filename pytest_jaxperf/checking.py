@@ -8,11 +8,12 @@ here :class:`~pytest_jaxperf.errors.CaseUnavailable`, for the fixture to turn in
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import TYPE_CHECKING, Any
 
 from .checks.budget import check_memory_budget
-from .checks.outputs import non_finite
+from .checks.outputs import nan_values
 from .checks.precision import check_precision
 from .checks.sharding import check_sharded
 from .core.compiles import event_log
@@ -44,11 +45,11 @@ def check_case(
     example_inputs: tuple[Any, ...],
     case: Case,
     *,
-    allow_non_finite: bool = False,
+    allow_nan: bool = False,
 ) -> CheckRecord:
     """Every check the case's markers ask for on ``wrapped`` (the variant ``built``): the memory budget
-    before anything runs, the warm-up and its output (NaN or inf in float32 fails, unless
-    ``allow_non_finite``), the sharding agreement, the precision; the record (its ``key`` left for the
+    before anything runs, the warm-up and its output (NaN in float32 fails, unless ``allow_nan``), the
+    sharding agreement, the precision; the record (its ``key`` left for the
     fixture to make unique within the test)."""
     __tracebackhide__ = True
     spec, variant, nodeid = case.spec, case.variant, case.nodeid
@@ -60,11 +61,12 @@ def check_case(
     with explained_run(variant, wrapped, example_inputs):
         timings = warm_up(wrapped, example_inputs, spec.jit_warm.warmup if spec.jit_warm else 1)
         # In float32 only: a lower precision's inf or NaN is the fidelity check's to explain.
-        problem = None if allow_non_finite or variant.dtype != "float32" else non_finite(timings.output)
+        problem = None if allow_nan or variant.dtype != "float32" else nan_values(timings.output)
+        timings = dataclasses.replace(timings, output=None)  # not held on the device through the checks
         if problem:
             raise CaseFailed(
-                f"{wrapped.name} on its example inputs: {problem}. A model whose output is not finite "
-                "gives no figure worth gating (jaxperf_allow_non_finite = true in the ini file allows it)"
+                f"{wrapped.name} on its example inputs: {problem}. A model whose output is NaN gives no "
+                "figure worth gating (jaxperf_allow_nan = true in the ini file allows it)"
             )
         if wrapped.mesh is not None:
             check_sharded(wrapped, built.on_one_device().wrap(jit=True), example_inputs, variant.dtype)

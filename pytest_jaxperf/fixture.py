@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -22,9 +21,10 @@ from .checking import (
 from .checks.sharding import check_pipeline_output
 from .core.call import PLAIN, CallPattern
 from .core.compiles import explaining_cache_misses, function_name
-from .core.timing import FALSE, INCONCLUSIVE_EVIDENCE, TimingConfig, compare_callables, evidence
+from .core.timing import TimingConfig, compare_callables
 from .core.wrap import WrappedModel, as_module, compile_watch, same_model, wrap_model
-from .gating import JaxperfInconclusive, budget_seconds, fail_on_regression
+from .expectations import hold_at_least, speedup
+from .gating import budget_seconds, fail_on_regression
 from .optimize.batching import batch_sweep, on_device, pipeline_split
 from .optimize.variant import build_variant
 from .outcomes import as_outcome
@@ -132,10 +132,8 @@ class Jaxperf:
             )
         wrapped, built = self._wrap_variant(model, example_inputs, params, convert, pattern)
         with as_outcome(self.variant.case_id):
-            allow = self.settings.allow_non_finite
-            record = self._keyed(
-                check_case(wrapped, built, example_inputs, self._case, allow_non_finite=allow)
-            )
+            allow = self.settings.allow_nan
+            record = self._keyed(check_case(wrapped, built, example_inputs, self._case, allow_nan=allow))
             if self.settings.update_baselines:  # the baseline keeps the program it measured
                 program = stored_program(wrapped, example_inputs, self.settings.program_limit_bytes)
                 record = dataclasses.replace(record, program=program)
@@ -193,9 +191,8 @@ class Jaxperf:
         """Hold a comparison to "B faster than A by more than ``by``" on its evidence (see
         :meth:`expect_at_least`). Returns ``holds``, ``false`` or ``inconclusive``."""
         __tracebackhide__ = True
-        speedup = (1 / comparison.ratio, 1 / comparison.ci_high, 1 / comparison.ci_low)
         what = f"{comparison.name_b}'s speed-up over {comparison.name_a}"
-        return self.expect_at_least(speedup, by, what, comparison.describe())
+        return self.expect_at_least(speedup(comparison), by, what, comparison.describe())
 
     def expect_at_least(
         self, measured: tuple[float, float, float], expected: float, what: str, details: str = ""
@@ -203,18 +200,12 @@ class Jaxperf:
         """Hold a measured figure, ``(value, low, high)`` with its 95% interval, to "at least
         ``expected``" on its evidence: the test fails only where the whole interval lies below it; where
         the interval straddles it (a busy machine, a difference too small to tell), a
-        :class:`~pytest_jaxperf.gating.JaxperfInconclusive` warning gives the figures. Returns ``holds``,
-        ``false`` or ``inconclusive``.
+        :class:`~pytest_jaxperf.gating.JaxperfInconclusive` warning gives the figures. Returns ``holds``
+        or ``inconclusive``.
         """
         __tracebackhide__ = True
-        value, low, high = measured
-        figures = f"{what}: {value:.3f} (95% CI {low:.3f}…{high:.3f}), expected at least {expected:g}"
-        verdict = evidence(low, high, expected)
-        if verdict == FALSE:
-            pytest.fail(f"jaxperf: {figures}" + (f"\n{details}" if details else ""), pytrace=False)
-        if verdict == INCONCLUSIVE_EVIDENCE:
-            warnings.warn(JaxperfInconclusive(f"inconclusive: {figures}"), stacklevel=2)
-        return verdict
+        with as_outcome(self.variant.case_id):
+            return hold_at_least(measured, expected, what, details)
 
     def no_recompile(self, *functions: Callable[..., Any], max_compiles: int = 0) -> CompileWatch:
         """A block that fails when ``functions`` (or, with none given, anything) compile in it.

@@ -9,6 +9,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .baseline import BaselineError
 from .core.export import ProgramCorrupt, ProgramIncompatible, ProgramNotExported, StoredProgram, load_program
 from .core.metrics import deterministic_metrics, roofline
 from .core.replay import (
@@ -89,7 +90,12 @@ def measure_and_gate(
     current = dataclasses.replace(
         record, timing=timing.to_dict(), metrics=metrics, threshold=thresholds.cross_process
     )
-    lookup = find_baseline(current, baselines)
+    try:
+        lookup = find_baseline(current, baselines)
+    except BaselineError:
+        if not settings.update_baselines or settings.extend_baselines:
+            raise
+        lookup = None  # recorded anew: the record that is no measurement is replaced by this one
     replay_config = ReplayConfig(budget_seconds=budget, target=thresholds.replay / 4)
     # Prepared once: an inconclusive replay is replayed again on the same compiled programs.
     prepared = prepare_replay(current, lookup, program)

@@ -193,8 +193,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     ini("jaxperf_repeat", "Processes measuring each test when baselines are recorded", default="3")
     ini("jaxperf_cpu_devices", "Virtual CPU devices for jax, applied before conftests load", default="")
     ini(
-        "jaxperf_allow_non_finite",
-        "A checked model's output may hold NaN or inf on its example inputs (else the check fails)",
+        "jaxperf_allow_nan",
+        "A checked model's float32 output may hold NaN on its example inputs (else the check fails)",
         type="bool",
         default=False,
     )
@@ -209,6 +209,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_load_initial_conftests(
     early_config: pytest.Config, parser: pytest.Parser, args: list[str]
 ) -> None:
+    from .processes import die_with_parent
+
+    die_with_parent()  # a noise-floor or jaxperf ab child: killed with the process that started it
     # Runs before any conftest is imported: the last moment jax's CPU device count can still be set.
     count = early_config.known_args_namespace.jaxperf_cpu_devices or early_config.getini(
         "jaxperf_cpu_devices"

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -69,40 +70,65 @@ def run_pytest(args: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> sub
     A byte the child prints that is not text in the locale's encoding is replaced, not raised: the output
     is for showing, and a stray byte must not lose the run.
     """
+    # The child asks the kernel to kill it with this process (die_with_parent, as the plugin loads): set
+    # from the child itself, never in a fork of this multithreaded process (preexec_fn).
     return subprocess.run(
         [sys.executable, "-m", "pytest", *args],
         cwd=cwd,
-        env=env,
+        env={**env, PARENT_PID_ENV: str(os.getpid())},
         capture_output=True,
         text=True,
         errors="replace",
         check=False,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
 
 
-#: Linux's prctl option that sends the child a signal when its parent dies.
+#: Set in a child pytest to its parent's process id: the child dies with that parent.
+PARENT_PID_ENV = "JAXPERF_PARENT_PID"
+#: Linux's prctl option that sends the calling process a signal when its parent dies.
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    # In the child before exec: a parent killed outright (SIGKILL, the OOM killer) cannot clean up, so the
-    # kernel kills the child with it rather than leaving it measuring, orphaned.
+def die_with_parent() -> None:
+    """In a child pytest that :func:`run_pytest` started: be killed when the parent is (SIGKILL, the OOM
+    killer: it cannot clean up), never left measuring, orphaned; exit at once if it is already gone.
+    Linux only; elsewhere, and in any other process, nothing."""
+    expected = os.environ.pop(PARENT_PID_ENV, None)  # not inherited by this process's own children
+    if expected is None or sys.platform != "linux":
+        return
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if str(os.getppid()) != expected:  # the parent died before the request was made
+        os._exit(1)
 
 
 @contextlib.contextmanager
 def scratch_directory(purpose: str) -> Iterator[Path]:
-    """A temporary folder ``jaxperf-<purpose>-<pid>-…`` removed on leaving; those of the same purpose
-    that a killed process left behind (their process gone) are removed first."""
+    """A temporary folder ``jaxperf-<purpose>-<owner>-…`` removed on leaving; those of the same purpose
+    that a killed process of this machine left behind (see :func:`left_behind`) are removed first."""
     base = Path(tempfile.gettempdir())
-    for stale in base.glob(f"jaxperf-{purpose}-*"):
-        owner = re.match(rf"jaxperf-{re.escape(purpose)}-(\d+)-", stale.name)
-        if owner and not process_alive(int(owner.group(1))):
+    prefix = f"jaxperf-{purpose}-"
+    for stale in base.glob(f"{prefix}*"):
+        if left_behind(stale.name, prefix):
             shutil.rmtree(stale, ignore_errors=True)
-    with tempfile.TemporaryDirectory(prefix=f"jaxperf-{purpose}-{os.getpid()}-") as name:
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}{owner_tag()}-") as name:
         yield Path(name)
+
+
+def owner_tag() -> str:
+    """This process as a name part, ``<host>-<pid>``: a folder a process makes says who made it."""
+    return f"{_host()}-{os.getpid()}"
+
+
+def left_behind(name: str, prefix: str) -> bool:
+    """Whether ``name`` (``<prefix><host>-<pid>-…``, see :func:`owner_tag`) was made by a process of this
+    host that is gone. Another host's (a container sharing the folder, its process ids its own) never."""
+    owner = re.match(rf"{re.escape(prefix)}{re.escape(_host())}-(\d+)-", name)
+    return owner is not None and not process_alive(int(owner.group(1)))
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
 
 
 def process_alive(pid: int) -> bool:

@@ -15,7 +15,7 @@ from .baseline import BaselineError, ProgramChanged, baseline_record, extended_m
 from .environment import child_process_environment
 from .processes import head_commit, run_pytest, scratch_directory
 from .records import CheckRecord, program_stored
-from .results import load_results
+from .results import ResultsError, load_results
 from .signals import interrupts_deferred
 from .units import format_bytes
 from .verdicts import NOISE_MULTIPLE, TEST_FAILED, noise_floor, noise_floor_of_run
@@ -211,7 +211,14 @@ def repeat_medians(
             if not results.exists():
                 messages.append(f"jaxperf: noise-floor run {index + 2} wrote no results; skipped")
                 continue
-            for record in load_results(results).measured.values():
+            try:
+                run = load_results(results)
+            except ResultsError as error:
+                messages.append(
+                    f"jaxperf: noise-floor run {index + 2}'s results cannot be used ({error}); skipped"
+                )
+                continue
+            for record in run.measured.values():
                 key = (record.module, record.baseline_key)
                 medians.setdefault(key, []).append(record.timed["median"])
     messages.append(

@@ -13,6 +13,7 @@ from .gate_notes import gate_lines, paired_drift_lines
 from .records import CheckRecord, ComparisonRecord, FidelityRecord, FigureRecord
 from .verdicts import (
     DECIDED_BY_CROSS_PROCESS,
+    DRIFT_MIN_CHECKS,
     IMPROVED,
     INCONCLUSIVE,
     NEW,
@@ -163,6 +164,8 @@ def precision_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
 
 #: The terminal summary's width: wider detail is in the JSON and the Markdown.
 TERMINAL_COLUMNS = 120
+#: A test id is never shortened below this: its file's start and its case's end must still read.
+_NARROWEST_TEST_ID = 24
 
 
 def summary_lines(records: Sequence[Record], columns: int = TERMINAL_COLUMNS) -> list[str]:
@@ -175,7 +178,7 @@ def summary_lines(records: Sequence[Record], columns: int = TERMINAL_COLUMNS) ->
     precision = precision_rows(records)
     if len(precision) > 1:
         lines += [""] if lines else []
-        lines += text_table(precision, columns)
+        lines += text_table(precision)  # the audit's words in full: as wide as they are
     comparisons = [r for r in records if isinstance(r, ComparisonRecord)]
     if comparisons:
         lines += [""] if lines else []
@@ -252,7 +255,8 @@ def drift_lines(records: Sequence[Record]) -> list[str]:
     if drift is None:
         return []
     lines = [f"jaxperf: {drift.describe()}.", *paired_drift_lines(records, drift.median_ratio)]
-    if drift.slower:
+    # Below DRIFT_MIN_CHECKS the median is no machine's: nothing is said to stand out against it.
+    if drift.slower and drift.checks >= DRIFT_MIN_CHECKS:
         standing = len(drift.standing_out)
         lines.append(
             f"jaxperf: of the {drift.slower} slower than their limits, against that median "
@@ -323,7 +327,7 @@ def text_table(rows: Sequence[Sequence[str]], columns: int | None = None) -> lis
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     excess = sum(widths) + 2 * (len(widths) - 1) - columns if columns else 0
     if excess > 0:
-        first = max(widths[0] - excess, 24)
+        first = max(widths[0] - excess, _NARROWEST_TEST_ID)
         rows = [(_elided(row[0], first), *row[1:]) for row in rows]
         widths[0] = max(len(row[0]) for row in rows)
     # Text columns flush left, number columns flush right.

@@ -6,14 +6,13 @@ Nothing else is read: no jax, no test code. Both readers say which file is wrong
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .baseline import BaselineError, parse_file
 from .processes import git_output
-from .records import CheckRecord, Record, record_from_dict
+from .records import CheckRecord, Record, is_non_negative_number, is_positive_number, record_from_dict
 from .report import JSON_SCHEMA_VERSION
 from .verdicts import TEST_FAILED
 
@@ -97,23 +96,19 @@ def timing_problem(timing: Any) -> str | None:
     missing = next((name for name in _TIMING_REQUIRED if name not in timing), None)
     if missing:
         return f"has no {missing}"
-    if not _finite(timing["median"]) or timing["median"] <= 0:
+    if not is_positive_number(timing["median"]):
         return f"has a median of {timing['median']!r:.40}, not a positive number of seconds"
     samples = timing["samples"]
-    if not isinstance(samples, list) or not all(_finite(v) and v > 0 for v in samples):
+    if not isinstance(samples, list) or not all(is_positive_number(v) for v in samples):
         return f"has samples {samples!r:.40}, not a list of positive numbers of seconds"
     for name in _TIMING_FIGURES:
-        if name in timing and (not _finite(timing[name]) or timing[name] < 0):
-            return f"has a {name} of {timing[name]!r:.40}, not a finite number of at least 0"
+        if name in timing and not is_non_negative_number(timing[name]):
+            return f"has {name} {timing[name]!r:.40}, not a finite number of at least 0"
     for name in _TIMING_COUNTS:
         value = timing.get(name, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            return f"has a {name} of {value!r:.40}, not a positive count"
+            return f"has {name} {value!r:.40}, not a positive count"
     return None
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)

@@ -59,11 +59,12 @@ class JaxperfSession:
                 for entry in value:
                     record = record_from_dict(entry)
                     # A failed test's measurements are kept for the reports, marked: never a result. A
-                    # regressed one stays regressed: that verdict is what failed the test (it is never
-                    # raised while baselines are recorded).
+                    # regressed one stays regressed where that verdict is what failed the test; while
+                    # baselines are recorded no verdict fails a test, so there every one is marked.
                     regressed = (
-                        isinstance(record, CheckRecord)
-                        and record.verdict
+                        not self.settings.update_baselines
+                        and isinstance(record, CheckRecord)
+                        and record.verdict is not None
                         and record.verdict["status"] == REGRESSED
                     )
                     if failed and isinstance(record, CheckRecord) and not regressed:
@@ -75,9 +76,9 @@ class JaxperfSession:
             return
         import pytest
 
-        from .recording import RecordingInterrupted
-
         if self.settings.update_baselines:
+            from .recording import RecordingInterrupted
+
             if exitstatus == pytest.ExitCode.INTERRUPTED:
                 self.messages.append("jaxperf: the run was interrupted; no baseline was written")
             else:

@@ -44,7 +44,8 @@ def positive_float(value: str) -> float:
 
 
 def fraction(value: str) -> float:
-    """A fraction strictly between 0 and 1 (a threshold, a target): 2 or inf would switch the check off."""
+    """A fraction strictly between 0 and 1 (a threshold, a target): inf would switch the gate off, and 2
+    is a percentage typed as a fraction far more often than a +200 % threshold."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -109,8 +110,8 @@ class PluginSettings:
     program_limit_bytes: int = parse_bytes(DEFAULT_PROGRAM_LIMIT)
     """Exported programs larger than this are not stored with their baselines (ini jaxperf_program_limit)."""
     rootdir: Path = Path()
-    allow_non_finite: bool = False
-    """ini ``jaxperf_allow_non_finite``: a checked model's output may hold NaN or inf."""
+    allow_nan: bool = False
+    """ini ``jaxperf_allow_nan``: a checked model's float32 output may hold NaN."""
 
     def unwritable_output(self) -> str | None:
         """The first file this run must write that cannot be written, said with its option; else None."""
@@ -174,5 +175,5 @@ class PluginSettings:
             measure_peaks=bool(config.getoption("jaxperf_measure_peaks")),
             program_limit_bytes=program_limit(str(config.getini("jaxperf_program_limit"))),
             rootdir=config.rootpath,
-            allow_non_finite=bool(config.getini("jaxperf_allow_non_finite")),
+            allow_nan=bool(config.getini("jaxperf_allow_nan")),
         )

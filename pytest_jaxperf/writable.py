@@ -19,9 +19,9 @@ def why_unwritable(path: Path) -> str | None:
     can be, as far as the file system says before trying."""
     if path.is_dir():
         return "it is a folder"
-    if path.exists():
-        return None if os.access(path, os.W_OK) else "it is not writable"
     folder = path.parent
+    if path.exists():  # replaced through a temporary file and a rename: its folder must take both
+        return None if os.access(folder, os.W_OK | os.X_OK) else f"nothing can be created in {folder}"
     while not folder.exists():  # the nearest existing folder is where anything new gets created
         if folder.parent == folder:
             break

@@ -204,9 +204,9 @@ def malformed_timing(**changes):
         (malformed_timing(median=float("nan")), "its timing has a median of nan, not a positive number"),
         (malformed_timing(median="1 ms"), "its timing has a median of '1 ms', not a positive number"),
         (malformed_timing(ci_low=None), "its timing has no ci_low"),
-        (malformed_timing(ci_high=float("inf")), "its timing has a ci_high of inf, not a finite number"),
+        (malformed_timing(ci_high=float("inf")), "its timing has ci_high inf, not a finite number"),
         (malformed_timing(samples="many"), "its timing has samples 'many', not a list"),
-        (malformed_timing(items_per_call=0), "its timing has a items_per_call of 0, not a positive count"),
+        (malformed_timing(items_per_call=0), "its timing has items_per_call 0, not a positive count"),
     ],
 )
 def test_a_timing_that_is_no_measurement_names_the_file_the_record_and_the_field(tmp_path, content, message):

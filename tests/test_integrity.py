@@ -244,19 +244,23 @@ def test_a_killed_recorder_takes_its_children_along_and_leaves_nothing_behind(
     jaxperf_pytester.makepyfile(test_measured=slow_in_the_noise_floor_run + MEASURED)
     record = [sys.executable, "-m", "pytest", "-q", "--jaxperf-update-baselines"]
     devnull = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "stdin": subprocess.DEVNULL}
-    killed = jaxperf_pytester.popen([*record, "--jaxperf-repeat=3"], **devnull)
+    log = tmp_path / "killed.log"
+    with log.open("w") as output:
+        killed = jaxperf_pytester.popen(
+            [*record, "--jaxperf-repeat=3"], stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     deadline = time.monotonic() + 300
     while not children_of(killed.pid) and killed.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     noise_floor_runs = children_of(killed.pid)
-    assert noise_floor_runs, "the recording started no noise-floor process"
+    assert noise_floor_runs, f"the recording started no noise-floor process:\n{log.read_text()}"
     killed.kill()  # SIGKILL: no handler runs, nothing is cleaned up by the process itself
     killed.wait()
     deadline = time.monotonic() + 20
     while any(running(pid) for pid in noise_floor_runs) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(running(pid) for pid in noise_floor_runs), "a noise-floor process outlived its parent"
-    assert list(scratch.glob(f"jaxperf-repeat-{killed.pid}-*"))  # what the killed run left
+    assert list(scratch.glob(f"jaxperf-repeat-*-{killed.pid}-*"))  # what the killed run left
     # The next recording removes it, and writes its baselines.
     (jaxperf_pytester.path / "slow").unlink()
     done = jaxperf_pytester.popen([*record, "--jaxperf-repeat=2"], **devnull)
@@ -298,7 +302,7 @@ def edit_record(path: Path, edit: object) -> str:
         (lambda r: r.update(samples=[]), "has samples [], not a list of positive numbers of seconds"),
         (
             lambda r: r.update(noise_floor=float("inf")),
-            "has a noise_floor of inf, not a finite number of at least 0",
+            "has noise_floor inf, not a finite number of at least 0",
         ),
         ([1, 2], "is [1, 2], not a record (an object of fields)"),
     ],
@@ -345,6 +349,11 @@ def test_a_record_that_is_no_measurement_is_never_written(tmp_path: Path) -> Non
         store.write("test_x.py", {"b": {**good, "median": float("nan")}})
     assert path.read_text(encoding="utf-8") == before
     assert "NaN" not in before
+    nested = {**good, "metrics": {"flops": float("inf")}}
+    with pytest.raises(
+        BaselineError, match=r"record 'c' field metrics.flops is not finite; the file was kept"
+    ):
+        store.write("test_x.py", {"c": nested})
 
 
 FAILING_AFTER_MEASURING = """
@@ -370,7 +379,7 @@ def test_a_failed_tests_measurements_are_marked_and_never_recorded(jaxperf_pytes
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(
         [
-            "*test_measured_then_failed*failed*test failed",
+            "*measured_then_failed*fp32-d1*failed*test failed",
             "jaxperf: 1 measurement(s) of failed tests not recorded: test_failing.py::test_measured_then_*",
             "jaxperf: 1 baseline(s) written to *",
             "jaxperf: 0 regressed, 1 new, 1 test failed",  # the last word
@@ -415,24 +424,28 @@ import jax.numpy as jnp
 
 def test_nan_output(jaxperf):
     jaxperf.check(lambda x: {"logits": jnp.log(x - 1.0), "fine": x}, jnp.linspace(0.0, 2.0, 8))
+
+
+def test_masked_logits(jaxperf):
+    jaxperf.check(lambda x: jnp.where(x > 1.0, x, -jnp.inf), jnp.linspace(0.0, 2.0, 8))
 """
 
 
-def test_a_model_whose_output_is_not_finite_fails_unless_allowed(jaxperf_pytester: pytest.Pytester) -> None:
+def test_a_model_whose_output_is_nan_fails_unless_allowed(jaxperf_pytester: pytest.Pytester) -> None:
     jaxperf_pytester.makepyfile(test_nan=NOT_FINITE)
     result = jaxperf_pytester.runpytest_subprocess()
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(failed=1, passed=1)  # -inf in masked logits is by design
     result.stdout.fnmatch_lines(
         globs(
             "*jaxperf fp32-d1: <lambda> on its example inputs: output ['logits'] holds 4 NaN of 8 values."
-            " A model whose output is not finite gives no figure worth gating "
-            "(jaxperf_allow_non_finite = true in the ini file allows it)"
+            " A model whose output is NaN gives no figure worth gating "
+            "(jaxperf_allow_nan = true in the ini file allows it)"
         )
     )
     jaxperf_pytester.makeini(
-        "[pytest]\naddopts = -p no:cacheprovider -p no:randomly\njaxperf_allow_non_finite = true\n"
+        "[pytest]\naddopts = -p no:cacheprovider -p no:randomly\njaxperf_allow_nan = true\n"
     )
-    jaxperf_pytester.runpytest_subprocess().assert_outcomes(passed=1)
+    jaxperf_pytester.runpytest_subprocess().assert_outcomes(passed=2)
 
 
 # A timing expectation is judged on its interval: false only where the whole interval says so.
@@ -473,8 +486,31 @@ def test_timing_expectations_fail_only_on_evidence(jaxperf_pytester: pytest.Pyte
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines(
         [
-            "*jaxperf: jit's speed-up over eager: 0.889 (95% CI 0.833…0.952), expected at least 1",
-            "*jaxperf: throughput ratio: 0.700 (95% CI 0.600…0.800), expected at least 0.85",
+            "*jaxperf fp32-d1: jit's speed-up over eager: 0.889 (95% CI 0.833…0.952), expected at least 1",
+            "*jaxperf fp32-d1: throughput ratio: 0.700 (95% CI 0.600…0.800), expected at least 0.85",
             "the sweep's table",
         ]
     )
+
+
+GOOD = {"median": 1e-3, "samples": [1e-3], "noise_floor": 0.01}
+
+
+def test_a_writer_merges_into_what_another_wrote_since_it_read(tmp_path: Path) -> None:
+    from pytest_jaxperf.baseline import BaselineStore, read_file
+
+    fingerprint = {"backend": "cpu"}
+    first, second = BaselineStore(tmp_path, fingerprint), BaselineStore(tmp_path, fingerprint)
+    path = first.write("test_x.py", {"a": GOOD})
+    assert first.lookup("test_x.py", "a").status == "found"  # the file is now cached in `first`
+    second.write("test_x.py", {"b": GOOD})
+    first.write("test_x.py", {"c": GOOD})  # merged into its stale copy, it would lose b
+    assert sorted(read_file(path).records) == ["a", "b", "c"]
+
+
+def test_a_lock_held_too_long_is_said_not_waited_for_forever(tmp_path: Path) -> None:
+    from pytest_jaxperf.baseline import BaselineError, locked
+
+    held_elsewhere = pytest.raises(BaselineError, match="stayed locked by another recorder for 0 s")
+    with locked(tmp_path), held_elsewhere, locked(tmp_path, wait_seconds=0.2):
+        pass

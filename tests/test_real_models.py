@@ -507,3 +507,31 @@ def test_bfloat16_layers(jaxperf):
 def test_a_reference_in_low_precision_is_said(jaxperf_pytester: pytest.Pytester) -> None:
     jaxperf_pytester.makepyfile(test_layers=BFLOAT16_LAYERS)
     expect(jaxperf_pytester, passed=2)
+
+
+def test_only_nnx_jits_wrapper_is_opened_never_a_users_transform() -> None:
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from pytest_jaxperf.core.wrap import as_module
+
+    class Linear(nnx.Module):
+        def __init__(self) -> None:
+            self.linear = nnx.Linear(4, 4, rngs=nnx.Rngs(0))
+
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return self.linear(x)
+
+        @nnx.jit
+        def jitted(self, x: jax.Array) -> jax.Array:
+            return self(x)
+
+    model = Linear()
+    vmapped = functools.partial(jax.vmap(lambda m, x: m(x), in_axes=(None, 0)), model)
+    assert as_module(vmapped) is vmapped  # the vmap is part of the model
+    opened = as_module(model.jitted)
+    assert type(opened).__name__ == "Linear.jitted"
+    assert opened(jnp.ones((2, 4))).shape == (2, 4)

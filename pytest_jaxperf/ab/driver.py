@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..processes import run_pytest, scratch_directory
-from ..results import load_results
+from ..results import ResultsError, load_results
 from ..signals import terminate_as_interrupt
 from . import outcome_plugin
 from .errors import AbError
@@ -67,7 +67,10 @@ def run_side(
     done = run_pytest(args, cwd=directory, env=env)
     seconds = time.perf_counter() - start
     reported: dict[str, Any] = json.loads(outcomes_file.read_text()) if outcomes_file.exists() else {}
-    measured = load_results(results).measured if results.exists() else {}
+    try:
+        measured = load_results(results).measured if results.exists() else {}
+    except ResultsError as error:
+        raise AbError(f"side {side}, round {round_index + 1}: its results cannot be used ({error})") from None
     return SideRun(
         side,
         round_index,

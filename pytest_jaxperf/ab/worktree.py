@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..processes import GitUnavailable, process_alive, run_git
+from ..processes import GitUnavailable, left_behind, owner_tag, run_git
 from ..signals import interrupts_deferred
 from .errors import AbError
 
@@ -19,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 
-#: A base worktree's folder: ``jaxperf-ab-base-<pid of its creator>-<random>/base``.
+#: A base worktree's folder: ``jaxperf-ab-base-<host>-<pid of its creator>-<random>/base``.
 _BASE_PREFIX = "jaxperf-ab-base-"
 
 
@@ -63,7 +61,7 @@ def base_worktree(root: Path, commit: str) -> Iterator[Path]:
     """The base revision checked out in a temporary worktree, removed on the way out, Ctrl-C included."""
     remove_stale_worktrees(root)
     # The creator's process id in the name: a later run knows a worktree whose creator is gone.
-    scratch = Path(tempfile.mkdtemp(prefix=f"{_BASE_PREFIX}{os.getpid()}-"))
+    scratch = Path(tempfile.mkdtemp(prefix=f"{_BASE_PREFIX}{owner_tag()}-"))
     path = scratch / "base"
     try:
         # An interrupt during the add would kill git half-way (subprocess kills its child), leaving a
@@ -88,8 +86,7 @@ def remove_stale_worktrees(root: Path) -> list[Path]:
         if not line.startswith("worktree "):
             continue
         path = Path(line.removeprefix("worktree "))
-        owner = re.fullmatch(rf"{_BASE_PREFIX}(\d+)-.*", path.parent.name)
-        if path.name != "base" or owner is None or process_alive(int(owner.group(1))):
+        if path.name != "base" or not left_behind(path.parent.name, _BASE_PREFIX):
             continue
         _git(root, "worktree", "remove", "--force", str(path))
         shutil.rmtree(path.parent, ignore_errors=True)

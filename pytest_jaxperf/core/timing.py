@@ -33,6 +33,8 @@ MODES = ("latency", "throughput")
 #: Round length aimed at: long enough for the timer and the dispatch to be small beside it.
 _ROUND_SECONDS = 0.01
 _MIN_SAMPLES = 10
+#: Rounds between two looks at the intervals (each look costs a sort of every sample list).
+_LOOK_EVERY = 5
 #: At most this many samples are kept in a result (evenly spaced order statistics beyond).
 _KEPT_SAMPLES = 200
 
@@ -163,7 +165,7 @@ def measure_callable(
     while True:
         samples.append(_time_round(call, calls, blocked_each) / calls)
         spent = time.perf_counter() - start
-        if len(samples) >= _MIN_SAMPLES and len(samples) % 5 == 0:
+        if len(samples) >= _MIN_SAMPLES and len(samples) % _LOOK_EVERY == 0:
             low, high = median_ci(samples)
             median = float(np.median(samples))
             precise = max(median - low, high - median) <= config.target * median
@@ -214,7 +216,7 @@ def measure_round_robin(calls: Sequence[Callable[[], Any]], config: TimingConfig
             samples[index].append(_time_round(calls[index], 1, True))
         rounds += 1
         spent = time.perf_counter() - start
-        if rounds >= _MIN_SAMPLES and rounds % 5 == 0:
+        if rounds >= _MIN_SAMPLES and rounds % _LOOK_EVERY == 0:
             precise = all(
                 max(float(np.median(s)) - low, high - float(np.median(s)))
                 <= config.target * float(np.median(s))
@@ -306,7 +308,7 @@ def compare_callables(
         )
         for fn, times in (first, second):
             times.append(_time_round(fn, 1, True))
-        if len(times_a) >= _MIN_SAMPLES and len(times_a) % 5 == 0:
+        if len(times_a) >= _MIN_SAMPLES and len(times_a) % _LOOK_EVERY == 0:
             low, high = ratio_ci(times_a, times_b)
             ratio = float(np.median(times_b) / np.median(times_a))
             done = max(ratio - low, high - ratio) <= config.target * ratio

@@ -194,13 +194,21 @@ def _module_method(model: Any) -> tuple[Any, Any]:
     """The module and the plain function of a module's bound method; (None, None) for anything else."""
     if inspect.ismethod(model) and is_nnx_module(model.__self__):
         return model.__self__, model.__func__
-    # flax binds a method under an NNX transform (@nnx.jit) as partial(transformed, module). The plugin
-    # compiles the module itself, so the function beneath is what it calls: an nnx.jit inside the
-    # plugin's jit would write the module's state back across trace levels, which flax refuses.
-    beneath = getattr(model.func, "__wrapped__", None) if isinstance(model, functools.partial) else None
+    # flax binds an @nnx.jit method as partial(JitWrapped, module). The plugin compiles the module itself,
+    # so the function beneath is what it calls: an nnx.jit inside the plugin's jit would write the
+    # module's state back across trace levels, which flax refuses. Only nnx.jit's wrapper is opened: a
+    # vmap, a checkpoint or a decorator of the user's is part of the model.
+    if not isinstance(model, functools.partial) or not _is_nnx_jit(model.func):
+        return None, None
+    beneath = getattr(model.func, "__wrapped__", None)
     if callable(beneath) and len(model.args) == 1 and not model.keywords and is_nnx_module(model.args[0]):
         return model.args[0], beneath
     return None, None
+
+
+def _is_nnx_jit(function: Any) -> bool:
+    kind = type(function)
+    return kind.__name__ == "JitWrapped" and kind.__module__.startswith("flax.nnx")
 
 
 @functools.cache

@@ -117,7 +117,11 @@ class Sweep:
         return rows * reference.latency_seconds / point.latency_seconds, rows * low, rows * high
 
     def point(self, batch: int) -> SweepPoint:
-        return next(p for p in self.points if p.batch == batch)
+        """The point of batch size ``batch``; KeyError naming the sizes swept where it is not one."""
+        for point in self.points:
+            if point.batch == batch:
+                return point
+        raise KeyError(f"batch {batch} was not swept; the sizes were {[p.batch for p in self.points]}")
 
     def lines(self) -> list[str]:
         rows = [f"{'batch':>7} {'latency ms':>11} {'items/s':>12} {'compiles':>8}"]
