@@ -64,6 +64,18 @@ TERMINAL_CHECK_COLUMNS = (
 _TERMINAL_HEADERS = {"time vs baseline (+ slower)": "vs base (+ slower)", "verdict": "verdict (by)"}
 
 
+#: The terminal's columns of :func:`precision_rows` (the worst channel, the fidelity check's seconds and the
+#: parameter bytes are in the Markdown, the JSON and the page).
+TERMINAL_PRECISION_COLUMNS = ("test", "model", "min SQNR dB", "floor dB", "examples", "× fp32", "matmuls")
+
+
+def terminal_precision_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
+    """:func:`precision_rows` with the terminal's columns."""
+    rows = precision_rows(records)
+    kept = [rows[0].index(name) for name in TERMINAL_PRECISION_COLUMNS]
+    return [tuple(row[i] for i in kept) for row in rows]
+
+
 def terminal_check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
     """:func:`check_rows` with the terminal's columns; the verdict with the tier that gave it (replay,
     exact) where it is not the cross-process one, the default."""
@@ -175,10 +187,10 @@ def summary_lines(records: Sequence[Record], columns: int = TERMINAL_COLUMNS) ->
     rows = terminal_check_rows(records)
     if len(rows) > 1:
         lines += text_table(rows, columns)
-    precision = precision_rows(records)
+    precision = terminal_precision_rows(records)
     if len(precision) > 1:
         lines += [""] if lines else []
-        lines += text_table(precision)  # the audit's words in full: as wide as they are
+        lines += text_table(precision, columns)
     comparisons = [r for r in records if isinstance(r, ComparisonRecord)]
     if comparisons:
         lines += [""] if lines else []
@@ -322,14 +334,20 @@ def verdict_counts(records: Sequence[Record]) -> str:
 
 
 def text_table(rows: Sequence[Sequence[str]], columns: int | None = None) -> list[str]:
-    """``rows`` (the first the header) as aligned text; within ``columns`` where given, the first column
-    (the test id) shortened in its middle to fit."""
+    """``rows`` (the first the header) as aligned text; within ``columns`` where given: the first column
+    (the test id) shortened in its middle, then the last (free text: an audit's summary) at its end,
+    each to no less than a readable width."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     excess = sum(widths) + 2 * (len(widths) - 1) - columns if columns else 0
     if excess > 0:
         first = max(widths[0] - excess, _NARROWEST_TEST_ID)
         rows = [(_elided(row[0], first), *row[1:]) for row in rows]
+        excess -= widths[0] - max(len(row[0]) for row in rows)
         widths[0] = max(len(row[0]) for row in rows)
+    if excess > 0 and len(widths) > 2 and not all(_is_number(row[-1]) for row in rows[1:]):
+        last = max(widths[-1] - excess, _NARROWEST_TEST_ID)
+        rows = [(*row[:-1], row[-1] if len(row[-1]) <= last else row[-1][: last - 1] + "…") for row in rows]
+        widths[-1] = max(len(row[-1]) for row in rows)
     # Text columns flush left, number columns flush right.
     numeric = [all(_is_number(row[i]) for row in rows[1:]) for i in range(len(widths))]
     out = []
