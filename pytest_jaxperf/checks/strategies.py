@@ -127,7 +127,7 @@ def _placed_like(values: np.ndarray, example: Any) -> Any:
     # generated input: a model reading jax.typeof(x).sharding sees the mesh its example had, where a host
     # array carries an empty one. An uncommitted example stays a host array: committing it would be
     # another compile.
-    if isinstance(example, jax.Array) and example.committed:
+    if isinstance(example, jax.Array) and not isinstance(example, jax.core.Tracer) and example.committed:
         return jax.device_put(values, example.sharding)
     return values
 

@@ -423,5 +423,7 @@ def _weight_values(program: prog.Program, leaves: list[Any], wanted: set[int]) -
 def _abstract(leaf: Any) -> Any:
     """A leaf's shape and dtype, with its sharding where it has one: a model that reads
     ``jax.typeof(x).sharding`` under an ambient mesh traces as it runs."""
-    sharding = leaf.sharding if isinstance(leaf, jax.Array) else None
+    # A committed array's (made under jax.set_mesh); a tracer (inside a caller's trace) has none to give.
+    concrete = isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer)
+    sharding = leaf.sharding if concrete and leaf.committed else None
     return jax.ShapeDtypeStruct(np.shape(leaf), jnp.result_type(leaf), sharding=sharding)  # type: ignore[no-untyped-call]
