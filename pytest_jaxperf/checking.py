@@ -8,7 +8,6 @@ here :class:`~pytest_jaxperf.errors.CaseUnavailable`, for the fixture to turn in
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import TYPE_CHECKING, Any
 
@@ -59,10 +58,10 @@ def check_case(
     memory = check_memory_budget(wrapped, example_inputs, spec.memory) if spec.memory else None
     ahead_of_time = log.backend_compiles_since(before)
     with explained_run(variant, wrapped, example_inputs):
-        timings = warm_up(wrapped, example_inputs, spec.jit_warm.warmup if spec.jit_warm else 1)
+        timings, output = warm_up(wrapped, example_inputs, spec.jit_warm.warmup if spec.jit_warm else 1)
         # In float32 only: a lower precision's inf or NaN is the fidelity check's to explain.
-        problem = None if allow_nan or variant.dtype != "float32" else nan_values(timings.output)
-        timings = dataclasses.replace(timings, output=None)  # not held on the device through the checks
+        problem = None if allow_nan or variant.dtype != "float32" else nan_values(output)
+        del output  # not held on the device through the checks below
         if problem:
             raise CaseFailed(
                 f"{wrapped.name} on its example inputs: {problem}. A model whose output is NaN gives no "

@@ -189,7 +189,7 @@ class Jaxperf:
 
     def expect_faster(self, comparison: Comparison, by: float = 1.0) -> str:
         """Hold a comparison to "B faster than A by more than ``by``" on its evidence (see
-        :meth:`expect_at_least`). Returns ``holds``, ``false`` or ``inconclusive``."""
+        :meth:`expect_at_least`). Returns ``holds`` or ``inconclusive``."""
         __tracebackhide__ = True
         what = f"{comparison.name_b}'s speed-up over {comparison.name_a}"
         return self.expect_at_least(speedup(comparison), by, what, comparison.describe())

@@ -71,26 +71,26 @@ TERMINAL_PRECISION_COLUMNS = ("test", "model", "min SQNR dB", "floor dB", "examp
 
 def terminal_precision_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
     """:func:`precision_rows` with the terminal's columns."""
-    rows = precision_rows(records)
-    kept = [rows[0].index(name) for name in TERMINAL_PRECISION_COLUMNS]
-    return [tuple(row[i] for i in kept) for row in rows]
+    return _columns(precision_rows(records), TERMINAL_PRECISION_COLUMNS)
 
 
 def terminal_check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
     """:func:`check_rows` with the terminal's columns; the verdict with the tier that gave it (replay,
     exact) where it is not the cross-process one, the default."""
     rows = check_rows(records)
-    kept = [rows[0].index(name) for name in TERMINAL_CHECK_COLUMNS]
-    by = rows[0].index("by")
-    header = tuple(_TERMINAL_HEADERS.get(rows[0][i], rows[0][i]) for i in kept)
-    body = [
-        (
-            *(row[i] for i in kept[:-1]),
-            row[kept[-1]] + (f" ({row[by]})" if row[by] not in ("-", DECIDED_BY_CROSS_PROCESS) else ""),
-        )
-        for row in rows[1:]
+    by = [row[rows[0].index("by")] for row in rows]
+    header, *body = _columns(rows, TERMINAL_CHECK_COLUMNS)
+    told = [
+        (*row[:-1], row[-1] + (f" ({tier})" if tier not in ("-", DECIDED_BY_CROSS_PROCESS) else ""))
+        for row, tier in zip(body, by[1:], strict=True)
     ]
-    return [header, *body]
+    return [tuple(_TERMINAL_HEADERS.get(name, name) for name in header), *told]
+
+
+def _columns(rows: Sequence[Sequence[str]], names: Sequence[str]) -> list[tuple[str, ...]]:
+    """The columns ``names`` of a table whose first row is its header, in that order."""
+    kept = [list(rows[0]).index(name) for name in names]
+    return [tuple(row[i] for i in kept) for row in rows]
 
 
 def check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:

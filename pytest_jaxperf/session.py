@@ -51,24 +51,16 @@ class JaxperfSession:
         if report.when != "teardown" or not report.user_properties:
             return
         from .records import USER_PROPERTY, CheckRecord, record_from_dict
-        from .verdicts import REGRESSED, of_failed_test
+        from .verdicts import of_failed_test
 
         failed = report.nodeid in self._failed
         for key, value in report.user_properties:
             if key == USER_PROPERTY and isinstance(value, list):
                 for entry in value:
                     record = record_from_dict(entry)
-                    # A failed test's measurements are kept for the reports, marked: never a result. A
-                    # regressed one stays regressed where that verdict is what failed the test; while
-                    # baselines are recorded no verdict fails a test, so there every one is marked.
-                    regressed = (
-                        not self.settings.update_baselines
-                        and isinstance(record, CheckRecord)
-                        and record.verdict is not None
-                        and record.verdict["status"] == REGRESSED
-                    )
-                    if failed and isinstance(record, CheckRecord) and not regressed:
-                        record = of_failed_test(record)
+                    # A failed test's measurements are kept for the reports, marked: never a result.
+                    if failed and isinstance(record, CheckRecord):
+                        record = of_failed_test(record, recording=self.settings.update_baselines)
                     self.records.append(record)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -134,7 +126,7 @@ class JaxperfSession:
         if settings.measure:
             markdown = markdown_summary(self.records)
             if settings.markdown_path is not None:
-                written &= self._written("Markdown summary", settings.markdown_path, markdown)
+                written &= self._written("Markdown summary", settings.markdown_path, markdown, said=False)
             step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
             if step_summary:
                 try:
@@ -145,7 +137,9 @@ class JaxperfSession:
                     written = False
         return written
 
-    def _written(self, what: str, path: Path, text: str) -> bool:
+    def _written(self, what: str, path: Path, text: str, *, said: bool = True) -> bool:
+        """Write ``text`` to ``path``; False, said in the messages, where it could not be written. With
+        ``said``, the written file is named there too."""
         from .baseline import write_atomically
 
         try:
@@ -153,7 +147,7 @@ class JaxperfSession:
         except OSError as error:
             self.messages.append(f"jaxperf: {what} NOT written to {path}: {error.strerror or error}")
             return False
-        if what != "Markdown summary":
+        if said:
             self.messages.append(f"jaxperf: {what} written to {path}")
         return True
 

@@ -456,8 +456,12 @@ def run_drift(checks: Sequence[TimedCheck]) -> RunDrift | None:
     return RunDrift(len(ratios), median, (quartiles[0], quartiles[2]), len(slower), standing_out)
 
 
-def of_failed_test(record: CheckRecord) -> CheckRecord:
-    """``record`` marked as measured by a test that failed: its verdict says so, whatever it was."""
+def of_failed_test(record: CheckRecord, *, recording: bool) -> CheckRecord:
+    """``record`` marked as measured by a test that failed: its verdict says so, whatever it was, but for
+    a regression outside a recording, which is what failed the test (no verdict fails a test while
+    baselines are recorded)."""
+    if not recording and record.verdict is not None and record.verdict["status"] == REGRESSED:
+        return record
     was = f" (its measurement alone: {record.verdict['status']})" if record.verdict else ""
     verdict: VerdictRecord = {
         "status": TEST_FAILED,

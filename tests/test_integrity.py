@@ -153,13 +153,21 @@ def test_a_file_that_cannot_be_written_is_said_and_the_rest_are_written(
     result.stdout.fnmatch_lines(["jaxperf: results NOT written to *results.json: No space left on device"])
 
 
+def interrupted_recording(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, fault: str, repeat: int
+) -> pytest.RunResult:
+    """A recording of ``repeat`` processes with the FAULTS conftest's ``fault`` on: it ends interrupted."""
+    faulty(pytester)
+    monkeypatch.setenv(fault, "1")
+    result = pytester.runpytest_subprocess("--jaxperf-update-baselines", f"--jaxperf-repeat={repeat}")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    return result
+
+
 def test_ctrl_c_while_writing_finishes_the_writing_and_says_so(
     jaxperf_pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    faulty(jaxperf_pytester)
-    monkeypatch.setenv("FAULT_INTERRUPT", "1")
-    result = jaxperf_pytester.runpytest_subprocess("--jaxperf-update-baselines", "--jaxperf-repeat=1")
-    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result = interrupted_recording(jaxperf_pytester, monkeypatch, "FAULT_INTERRUPT", repeat=1)
     result.stdout.fnmatch_lines(
         ["jaxperf: interrupted while writing baselines; the writing was finished first*"]
     )
@@ -170,10 +178,7 @@ def test_ctrl_c_while_writing_finishes_the_writing_and_says_so(
 def test_ctrl_c_during_the_noise_floor_runs_writes_nothing_and_says_so(
     jaxperf_pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    faulty(jaxperf_pytester)
-    monkeypatch.setenv("FAULT_NOISE_FLOOR", "1")
-    result = jaxperf_pytester.runpytest_subprocess("--jaxperf-update-baselines", "--jaxperf-repeat=2")
-    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result = interrupted_recording(jaxperf_pytester, monkeypatch, "FAULT_NOISE_FLOOR", repeat=2)
     result.stdout.fnmatch_lines(["jaxperf: interrupted during the noise-floor runs; no baseline was written"])
     result.stdout.no_fnmatch_line("*Traceback*")
     assert not (jaxperf_pytester.path / "baselines").exists()

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 from hypothesis import strategies as st
 
+from ..core.placement import committed_sharding
 from ..core.program import is_prng_key
 from ..specs import INPUT_KINDS as KINDS  # re-exported: the kinds the strategies draw
 
@@ -127,9 +128,8 @@ def _placed_like(values: np.ndarray, example: Any) -> Any:
     # generated input: a model reading jax.typeof(x).sharding sees the mesh its example had, where a host
     # array carries an empty one. An uncommitted example stays a host array: committing it would be
     # another compile.
-    if isinstance(example, jax.Array) and not isinstance(example, jax.core.Tracer) and example.committed:
-        return jax.device_put(values, example.sharding)
-    return values
+    sharding = committed_sharding(example)
+    return values if sharding is None else jax.device_put(values, sharding)
 
 
 def integer_range(leaf: Any) -> tuple[int, int]:

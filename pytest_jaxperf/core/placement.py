@@ -49,6 +49,13 @@ def ambient_mesh() -> Mesh | None:
     return mesh if isinstance(mesh, Mesh) and not mesh.empty else None
 
 
+def committed_sharding(leaf: Any) -> Any:
+    """The sharding a concrete array is committed to (one made under ``jax.set_mesh``), or None: an
+    uncommitted array goes where it is used, and a tracer (inside a caller's trace) has none to give."""
+    concrete = isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer)
+    return leaf.sharding if concrete and leaf.committed else None
+
+
 def batch_axis(mesh: Mesh) -> str:
     """The mesh axis a batch is split over: ``batch`` where the mesh has one, else its first axis."""
     return BATCH_AXIS if BATCH_AXIS in mesh.axis_names else str(mesh.axis_names[0])

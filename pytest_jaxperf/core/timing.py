@@ -166,9 +166,7 @@ def measure_callable(
         samples.append(_time_round(call, calls, blocked_each) / calls)
         spent = time.perf_counter() - start
         if len(samples) >= _MIN_SAMPLES and len(samples) % _LOOK_EVERY == 0:
-            low, high = median_ci(samples)
-            median = float(np.median(samples))
-            precise = max(median - low, high - median) <= config.target * median
+            precise = _precise(samples, config.target)
             if (precise and spent >= config.min_seconds) or spent >= config.budget_seconds:
                 break
     compiled = _compiles_since(compiles_before)
@@ -217,18 +215,20 @@ def measure_round_robin(calls: Sequence[Callable[[], Any]], config: TimingConfig
         rounds += 1
         spent = time.perf_counter() - start
         if rounds >= _MIN_SAMPLES and rounds % _LOOK_EVERY == 0:
-            precise = all(
-                max(float(np.median(s)) - low, high - float(np.median(s)))
-                <= config.target * float(np.median(s))
-                for s in samples
-                for low, high in [median_ci(s)]
-            )
+            precise = all(_precise(s, config.target) for s in samples)
             if (precise and spent >= config.min_seconds) or spent >= config.budget_seconds:
                 break
     compiled = _compiles_since(compiles_before)
     if compiled:
         raise MeasurementError(f"compile(s) inside the timed region: {', '.join(sorted(set(compiled)))}")
     return samples
+
+
+def _precise(samples: Sequence[float], target: float) -> bool:
+    """Whether the median's 95% interval is within ±``target`` of the median."""
+    low, high = median_ci(samples)
+    median = float(np.median(samples))
+    return max(median - low, high - median) <= target * median
 
 
 def _keep(ordered: np.ndarray) -> np.ndarray:

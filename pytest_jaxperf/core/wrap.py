@@ -50,8 +50,6 @@ class WarmupTimings:
     """Wall time of the first call, compile included."""
     steady_call_seconds: tuple[float, ...]
     """Wall time of each later warm-up call (no compile expected)."""
-    output: Any = None
-    """The last call's output, for the caller to judge."""
 
 
 class WrappedModel:
@@ -435,8 +433,9 @@ def _structure_change(name: str, before: dict[str, str], after: dict[str, str]) 
     )
 
 
-def warm_up(wrapped: WrappedModel, inputs: Sequence[Any], calls: int) -> WarmupTimings:
-    """Call ``wrapped(*inputs)`` ``calls`` times, blocking on each whole output, and time each."""
+def warm_up(wrapped: WrappedModel, inputs: Sequence[Any], calls: int) -> tuple[WarmupTimings, Any]:
+    """Call ``wrapped(*inputs)`` ``calls`` times, blocking on each whole output, and time each; the
+    timings and the last call's output, for the caller to judge."""
     __tracebackhide__ = True
     compiled_before = wrapped.watched.compile_seconds if wrapped.watched else 0.0
 
@@ -446,7 +445,7 @@ def warm_up(wrapped: WrappedModel, inputs: Sequence[Any], calls: int) -> WarmupT
         output, seconds = timed_call(wrapped.run, *placed)
         durations.append(seconds)
     compiled = (wrapped.watched.compile_seconds if wrapped.watched else 0.0) - compiled_before
-    return WarmupTimings(compiled, durations[0], tuple(durations[1:]), output)
+    return WarmupTimings(compiled, durations[0], tuple(durations[1:])), output
 
 
 def counted_compiles(

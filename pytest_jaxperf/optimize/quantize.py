@@ -33,6 +33,7 @@ from ..core import program as prog
 from ..core.call import PLAIN, CallPattern
 from ..core.compiles import function_name
 from ..core.memory import tree_bytes
+from ..core.placement import committed_sharding
 from ..core.program import innermost_module
 
 if TYPE_CHECKING:
@@ -421,9 +422,7 @@ def _weight_values(program: prog.Program, leaves: list[Any], wanted: set[int]) -
 
 
 def _abstract(leaf: Any) -> Any:
-    """A leaf's shape and dtype, with its sharding where it has one: a model that reads
+    """A leaf's shape and dtype, with the sharding it is committed to: a model that reads
     ``jax.typeof(x).sharding`` under an ambient mesh traces as it runs."""
-    # A committed array's (made under jax.set_mesh); a tracer (inside a caller's trace) has none to give.
-    concrete = isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer)
-    sharding = leaf.sharding if concrete and leaf.committed else None
+    sharding = committed_sharding(leaf)
     return jax.ShapeDtypeStruct(np.shape(leaf), jnp.result_type(leaf), sharding=sharding)  # type: ignore[no-untyped-call]
