@@ -187,6 +187,54 @@ class ReplayRecord(TypedDict, total=False):
     unavailable: str
     """Why the check was not replayed (no program stored, another platform, unreadable by this jax)."""
 
+class ProgramChangeRecord(TypedDict):
+    """One difference between the baseline's optimized program and the current one (what the
+    explanation of a regression lists, largest first)."""
+
+    kind: str
+    """What differs: ``kernels``, ``dots``, ``convolutions``, ``converts``, ``transposes``, ``copies``,
+    ``custom calls``, ``collectives``, ``fusions``, ``parameter bytes``, ``temporary bytes``."""
+    description: str
+    """One line a person reads, e.g. ``transpose f32[256,784]: 0 → 1``."""
+    baseline: int
+    current: int
+    """The counts (or bytes, for the byte kinds) on each side."""
+    bytes: int
+    """The bytes the difference touches (its instructions' outputs, or the byte change): the ranking."""
+
+
+class OpTimeRecord(TypedDict):
+    """One op or fusion of the programs, its time per call in each (from a profiler trace of both)."""
+
+    op: str
+    """Its instruction name in the current program (the baseline's, where it is gone)."""
+    description: str
+    """What it computes, e.g. ``loop fusion (dot+add+tanh), f32[64,256]``."""
+    baseline_seconds: float
+    current_seconds: float
+    share: float | None
+    """Its part of the per-call time the programs' ops added (1.0 = all of it); None where the ops added
+    no time."""
+
+
+class ExplanationRecord(TypedDict, total=False):
+    """Why a check's time changed: its program against the baseline's, and where the time went."""
+
+    headline: str
+    """The top line: the largest difference, in words."""
+    program_changes: list[ProgramChangeRecord]
+    """Every difference between the two optimized programs, largest first."""
+    counts: dict[str, dict[str, int]]
+    """``baseline`` and ``current``: op and fusion counts by kind in each optimized program."""
+    no_program: str
+    """Why the programs could not be compared (no stored program; what was compared instead)."""
+    op_times: list[OpTimeRecord]
+    """The ops whose time changed most, the ones that added most first."""
+    no_time_breakdown: str
+    """Why there is no per-op time (the profiler could not start, the trace has no per-op events)."""
+    seconds: float
+    """What the explanation took (compiles reused, the two profiled runs)."""
+
 
 #: A compile this much slower than the baseline program's, both compiled in the same process, is a warning.
 SLOWER_COMPILE_RATIO = 1.25
@@ -243,6 +291,10 @@ class CheckRecord:
     threshold: float | None = None
     """Under ``--jaxperf``: the cross-process threshold it is gated at (its ``@jaxperf.gate``'s, else the
     session's)."""
+    explanation: ExplanationRecord | None = None
+    """Under ``--jaxperf``, for a regressed check (any, with ``--jaxperf-explain``): why its time changed."""
+    trace: str | None = None
+    """With ``--jaxperf-profile=DIR``: the folder of the check's profiler trace (Perfetto, XProf)."""
 
     @property
     def timed(self) -> TimingRecord:
