@@ -187,6 +187,7 @@ class ReplayRecord(TypedDict, total=False):
     unavailable: str
     """Why the check was not replayed (no program stored, another platform, unreadable by this jax)."""
 
+
 class ProgramChangeRecord(TypedDict):
     """One difference between the baseline's optimized program and the current one (what the
     explanation of a regression lists, largest first)."""
