@@ -4,14 +4,18 @@ verdict against the committed baseline; the warning an inconclusive verdict give
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .baseline import BaselineError
 from .core.export import ProgramCorrupt, ProgramIncompatible, ProgramNotExported, StoredProgram, load_program
 from .core.metrics import deterministic_metrics, roofline
+from .core.profile import ProfilerUnavailable, calls_to_profile, write_trace
 from .core.replay import (
     Replay,
     ReplayConfig,
@@ -23,7 +27,9 @@ from .core.replay import (
 )
 from .core.timing import TimingConfig, items_along_batch, measure_callable
 from .errors import CaseFailed, PerformanceRegression
+from .explain import explain_recorded, explain_replayed
 from .records import ReplayRecord, program_stored
+from .report import explanation_lines
 from .verdicts import (
     DECIDED_BY_REPLAY,
     INCONCLUSIVE,
@@ -41,13 +47,17 @@ if TYPE_CHECKING:
     from jax.export import Exported
 
     from .baseline import BaselineStore, Lookup
-    from .records import CheckRecord
+    from .records import CheckRecord, ExplanationRecord, MetricsRecord
     from .settings import PluginSettings
     from .specs import GateSpec
 
 
 class JaxperfInconclusive(UserWarning):
     """A measurement whose change against its baseline could be neither confirmed nor ruled out."""
+
+
+class JaxperfNoTrace(UserWarning):
+    """``--jaxperf-profile`` could not trace a check (another trace active, a backend without a profiler)."""
 
 
 def budget_seconds(settings: PluginSettings, gate: GateSpec | None) -> float:
@@ -118,11 +128,57 @@ def measure_and_gate(
                 # The test's line: here ← checking.measure_checked/_called ← Jaxperf.check/measure ← test.
                 stacklevel=4,
             )
+    status = judged.status if judged is not None else None
+    explanation = None
+    wanted = status == REGRESSED or settings.explain
+    if wanted and lookup is not None and lookup.record is not None and not settings.update_baselines:
+        explanation = explained(prepared, lookup.record, metrics)
+    trace = None
+    if settings.profile_dir is not None and (settings.profile_on == "all" or status == REGRESSED):
+        trace = traced(fn, args, record, settings.profile_dir, timing.median)
     return dataclasses.replace(
         current,
         roofline=roofline(metrics, timing.median, settings.measure_peaks),
         verdict=judged.to_dict() if judged is not None else None,
+        explanation=explanation,
+        trace=trace,
     )
+
+
+def explained(
+    prepared: PreparedReplay | ReplayRecord | None, baseline: dict[str, Any], metrics: MetricsRecord | None
+) -> ExplanationRecord:
+    """Why the check's time changed: from both programs where the baseline's was replayed, else from the
+    figures the baseline recorded, saying why."""
+    if isinstance(prepared, PreparedReplay):
+        return explain_replayed(prepared.pair)
+    why = (prepared or {}).get("unavailable") or "the baseline's program was not replayed"
+    recorded = baseline.get("metrics")
+    return explain_recorded(why, recorded if isinstance(recorded, dict) else None, metrics)  # type: ignore[arg-type]
+
+
+def traced(
+    fn: Callable[..., Any], args: tuple[Any, ...], record: CheckRecord, folder: Path, one_call: float
+) -> str | None:
+    """A profiler trace of the check's calls written into its own folder under ``folder``, named by test
+    and measurement; None, with a warning saying why, where the profiler cannot write one."""
+    target = folder / trace_folder_name(record.nodeid, record.key)
+    try:
+        write_trace(lambda: fn(*args), calls_to_profile(one_call), target)
+    except ProfilerUnavailable as error:
+        warnings.warn(
+            JaxperfNoTrace(f"{record.nodeid} {record.key}: no trace written: {error}"), stacklevel=4
+        )
+        return None
+    # Said relative to where pytest runs, as the option was given, where the folder lies below it.
+    return os.path.relpath(target) if target.is_relative_to(Path.cwd()) else str(target)
+
+
+def trace_folder_name(nodeid: str, key: str) -> str:
+    """``test_models.py.test_vae.bf16.Decoder`` for ``suites/test_models.py::test_vae[bf16]`` and
+    ``Decoder``: one folder per measurement, a name every shell and artifact store takes as it is."""
+    name = f"{nodeid.rsplit('/', 1)[-1]}::{key}".replace("::", ".").replace("[", ".").replace("]", "")
+    return re.sub(r"[^\w.\-]", "-", name)
 
 
 @dataclass(frozen=True)
@@ -256,4 +312,6 @@ def fail_on_regression(record: CheckRecord, variant_id: str, settings: PluginSet
     """Raise :class:`PerformanceRegression` for a regressed check (not while recording baselines)."""
     __tracebackhide__ = True
     if record.verdict and record.verdict["status"] == REGRESSED and not settings.update_baselines:
-        raise PerformanceRegression(f"{record.model} ({variant_id}): {record.verdict['reason']}")
+        why = explanation_lines(record.explanation) if record.explanation else []
+        message = "\n".join([f"{record.model} ({variant_id}): {record.verdict['reason']}", *why])
+        raise PerformanceRegression(message)

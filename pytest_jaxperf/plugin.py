@@ -15,6 +15,7 @@ from .session import PLUGIN_NAME, JaxperfSession
 from .settings import (
     DEFAULT_PROGRAM_LIMIT,
     MODES,
+    PROFILE_ON,
     PluginSettings,
     baselines_directory,
     fraction,
@@ -161,6 +162,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Measure the device's matmul and bandwidth ceilings on the spot instead of the table's",
     )
     group.addoption(
+        "--jaxperf-explain",
+        dest="jaxperf_explain",
+        action="store_true",
+        default=None,
+        help="Explain every check judged against a baseline (the program's changes, the ops that took the "
+        "time), not only the regressed ones",
+    )
+    group.addoption(
+        "--jaxperf-profile",
+        dest="jaxperf_profile",
+        metavar="DIR",
+        default=None,
+        help="Write a profiler trace of each measured check into DIR (Perfetto and XProf open them)",
+    )
+    group.addoption(
+        "--jaxperf-profile-on",
+        dest="jaxperf_profile_on",
+        choices=PROFILE_ON,
+        default=None,
+        help="Which checks --jaxperf-profile traces: all measured ones, or only the regressed (default all)",
+    )
+    group.addoption(
         "--jaxperf-cpu-devices",
         dest="jaxperf_cpu_devices",
         metavar="N",
@@ -191,6 +214,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     ini("jaxperf_mode", "Timing mode: latency or throughput", default="latency")
     ini("jaxperf_repeat", "Processes measuring each test when baselines are recorded", default="3")
+    ini(
+        "jaxperf_explain", "Explain every judged check, as --jaxperf-explain does", type="bool", default=False
+    )
+    ini("jaxperf_profile", "Write a profiler trace of each measured check into this folder", default="")
+    ini("jaxperf_profile_on", "Which checks jaxperf_profile traces: all or regressed", default="all")
     ini("jaxperf_cpu_devices", "Virtual CPU devices for jax, applied before conftests load", default="")
     ini(
         "jaxperf_allow_nan",

@@ -28,7 +28,7 @@ from .verdicts import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .records import Record
+    from .records import ExplanationRecord, OpTimeRecord, Record
 
 JSON_SCHEMA_VERSION = 1
 
@@ -221,7 +221,77 @@ def summary_lines(records: Sequence[Record], columns: int = TERMINAL_COLUMNS) ->
     if notes:
         lines += [""] if lines else []
         lines += [wrapped for note in notes for wrapped in wrap_line(note, columns)]
+    explained = explanation_notes(records)
+    if explained:
+        lines += ["", "why the time changed:"] if lines else ["why the time changed:"]
+        lines += [wrapped for note in explained for wrapped in wrap_line(note, columns)]
+    lines += [wrapped for note in trace_lines(records) for wrapped in wrap_line(note, columns)]
     return lines or ["no jaxperf checks or figures were recorded"]
+
+
+def explanation_lines(explanation: ExplanationRecord, *, changes: int = 1, ops: int = 1) -> list[str]:
+    """The explanation in words: its headline, the next ``changes - 1`` program changes, the ``ops`` that
+    added most time (each with its share), and why a part is missing. The failure message takes the
+    defaults; the Markdown summary more."""
+    lines = []
+    if "headline" in explanation:
+        lines.append(f"why: {explanation['headline']}")
+    lines.extend(
+        f"  also: {change['description']}" for change in explanation.get("program_changes", [])[1:changes]
+    )
+    if "no_program" in explanation:
+        lines.append(f"  program: {explanation['no_program']}")
+    for op in explanation.get("op_times", [])[:ops]:
+        lines.append(f"time: {op_time_text(op)}")
+    if "no_time_breakdown" in explanation:
+        lines.append(f"time: no per-op breakdown: {explanation['no_time_breakdown']}")
+    return lines
+
+
+def op_time_text(op: OpTimeRecord) -> str:
+    """``multiply_fusion (loop fusion (tanh) f32[64,256]): 0.41 → 0.58 ms, 71% of the time the ops added``."""
+    before, after = op["baseline_seconds"] * 1e3, op["current_seconds"] * 1e3
+    share = op["share"]
+    if share is None:
+        part = ""
+    else:
+        part = (
+            f", {share:.0%} of the time the ops added"
+            if share >= 0.005
+            else ", <1% of the time the ops added"
+        )
+    named = op["op"] if op["op"] == op["description"] else f"{op['op']} ({op['description']})"
+    return f"{named}: {before:.3g} → {after:.3g} ms{part}"
+
+
+def explanation_notes(records: Sequence[Record]) -> list[str]:
+    """Per explained check: its name, then why its time changed (the headline and the op that added most
+    time), indented under it."""
+    lines = []
+    for record in records:
+        if isinstance(record, CheckRecord) and record.explanation:
+            lines.append(f"{record.nodeid} {record.key}:")
+            lines += [f"    {line.strip()}" for line in explanation_lines(record.explanation)]
+    return lines
+
+
+#: Traces named one by one in the terminal at most; the JSON and the Markdown list them all.
+TRACES_NAMED = 5
+#: How to open a trace, said once under the list.
+OPEN_TRACE = (
+    "open a trace at ui.perfetto.dev (Open trace file: its plugins/profile/*/perfetto_trace.json.gz) "
+    "or with XProf (xprof --logdir <its folder>)"
+)
+
+
+def trace_lines(records: Sequence[Record]) -> list[str]:
+    """The profiler traces written this run (``--jaxperf-profile``), and how to open them."""
+    traces = [r.trace for r in records if isinstance(r, CheckRecord) and r.trace]
+    if not traces:
+        return []
+    shown = traces[:TRACES_NAMED]
+    more = f" and {len(traces) - len(shown)} more" if len(traces) > len(shown) else ""
+    return [f"jaxperf: {len(traces)} profiler trace(s): {', '.join(shown)}{more}; {OPEN_TRACE}"]
 
 
 def wrap_line(line: str, columns: int = TERMINAL_COLUMNS) -> list[str]:
@@ -404,10 +474,31 @@ def markdown_summary(records: Sequence[Record]) -> str:
     if regressions:
         lines += ["", "**Regressions**", ""]
         lines += [f"- `{r.nodeid}` {r.key}: {r.verdict['reason']}" for r in regressions if r.verdict]
+    explained = [r for r in records if isinstance(r, CheckRecord) and r.explanation]
+    if explained:
+        lines += ["", "**Why the time changed**", ""]
+        for r in explained:
+            assert r.explanation is not None
+            why = explanation_lines(r.explanation, changes=MARKDOWN_CHANGES, ops=MARKDOWN_OPS)
+            lines += [f"- `{r.nodeid}` {r.key}", *(f"  - {_code_spans(line.strip())}" for line in why)]
+    traces = [r for r in records if isinstance(r, CheckRecord) and r.trace]
+    if traces:
+        lines += ["", f"**Profiler traces** ({OPEN_TRACE})", ""]
+        lines += [f"- `{r.nodeid}` {r.key}: `{r.trace}`" for r in traces]
     notes = drift_lines(records) + gate_lines(records)
     if notes:
         lines += ["", *(f"> {line.removeprefix('jaxperf: ')}" for line in notes)]
     return "\n".join(lines) + "\n"
+
+
+#: The program changes and ops the Markdown summary lists per explained check (the failure message: one).
+MARKDOWN_CHANGES, MARKDOWN_OPS = 5, 3
+
+
+def _code_spans(line: str) -> str:
+    """An explanation line with its HLO types as code (``f32[64,256]``: Markdown would read ``[…]`` as a
+    link's text)."""
+    return re.sub(r"\b([a-z]+\d+\[[\d,]*\])", r"`\1`", line)
 
 
 def results_json(records: Sequence[Record], environment: str) -> dict[str, Any]:

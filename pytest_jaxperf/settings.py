@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import pytest
 
 MODES = ("latency", "throughput")
+#: Which measured checks ``--jaxperf-profile`` traces.
+PROFILE_ON = ("all", "regressed")
 #: The largest exported program stored with a baseline, unless ``jaxperf_program_limit`` says otherwise.
 DEFAULT_PROGRAM_LIMIT = "2MiB"
 
@@ -73,6 +75,12 @@ def program_limit(value: str) -> int:
         raise ValueError(f"jaxperf_program_limit: {error}") from None
 
 
+def profile_on(value: str) -> str:
+    if value not in PROFILE_ON:
+        raise ValueError(f"unknown choice {value!r}; accepted: {', '.join(PROFILE_ON)}")
+    return value
+
+
 def timing_mode(value: str) -> str:
     if value not in MODES:
         raise ValueError(f"unknown timing mode {value!r}; accepted: {', '.join(MODES)}")
@@ -112,6 +120,12 @@ class PluginSettings:
     rootdir: Path = Path()
     allow_nan: bool = False
     """ini ``jaxperf_allow_nan``: a checked model's float32 output may hold NaN."""
+    explain: bool = False
+    """``--jaxperf-explain``: explain every check judged against a baseline, not only the regressed."""
+    profile_dir: Path | None = None
+    """``--jaxperf-profile``: where each measured check's profiler trace is written."""
+    profile_on: str = "all"
+    """``--jaxperf-profile-on``: ``all`` measured checks are traced, or only the ``regressed``."""
 
     def unwritable_output(self) -> str | None:
         """The first file this run must write that cannot be written, said with its option; else None."""
@@ -126,6 +140,10 @@ class PluginSettings:
             why = why_unwritable(path) if path is not None else None
             if why:
                 return f"{option} {path} cannot be written: {why}"
+        if self.profile_dir is not None:
+            why = why_folder_unwritable(self.profile_dir)
+            if why:
+                return f"--jaxperf-profile {self.profile_dir} cannot be written: {why}"
         if self.update_baselines:
             why = why_folder_unwritable(self.baselines_dir)
             if why:
@@ -176,4 +194,7 @@ class PluginSettings:
             program_limit_bytes=program_limit(str(config.getini("jaxperf_program_limit"))),
             rootdir=config.rootpath,
             allow_nan=bool(config.getini("jaxperf_allow_nan")),
+            explain=bool(config.getoption("jaxperf_explain") or config.getini("jaxperf_explain")),
+            profile_dir=path("jaxperf_profile", here),
+            profile_on=parsed("jaxperf_profile_on", lambda given: profile_on(str(given))),
         )
