@@ -1,0 +1,114 @@
+# ruff: noqa: E501 (HLO lines as XLA prints them)
+"""Optimized HLO read as a person reads it, and two programs compared (pure logic, on HLO text as XLA
+prints it)."""
+
+from __future__ import annotations
+
+from pytest_jaxperf.core.hlo import array_bytes, inventory, program_changes
+
+BASELINE = """HloModule jit_f, is_scheduled=true
+
+%fused_dot (p0: bf16[64,784], p1: bf16[784,256]) -> bf16[64,256] {
+  %p0 = bf16[64,784]{1,0} parameter(0)
+  %p1 = bf16[784,256]{1,0} parameter(1)
+  ROOT %dot.1 = bf16[64,256]{1,0} dot(%p0, %p1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+}
+
+%fused_gelu (p0.1: bf16[64,256]) -> bf16[64,256] {
+  %p0.1 = bf16[64,256]{1,0} parameter(0)
+  %c = bf16[] constant(0.5)
+  %b = bf16[64,256]{1,0} broadcast(%c), dimensions={}
+  %m = bf16[64,256]{1,0} multiply(%p0.1, %b)
+  %t = bf16[64,256]{1,0} tanh(%m)
+  ROOT %a = bf16[64,256]{1,0} add(%t, %m)
+}
+
+%body (state: (s32[], bf16[64,256])) -> (s32[], bf16[64,256]) {
+  %state = (s32[], bf16[64,256]{1,0}) parameter(0)
+  %i = s32[] get-tuple-element(%state), index=0
+  %h = bf16[64,256]{1,0} get-tuple-element(%state), index=1
+  %r = bf16[64,256]{1,0} all-reduce(%h), replica_groups={}, to_apply=%sum
+  ROOT %out = (s32[], bf16[64,256]{1,0}) tuple(%i, %r)
+}
+
+%sum (x: bf16[], y: bf16[]) -> bf16[] {
+  %x = bf16[] parameter(0)
+  %y = bf16[] parameter(1)
+  ROOT %s = bf16[] add(%x, %y)
+}
+
+ENTRY %main (x: bf16[64,784], w: bf16[784,256]) -> bf16[64,256] {
+  %x = bf16[64,784]{1,0} parameter(0)
+  %w = bf16[784,256]{1,0} parameter(1)
+  %dot_fusion = bf16[64,256]{1,0} fusion(%x, %w), kind=kCustom, calls=%fused_dot, backend_config={"fusion_config":{"kind":"__triton_gemm"}}
+  %gelu_fusion = bf16[64,256]{1,0} fusion(%dot_fusion), kind=kLoop, calls=%fused_gelu
+  %init = (s32[], bf16[64,256]{1,0}) tuple(%x, %gelu_fusion)
+  ROOT %loop = (s32[], bf16[64,256]{1,0}) while(%init), condition=%cond, body=%body
+}
+"""
+
+# The same program with its matmul upcast to float32: two converts feed an unfused f32 dot.
+UPCAST = BASELINE.replace(
+    """  %dot_fusion = bf16[64,256]{1,0} fusion(%x, %w), kind=kCustom, calls=%fused_dot, backend_config={"fusion_config":{"kind":"__triton_gemm"}}
+  %gelu_fusion = bf16[64,256]{1,0} fusion(%dot_fusion), kind=kLoop, calls=%fused_gelu""",
+    """  %cx = f32[64,784]{1,0} convert(%x)
+  %cw = f32[784,256]{1,0} convert(%w)
+  %dot.9 = f32[64,256]{1,0} dot(%cx, %cw), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  %back = bf16[64,256]{1,0} convert(%dot.9)
+  %gelu_fusion = bf16[64,256]{1,0} fusion(%back), kind=kLoop, calls=%fused_gelu""",
+)
+
+
+def test_sizes_of_arrays_tuples_and_narrow_floats() -> None:
+    assert array_bytes("f32[64,256]{1,0}") == 64 * 256 * 4
+    assert array_bytes("(s32[], bf16[3]{0})") == 4 + 6
+    assert array_bytes("f8e4m3fn[4,4]{1,0}") == 16
+    assert array_bytes("pred[]") == 1
+
+
+def test_kernels_are_the_fusions_and_unfused_ops_of_the_entry_and_of_loop_bodies() -> None:
+    program = inventory(BASELINE)
+    assert [(k.name, k.description) for k in program.kernels] == [
+        ("dot_fusion", "triton_gemm fusion (dot) bf16[64,256]"),
+        # broadcast and constant move data: left out of what the fusion computes
+        ("gelu_fusion", "loop fusion (multiply+tanh+add) bf16[64,256]"),
+        ("loop", "while (s32[], bf16[64,256])"),
+        # the loop body's collective is a kernel; the reducer it applies is not read
+        ("r", "all-reduce bf16[64,256]"),
+    ]
+    assert program.features["dots"] == {"dot bf16[64,784] × bf16[784,256] → bf16[64,256]": 1}
+    assert program.features["collectives"] == {"all-reduce bf16[64,256]": 1}
+    assert program.counts["triton_gemm fusions"] == 1
+    assert program.counts["loop fusions"] == 1
+    assert program.counts["kernels"] == 4
+    assert program.kernel_named("gelu_fusion") is not None
+
+
+def test_an_upcast_matmul_is_named_by_its_dtypes_and_converts_largest_first() -> None:
+    changes = program_changes(inventory(BASELINE), inventory(UPCAST))
+    described = [change.description for change in changes]
+    # The upcast of the weights touches the most bytes (bf16 read, f32 written); the f32 dot it feeds and
+    # the kernels that replaced the bf16 fusion follow.
+    assert described[0] == "convert bf16[784,256] → f32: 0 → 1"
+    assert "dot f32[64,784] × f32[784,256] → f32[64,256]: 0 → 1" in described[1:3]
+    assert "dot bf16[64,784] × bf16[784,256] → bf16[64,256]: 1 → 0" in described
+    kernels = next(change for change in changes if change.kind == "kernels")
+    assert kernels.description.startswith("kernels 4 → 7: added ")
+    assert "gone triton_gemm fusion (dot) bf16[64,256]" in kernels.description
+    assert [change.bytes for change in changes] == sorted((change.bytes for change in changes), reverse=True)
+
+
+def test_the_same_program_has_no_changes_and_byte_changes_are_listed() -> None:
+    program = inventory(BASELINE)
+    assert program_changes(program, program) == []
+    (change,) = program_changes(
+        program,
+        program,
+        baseline_bytes={"temporary bytes": 1024, "parameter bytes": 10},
+        current_bytes={"temporary bytes": 3072, "parameter bytes": 10},
+    )
+    assert (change.kind, change.description, change.bytes) == (
+        "temporary bytes",
+        "temporary bytes: 1.0 KiB → 3.0 KiB",
+        2048,
+    )
