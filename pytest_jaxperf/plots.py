@@ -110,7 +110,7 @@ def speedup_matrix(
     import numpy as np
     from matplotlib.colors import LogNorm
 
-    figure = _figure(max(5.0, 1.1 * len(columns) + 3.5), max(2.0, 0.45 * len(rows) + 1.4))
+    figure = _figure(max(5.0, 1.1 * len(columns) + 3.5), max(2.8, 0.45 * len(rows) + 2.2))
     axes = figure.subplots()
     grid = np.array([[math.nan if v is None else v for v in row] for row in values], dtype=float)
     finite = grid[np.isfinite(grid) & (grid > 0)]
@@ -128,11 +128,13 @@ def speedup_matrix(
     axes.set_yticks(range(len(rows)), labels=list(rows))
     axes.set_xlabel("optimization (variant)")
     axes.set_title("Speed-up: throughput relative to the row's fp32 reference")
-    colorbar = figure.colorbar(image, ax=axes, shrink=0.9)
+    # Below the matrix, across it: beside it, a matrix of one or two rows leaves the bar shorter than its
+    # own label, which the figure then cuts.
+    colorbar = figure.colorbar(image, ax=axes, location="bottom", shrink=0.6, aspect=40)
     ticks = [2.0**k for k in range(-round(math.log2(spread)), round(math.log2(spread)) + 1)]
     colorbar.set_ticks(ticks, labels=[f"{t:g}×" for t in ticks])
     colorbar.minorticks_off()
-    colorbar.set_label("× throughput (log scale)")
+    colorbar.set_label("× throughput against the reference (log scale)")
     return _png(figure)
 
 
@@ -156,6 +158,10 @@ def sqnr_against_floor(labels: Sequence[str], sqnr: Sequence[float], floors: Seq
     )
     axes.set_yticks(positions, labels=list(labels))
     axes.invert_yaxis()
+    # Room right of the longest bar for its label, which would otherwise run under the legend.
+    values = [v for v in (*shown, *floors) if math.isfinite(v)]
+    low, high = min([0.0, *values]), max([1.0, *values])
+    axes.set_xlim(low, high + 0.15 * (high - low))
     axes.set_xlabel("SQNR against float32 (dB, higher is more faithful)")
     axes.set_title("Numerical fidelity per variant")
     _legend(axes, 2)
