@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import plots
 from .gate_notes import gate_lines
+from .processes import UNKNOWN_COMMIT
 from .records import CheckRecord, ComparisonRecord, FigureRecord
 from .report import check_rows, precision_rows, verdict_counts, verdict_notes
+from .units import format_bytes
 from .verdicts import INCONCLUSIVE, NOT_COMPARABLE, REGRESSED
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
-    from .results import History, Results
+    from .records import ExplanationRecord
+    from .results import History, HistoryPoint, Results
 
 #: A variant's tokens in a test case id (``[bf16-d8-wide]``): what is left names the case itself.
 _VARIANT_TOKEN = r"int8-dynamic|fp32|bf16|fp16|int8|d\d+"
@@ -30,10 +36,29 @@ REFERENCE_VARIANT = "fp32-d1"
 
 
 @dataclass(frozen=True)
+class Link:
+    """A link to a file or folder beside the page (a profiler trace): its text and its address, relative
+    to the page where the page's folder is known."""
+
+    text: str
+    href: str
+
+
+#: A table's cell: text, or a link.
+Cell = str | Link
+
+
+@dataclass(frozen=True)
 class Table:
     header: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
+    rows: tuple[tuple[Cell, ...], ...]
     caption: str = ""
+    free_text: tuple[str, ...] = ()
+    """The columns of prose (an audit, a description), which may wrap; every other column keeps each cell
+    on one line."""
+    identifiers: tuple[str, ...] = ()
+    """The columns of test ids and benchmark names, which may break after a ``[``, ``-`` or ``/`` where the
+    table is too wide for the page."""
 
 
 @dataclass(frozen=True)
@@ -44,12 +69,24 @@ class Plot:
 
 
 @dataclass(frozen=True)
+class Entry:
+    """One subject of a section under its own heading (a regressed check): lines, links, tables, notes."""
+
+    title: str
+    lines: tuple[str, ...] = ()
+    links: tuple[Link, ...] = ()
+    tables: tuple[Table, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Section:
     title: str
     intro: str = ""
     plots: tuple[Plot, ...] = ()
     tables: tuple[Table, ...] = ()
     notes: tuple[str, ...] = ()
+    entries: tuple[Entry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,20 +140,14 @@ def _draw(draw: Callable[[], bytes], description: str, problems: list[str]) -> t
 
 
 def _verdicts(results: Results) -> Section:
-    # One table per test module, the module as its caption: full test ids make the table too wide to read.
     rows = check_rows(results.records)
-    tables = []
-    for module in dict.fromkeys(row[0].split("::", 1)[0] for row in rows[1:]):
-        own = tuple(
-            (row[0].split("::", 1)[-1], *row[1:]) for row in rows[1:] if row[0].split("::", 1)[0] == module
-        )
-        tables.append(Table(rows[0], own, caption=module))
+    tables = _by_module(rows[0], rows[1:])
     notes = tuple(verdict_notes(results.records, (REGRESSED, INCONCLUSIVE, NOT_COMPARABLE)))
     notes += tuple(line.removeprefix("jaxperf: ") for line in gate_lines(results.records))
     return Section(
         "Checks and verdicts",
         "Every check of the run; under --jaxperf, its timing and its verdict against the committed baseline.",
-        tables=tuple(tables),
+        tables=tables,
         notes=notes,
     )
 
@@ -129,21 +160,32 @@ def _throughput_section(results: Results, problems: list[str]) -> Section | None
     for figure in results.records:
         if isinstance(figure, FigureRecord) and figure.batch is not None and figure.unit == "items/s":
             series.setdefault(f"{figure.model} {figure.variant} (sweep)", {})[figure.batch] = figure.value
-    if not series:
+    # A series at one batch size is a lone dot on an axis of batch sizes: it says nothing the checks'
+    # items/s column (or the figures' table, for a sweep) does not already say.
+    points = {label: sorted(by_batch.items()) for label, by_batch in series.items() if len(by_batch) > 1}
+    if not points:
         return None
-    points = {label: sorted(by_batch.items()) for label, by_batch in series.items()}
     rows = tuple(
         (label, str(batch), f"{rate:,.0f}")
         for label, pairs in sorted(points.items())
         for batch, rate in pairs
     )
+    alone = len(series) - len(points)
+    notes = (
+        (f"{alone} series timed at one batch size only are not drawn: their items/s are in the checks' "
+         "table (a sweep's in the figures').",)
+        if alone
+        else ()
+    )  # fmt: skip
     return Section(
         "Throughput against batch size",
-        "Items per second at the median call, per model and variant; batch sweeps drawn as lines.",
+        "Items per second at the median call, per model and variant timed at more than one batch size; "
+        "batch sweeps drawn as lines.",
         plots=_draw(
             lambda: plots.throughput_against_batch(points), "throughput against batch size", problems
         ),
         tables=(Table(("series", "batch", "items/s"), rows),),
+        notes=notes,
     )
 
 
@@ -210,7 +252,22 @@ def _fidelity_section(results: Results, problems: list[str]) -> Section | None:
         plots=_draw(lambda: plots.sqnr_against_floor(labels, sqnr, floors), "SQNR per variant", problems)
         if judged
         else (),
-        tables=(Table(table[0], tuple(table[1:])),),
+        tables=_by_module(table[0], table[1:], free_text=("matmuls",)),
+    )
+
+
+def _by_module(
+    header: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, free_text: tuple[str, ...] = ()
+) -> tuple[Table, ...]:
+    """One table per test module, the module as its caption and the test ids without it: full test ids
+    make a table too wide to read."""
+    by_module: dict[str, list[tuple[str, ...]]] = {}
+    for row in rows:
+        module, _, test = row[0].partition("::")
+        by_module.setdefault(module, []).append((test or module, *row[1:]))
+    return tuple(
+        Table(header, tuple(own), caption=module, free_text=free_text, identifiers=header[:1])
+        for module, own in by_module.items()
     )
 
 
@@ -281,35 +338,84 @@ def _mib(size: float) -> str:
     return f"{size / 2**20:.3f}"
 
 
+def _recording(point: HistoryPoint) -> str:
+    """``2026-11-01 2826e633``: a recording's date and commit, ``no commit`` where none was known."""
+    known = point.commit and point.commit != UNKNOWN_COMMIT
+    return f"{point.date} {point.commit[:8] if known else 'no commit'}"
+
+
 def _history_section(history: History, problems: list[str]) -> Section:
     problems.extend(history.problems)
-    series = history.series()
-    rows = []
-    for (environment, module, key), points in sorted(series.items()):
-        first, last = points[0], points[-1]
-        change = f"{100 * (last.throughput / first.throughput - 1):+.1f}%" if len(points) > 1 else "-"
-        rows.append(
-            (environment, module, key, str(len(points)), f"{first.date} {first.commit[:8]}",
-             f"{last.date} {last.commit[:8]}", f"{first.throughput:,.4g}", f"{last.throughput:,.4g}", change)
-        )  # fmt: skip
+    groups: dict[tuple[str, str], dict[str, list[HistoryPoint]]] = {}
+    for (environment, module, key), points in sorted(history.series().items()):
+        groups.setdefault((environment, module), {})[key] = points
+    tables: list[Table] = []
     drawn: list[Plot] = []
-    groups: dict[tuple[str, str], dict[str, list[tuple[str, float]]]] = {}
-    for (environment, module, key), points in series.items():
-        if len(points) > 1:
-            recorded = [(f"{p.date} {p.commit[:8]}", p.throughput) for p in points]
-            groups.setdefault((environment, module), {})[key] = recorded
-    for (environment, module), by_key in sorted(groups.items()):
+    for (environment, module), by_key in groups.items():
         title = f"{module} on {environment}"
-        drawn += _draw(functools.partial(plots.history, title, by_key), f"history: {title}", problems)
-    intro = (
-        f"Every baseline recorded for each benchmark, read from {history.revisions} git revision(s) of the "
-        "baselines folder and its files as they are now; a plot per module where a benchmark was recorded "
-        "more than once."
-    )
-    header = ("environment", "module", "benchmark", "recordings", "first", "last", "first items/s",
-              "last items/s", "change")  # fmt: skip
+        repeated = {key: points for key, points in by_key.items() if len(points) > 1}
+        if not repeated:
+            # One recording each: a first and a last column would say the same twice.
+            once = tuple(
+                (key, _recording(points[0]), _rate(points[0].throughput)) for key, points in by_key.items()
+            )
+            tables.append(
+                Table(("benchmark", "recorded", "items/s"), once, caption=title, identifiers=("benchmark",))
+            )
+            continue
+        rows = tuple(
+            (key, str(len(points)), _recording(points[0]), _recording(points[-1]),
+             _rate(points[0].throughput), _rate(points[-1].throughput),
+             f"{100 * (points[-1].throughput / points[0].throughput - 1):+.1f}%" if len(points) > 1 else "-")
+            for key, points in by_key.items()
+        )  # fmt: skip
+        header = ("benchmark", "recordings", "first", "last", "first items/s", "last items/s", "change")
+        tables.append(Table(header, rows, caption=title, identifiers=("benchmark",)))
+        recorded = {key: [(_recording(p), p.throughput) for p in points] for key, points in repeated.items()}
+        drawn += _draw(functools.partial(plots.history, title, recorded), f"history: {title}", problems)
     return Section(
-        "History of the baselines", intro, tuple(drawn), (Table(header, tuple(rows)),) if rows else ()
+        "History of the baselines",
+        _history_intro(history, groups),
+        tuple(drawn),
+        tuple(tables),
+        _history_notes(history),
+    )
+
+
+def _rate(items_per_second: float) -> str:
+    """``64,000``; ``12.5`` where a whole number would lose the figure."""
+    return f"{items_per_second:,.0f}" if items_per_second >= 100 else f"{items_per_second:.3g}"
+
+
+def _history_intro(history: History, groups: dict[tuple[str, str], dict[str, list[HistoryPoint]]]) -> str:
+    """Where the history was read from, and why it is as short as it is where it is."""
+    if history.revisions:
+        revisions = f"{history.revisions} git revision{'s' if history.revisions > 1 else ''}"
+        source = f"Every baseline recorded for each benchmark, read from {revisions} of the baselines folder "
+        source += "and its files as they are now"
+    else:
+        source = (
+            "The baselines as their files are now, and no earlier recording: no git revision of the "
+            "baselines folder was found (it is outside a git checkout, git cannot run here, or its files "
+            "were never committed)"
+        )
+    if not groups:
+        return source + "; the folder holds no baseline."
+    if any(len(points) > 1 for by_key in groups.values() for points in by_key.values()):
+        return source + "; a plot per module where a benchmark was recorded more than once."
+    return (
+        source + "; each benchmark has one recording, so there is no change to draw yet (a plot appears once "
+        "a benchmark is recorded again, at a later commit)."
+    )
+
+
+def _history_notes(history: History) -> tuple[str, ...]:
+    unknown = sum(1 for p in history.points if not p.commit or p.commit == UNKNOWN_COMMIT)
+    if not unknown:
+        return ()
+    return (
+        f"{unknown} of {len(history.points)} recordings have no commit ('no commit'): they were recorded "
+        "outside a git checkout, or where git could not run, so which commit they measured is not known.",
     )
 
 
@@ -336,20 +442,212 @@ def _figures_section(results: Results) -> Section | None:
     )
 
 
-def build_page(results: Results, history: History | None) -> Page:
-    """The report of one run: every section that has data, plus the baselines' history when given."""
+#: How many of a regression's program changes and ops the page lists (the results JSON has them all).
+SHOWN_CHANGES = 5
+#: How to open a check's trace, said once per section that links one.
+OPEN_TRACE = (
+    "Open a trace in Perfetto (ui.perfetto.dev → Open trace file → its .trace.json.gz file), or in XProf "
+    "(xprof --logdir FOLDER, or TensorBoard's profile plugin: tensorboard --logdir FOLDER; FOLDER the trace "
+    "folder)."
+)
+
+
+def _measurement(check: CheckRecord) -> str:
+    return f"{check.nodeid} {check.key or check.model}"
+
+
+def _explanations_section(results: Results, traces: _Traces) -> Section | None:
+    explained = [c for c in results.checks if c.explanation]
+    if not explained:
+        return None
+    unexplained = [
+        c for c in results.checks if c.verdict and c.verdict["status"] == REGRESSED and not c.explanation
+    ]
+    notes = (
+        (f"{len(unexplained)} regressed check(s) carry no explanation in these results: "
+         + ", ".join(_measurement(c) for c in unexplained),)
+        if unexplained
+        else ()
+    )  # fmt: skip
+    return Section(
+        "Why it regressed",
+        "Per explained check: the largest differences between the baseline's optimized program and the "
+        "current one, and the ops that added most time per call, from a profiler trace of each program. "
+        + (OPEN_TRACE if any(c.trace for c in explained) else ""),
+        notes=notes,
+        entries=tuple(_explanation_entry(c, c.explanation, traces) for c in explained if c.explanation),
+    )
+
+
+def _explanation_entry(check: CheckRecord, explanation: ExplanationRecord, traces: _Traces) -> Entry:
+    lines = [explanation["headline"]] if explanation.get("headline") else []
+    ratio = check.verdict.get("ratio") if check.verdict else None
+    if check.verdict and ratio is not None:
+        by = check.verdict.get("decided_by")
+        lines.append(
+            f"Time {ratio - 1:+.1%} against the baseline: {check.verdict['status']}"
+            + (f" (decided by {by})" if by else "")
+            + "."
+        )
+    tables: list[Table] = []
+    notes: list[str] = []
+    changes = sorted(explanation.get("program_changes", []), key=lambda c: -c["bytes"])
+    if changes:
+        shown = changes[:SHOWN_CHANGES]
+        change_rows = tuple(
+            (c["description"], c["kind"], _amount(c["kind"], c["baseline"]), _amount(c["kind"], c["current"]),
+             format_bytes(c["bytes"]))
+            for c in shown
+        )  # fmt: skip
+        caption = (
+            f"the {len(shown)} largest of {len(changes)} program changes"
+            if len(changes) > len(shown)
+            else "program changes"
+        )
+        header: tuple[str, ...] = ("change", "kind", "baseline", "current", "bytes touched")
+        tables.append(Table(header, change_rows, caption=caption, free_text=("change",)))
+    elif "program_changes" in explanation:
+        notes.append("The two optimized programs do not differ in any op, fusion or size counted.")
+    if explanation.get("no_program"):
+        notes.append(f"Programs not compared: {explanation['no_program']}")
+    timed = explanation.get("op_times", [])
+    added = sorted(
+        (o for o in timed if o["current_seconds"] > o["baseline_seconds"]),
+        key=lambda o: o["baseline_seconds"] - o["current_seconds"],
+    )[:SHOWN_CHANGES]
+    if added:
+        op_rows = tuple(
+            (o["op"], o["description"], _microseconds(o["baseline_seconds"]),
+             _microseconds(o["current_seconds"]), _microseconds(o["current_seconds"] - o["baseline_seconds"]),
+             "-" if o["share"] is None else f"{o['share']:.0%}")
+            for o in added
+        )  # fmt: skip
+        header = ("op", "what it computes", "baseline µs", "current µs", "added µs", "share of added")
+        caption = "the ops that added most time per call"
+        tables.append(Table(header, op_rows, caption=caption, free_text=("what it computes",)))
+    elif timed:
+        notes.append("No op of the current program takes longer than in the baseline's.")
+    if explanation.get("no_time_breakdown"):
+        notes.append(f"No per-op time: {explanation['no_time_breakdown']}")
+    if "seconds" in explanation:
+        notes.append(f"Explaining took {explanation['seconds']:.1f} s.")
+    return Entry(_measurement(check), tuple(lines), traces.links(check), tuple(tables), tuple(notes))
+
+
+def _amount(kind: str, value: int) -> str:
+    return format_bytes(value) if kind.endswith("bytes") else str(value)
+
+
+def _microseconds(seconds: float) -> str:
+    return f"{seconds * 1e6:,.1f}"
+
+
+@dataclass(frozen=True)
+class _Traces:
+    """Where checks' trace folders are, and links to them from the page's folder."""
+
+    results_folder: Path
+    page_folder: Path | None
+    """Where the page is written; None where not known (written to standard output): links are then
+    absolute, since a relative one would be relative to a folder the page may not be in."""
+
+    def folder(self, trace: str) -> Path:
+        """The trace folder as this process finds it: a relative one from the current folder (where
+        ``jaxperf report`` runs, as pytest did), else beside the results file."""
+        path = Path(trace)
+        if path.is_absolute():
+            return path
+        here, beside = Path.cwd() / path, self.results_folder / path
+        return beside if beside.exists() and not here.exists() else here
+
+    def href(self, target: Path) -> str:
+        if self.page_folder is None:
+            return target.absolute().as_uri()
+        try:
+            relative = os.path.relpath(target.absolute(), self.page_folder.absolute())
+        except ValueError:  # another drive (Windows): no relative path
+            return target.absolute().as_uri()
+        return urllib.parse.quote(Path(relative).as_posix())
+
+    def files(self, trace: str) -> tuple[Path | None, Path | None]:
+        """The Perfetto (``*.trace.json.gz``) and XProf (``*.xplane.pb``) files of a trace, where found."""
+        folder = self.folder(trace)
+        if folder.is_file():
+            return (folder if folder.name.endswith(".trace.json.gz") else None), (
+                folder if folder.name.endswith(".xplane.pb") else None
+            )
+        if not folder.is_dir():
+            return None, None
+        perfetto = sorted(folder.rglob("*.trace.json.gz"))
+        xplane = sorted(folder.rglob("*.xplane.pb"))
+        return (perfetto[-1] if perfetto else None), (xplane[-1] if xplane else None)
+
+    def links(self, check: CheckRecord) -> tuple[Link, ...]:
+        if not check.trace:
+            return ()
+        perfetto, xplane = self.files(check.trace)
+        links = [Link(f"trace folder {check.trace}", self.href(self.folder(check.trace)))]
+        links += [Link(f"Perfetto: {perfetto.name}", self.href(perfetto))] if perfetto else []
+        links += [Link(f"XProf: {xplane.name}", self.href(xplane))] if xplane else []
+        return tuple(links)
+
+
+def _traces_section(results: Results, traces: _Traces) -> Section | None:
+    traced = [c for c in results.checks if c.trace]
+    if not traced:
+        return None
+    rows: list[tuple[Cell, ...]] = []
+    missing = []
+    for check in traced:
+        if not check.trace:
+            continue
+        folder = traces.folder(check.trace)
+        perfetto, xplane = traces.files(check.trace)
+        if not folder.exists():
+            missing.append(check.trace)
+        rows.append(
+            (
+                _measurement(check),
+                Link(check.trace, traces.href(folder)),
+                Link(perfetto.name, traces.href(perfetto)) if perfetto else "-",
+                Link(xplane.name, traces.href(xplane)) if xplane else "-",
+            )
+        )
+    notes = (
+        (f"{len(missing)} trace folder(s) not found from here (moved, or on another machine): linked as "
+         "recorded: " + ", ".join(missing),)
+        if missing
+        else ()
+    )  # fmt: skip
+    return Section(
+        "Profiler traces",
+        "Each traced check's profiler trace. " + OPEN_TRACE,
+        tables=(Table(("check", "trace folder", "Perfetto", "XProf"), tuple(rows), identifiers=("check",)),),
+        notes=notes,
+    )
+
+
+def build_page(results: Results, history: History | None, *, page_folder: Path | None = None) -> Page:
+    """The report of one run: every section that has data, plus the baselines' history when given.
+
+    ``page_folder`` is where the page will be written: links to trace folders are relative to it (absolute
+    where not given).
+    """
     problems: list[str] = []
+    traces = _Traces(results.path.parent, page_folder)
     if not plots.available():
         problems.append("matplotlib is not installed, so this report has tables and no plots: "
                         "pip install 'pytest-jaxperf[report]'")  # fmt: skip
     sections = [
         _verdicts(results),
+        _explanations_section(results, traces),
         _throughput_section(results, problems),
         _speedup_section(results, problems),
         _fidelity_section(results, problems),
         _memory_section(results, problems),
         _history_section(history, problems) if history is not None else None,
         _figures_section(results),
+        _traces_section(results, traces),
     ]
     summary = (
         f"results: {results.path}",
