@@ -141,7 +141,8 @@ def _report(args: argparse.Namespace) -> int:
             "report", f"--baselines {str(args.baselines)!r} is not a directory (or pass --no-history)"
         )
     history = None if args.no_history else baseline_history(args.baselines)
-    page = build_page(results, history)
+    # Trace links are written relative to the page, so that the page and its traces move together.
+    page = build_page(results, history, page_folder=args.output.resolve().parent if args.output else None)
     form = args.format or (
         "md" if args.output and args.output.suffix.lower() in (".md", ".markdown") else "html"
     )

@@ -42,18 +42,7 @@ _RECORDED_FIGURES = (
 def explain_replayed(pair: SideBySide) -> ExplanationRecord:
     """The two programs of a replay compared, their HLO and their per-op times."""
     began = time.perf_counter()
-    baseline, current = inventory(_text(pair.run_baseline)), inventory(_text(pair.run_current))
-    changes = program_changes(
-        baseline,
-        current,
-        baseline_bytes=_bytes(pair.run_baseline),
-        current_bytes=_bytes(pair.run_current),
-    )
-    explanation = ExplanationRecord(
-        headline=_headline(changes, same_program=pair.same_program),
-        program_changes=[change.to_dict() for change in changes],
-        counts={"baseline": baseline.counts, "current": current.counts},
-    )
+    explanation, baseline, current = _compared(pair.run_baseline, pair.run_current, pair.same_program)
     try:
         explanation["op_times"] = _op_times(pair, baseline, current)
     except ProfilerUnavailable as error:
@@ -62,11 +51,36 @@ def explain_replayed(pair: SideBySide) -> ExplanationRecord:
     return explanation
 
 
+def explain_compiled(baseline: Any, current: Any, why_not_replayed: str) -> ExplanationRecord:
+    """Where the baseline's stored program compiles here but was not replayed (the current program
+    cannot be exported, say): the two optimized programs compared, without a time breakdown."""
+    began = time.perf_counter()
+    explanation, _, _ = _compared(baseline, current, same_program=False)
+    explanation["no_time_breakdown"] = f"the programs were not run side by side: {why_not_replayed}"
+    explanation["seconds"] = time.perf_counter() - began
+    return explanation
+
+
+def _compared(
+    baseline: Any, current: Any, same_program: bool
+) -> tuple[ExplanationRecord, Inventory, Inventory]:
+    """Two compiled programs' HLO compared: the explanation's program part, and both inventories."""
+    theirs, ours = inventory(_text(baseline)), inventory(_text(current))
+    changes = program_changes(theirs, ours, baseline_bytes=_bytes(baseline), current_bytes=_bytes(current))
+    explanation = ExplanationRecord(
+        headline=_headline(changes, same_program=same_program),
+        program_changes=[change.to_dict() for change in changes],
+        counts={"baseline": theirs.counts, "current": ours.counts},
+    )
+    return explanation, theirs, ours
+
+
 def explain_recorded(
     why_no_program: str, baseline: MetricsRecord | None, current: MetricsRecord | None
 ) -> ExplanationRecord:
     """Where the baseline's program cannot be compiled here: what it lacks, and the figures the baseline
     recorded against the current ones."""
+    began = time.perf_counter()
     changes: list[ProgramChange] = []
     if baseline is not None and current is not None:
         for field, kind in _RECORDED_FIGURES:
@@ -95,6 +109,7 @@ def explain_recorded(
         explanation["headline"] = f"the program changed: {changes[0].description}"
     elif baseline is not None:
         explanation["headline"] = "the recorded figures of the program are unchanged"
+    explanation["seconds"] = time.perf_counter() - began
     return explanation
 
 

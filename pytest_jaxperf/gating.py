@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .baseline import BaselineError
-from .core.export import ProgramCorrupt, ProgramIncompatible, ProgramNotExported, StoredProgram, load_program
+from .core.export import (
+    ProgramCorrupt,
+    ProgramIncompatible,
+    ProgramNotExported,
+    ProgramUnreadable,
+    StoredProgram,
+    compiled_alone,
+    load_program,
+)
 from .core.metrics import deterministic_metrics, roofline
 from .core.profile import ProfilerUnavailable, calls_to_profile, write_trace
 from .core.replay import (
@@ -27,7 +35,7 @@ from .core.replay import (
 )
 from .core.timing import TimingConfig, items_along_batch, measure_callable
 from .errors import CaseFailed, PerformanceRegression
-from .explain import explain_recorded, explain_replayed
+from .explain import explain_compiled, explain_recorded, explain_replayed
 from .records import ReplayRecord, program_stored
 from .report import explanation_lines
 from .verdicts import (
@@ -132,7 +140,7 @@ def measure_and_gate(
     explanation = None
     wanted = status == REGRESSED or settings.explain
     if wanted and lookup is not None and lookup.record is not None and not settings.update_baselines:
-        explanation = explained(prepared, lookup.record, metrics)
+        explanation = explained(prepared, lookup.record, metrics, lowered)
     trace = None
     if settings.profile_dir is not None and (settings.profile_on == "all" or status == REGRESSED):
         trace = traced(fn, args, record, settings.profile_dir, timing.median)
@@ -146,13 +154,25 @@ def measure_and_gate(
 
 
 def explained(
-    prepared: PreparedReplay | ReplayRecord | None, baseline: dict[str, Any], metrics: MetricsRecord | None
+    prepared: PreparedReplay | ReplayRecord | None,
+    baseline: dict[str, Any],
+    metrics: MetricsRecord | None,
+    lowered: Any,
 ) -> ExplanationRecord:
-    """Why the check's time changed: from both programs where the baseline's was replayed, else from the
-    figures the baseline recorded, saying why."""
+    """Why the check's time changed: from both programs where the baseline's was replayed; from both
+    programs compiled apart where it was stored but not replayed; else from the figures the baseline
+    recorded, saying why."""
     if isinstance(prepared, PreparedReplay):
         return explain_replayed(prepared.pair)
     why = (prepared or {}).get("unavailable") or "the baseline's program was not replayed"
+    stored = baseline.get("program")
+    if program_stored(stored) and lowered is not None:
+        try:
+            text = str(stored["data"])
+            program = load_program(StoredProgram.from_text(text, int(stored["serialized_bytes"])))
+            return explain_compiled(compiled_alone(program), lowered.compile(), why)
+        except (ProgramUnreadable, KeyError, TypeError, ValueError) as error:
+            why = f"{why}; its stored program cannot be compiled here: {error}"
     recorded = baseline.get("metrics")
     return explain_recorded(why, recorded if isinstance(recorded, dict) else None, metrics)  # type: ignore[arg-type]
 

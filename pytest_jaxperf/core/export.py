@@ -133,3 +133,19 @@ def load_program(stored: StoredProgram) -> export.Exported:
         raise ProgramIncompatible(
             f"jax {jax.__version__} cannot read the stored program: {type(error).__name__}: {error}"
         ) from None
+
+
+def compiled_alone(program: export.Exported) -> Any:
+    """A stored program compiled for its own argument shapes, with nothing to call it on: what its
+    optimized HLO is read from where it cannot be replayed. ProgramUnreadable where it does not compile
+    here (another platform, another device count)."""
+    if jax.default_backend() not in program.platforms or program.nr_devices != 1:
+        raise ProgramUnreadable(
+            f"it was exported for {', '.join(program.platforms)} on {program.nr_devices} device(s)"
+        )
+    shapes = [jax.ShapeDtypeStruct(aval.shape, aval.dtype) for aval in program.in_avals]  # type: ignore[no-untyped-call]
+    args, kwargs = jax.tree_util.tree_unflatten(program.in_tree, shapes)
+    try:
+        return jax.jit(program.call).lower(*args, **kwargs).compile()
+    except Exception as error:  # a module this XLA rejects
+        raise ProgramUnreadable(f"it does not compile here: {first_line(error)}") from None

@@ -243,8 +243,9 @@ def _fusion_kind(fusion: Instruction) -> str:
 
 
 def _ops_text(ops: list[str]) -> str:
-    """``dot+add+tanh``: each op once, in the order it first runs; beyond a few, how many more."""
-    distinct = list(dict.fromkeys(ops))
+    """``add+dot+tanh``: each op once, in alphabetical order (XLA may order the same fusion's ops
+    differently in two programs); beyond a few, how many more."""
+    distinct = sorted(set(ops))
     shown = "+".join(distinct[:_DESCRIBED_OPS])
     more = len(distinct) - _DESCRIBED_OPS
     return f"{shown}+{more} more" if more > 0 else shown or "no computing op"
@@ -256,6 +257,7 @@ _TIE_ORDER = (
     "dots", "convolutions", "transposes", "converts", "custom calls", "collectives", "kernels", "copies",
     "parameter bytes", "temporary bytes",
 )  # fmt: skip
+_COMPUTE = ("dots", "convolutions")
 #: Added or gone kernels named in the kernels' line at most; more are counted.
 _NAMED_KERNELS = 3
 
@@ -287,7 +289,8 @@ def program_changes(
     baseline_bytes: dict[str, int] | None = None,
     current_bytes: dict[str, int] | None = None,
 ) -> list[ProgramChange]:
-    """What differs between two programs, the most bytes touched first: the kernels added and gone (one
+    """What differs between two programs, dots and convolutions first, then the most bytes touched: the
+    kernels added and gone (one
     change), each dot, convolution, convert, transpose, copy, custom call and collective whose count
     differs, and the parameter and temporary bytes (``*_bytes``: ``parameter bytes``/``temporary bytes``
     of each compiled program, where known)."""
@@ -321,7 +324,12 @@ def program_changes(
                 abs(ours_bytes - theirs_bytes),
             )
         )
-    return sorted(changes, key=lambda change: (-change.bytes, _TIE_ORDER.index(change.kind)))
+    # A matmul or convolution added, gone or computed in another dtype first: it is where an inference
+    # program spends its time, and the converts around it are its consequence.
+    return sorted(
+        changes,
+        key=lambda change: (change.kind not in _COMPUTE, -change.bytes, _TIE_ORDER.index(change.kind)),
+    )
 
 
 def _kernel_change(baseline: Inventory, current: Inventory) -> ProgramChange | None:
