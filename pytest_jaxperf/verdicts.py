@@ -290,6 +290,18 @@ def _judged(
     regressions, improvements = (
         deterministic_changes(current, baseline, reference=reference) if comparable.exact else ([], [])
     )
+    unoptimized = ""
+    if replay is not None and replay.same_program:
+        # The figures come from the program before XLA optimizes it (an optimization barrier XLA removes
+        # still counts its bytes there); the replay found the optimized programs the same, so only a
+        # changed compile count is the program's doing.
+        moved = [line for line in regressions if not line.startswith("compiles ")]
+        regressions = [line for line in regressions if line.startswith("compiles ")]
+        if moved:
+            unoptimized = (
+                f" — {'; '.join(moved)} before XLA optimized the program, which came out the baseline's: "
+                "not a regression"
+            )
     timing: Verdict | None = None
     if comparable.times and baseline_samples and current_samples and baseline.get("median"):
         sizes = (baseline.get("sample_count"), current.get("sample_count"))
@@ -318,7 +330,7 @@ def _judged(
         )
     if replay is not None:
         status = replay_status(replay, replay_threshold)
-        reason = f"{_replay_reason(replay, replay_threshold)}; cross-process: {cross_reason}"
+        reason = f"{_replay_reason(replay, replay_threshold)}; cross-process: {cross_reason}{unoptimized}"
         if replay.same_program and timing is not None and timing.status == REGRESSED:
             reason += (
                 " — the program is the baseline's, so that slowdown comes from outside it "

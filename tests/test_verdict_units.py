@@ -302,6 +302,15 @@ def test_a_replay_decides_the_timing_and_the_exact_tier_still_fails() -> None:
     assert (judged.detectable, judged.threshold) == (0.05, 0.05)
     more_flops = verdict({**current, "metrics": {"flops": 200}}, base, samples, [1.0] * 20, replay=replayed)
     assert (more_flops.status, more_flops.decided_by) == ("regressed", "exact")
+    # The same optimized program: more FLOPs before XLA optimized it (an optimization barrier it removed)
+    # is no regression, and says so; a compile more still is one.
+    same = ReplayFigures(1.01, 0.99, 1.03, 8, True)
+    barrier = verdict({**current, "metrics": {"flops": 200}}, base, samples, [1.0] * 20, replay=same)
+    assert (barrier.status, barrier.decided_by) == ("pass", "replay")
+    assert barrier.reason.split("; cross-process: ")[1].split(" — ")[1] == ("FLOPs 200 vs baseline 100 (+100.0%) before XLA optimized the program, "
+                                   "which came out the baseline's: not a regression")  # fmt: skip
+    recompiled = verdict({**current, "compiles": 2}, base, samples, [1.0] * 20, replay=same)
+    assert (recompiled.status, recompiled.decided_by) == ("regressed", "exact")
     # Another CPU model: no absolute time compared, the replay decides.
     elsewhere = Comparability(times=False, why_not="recorded with cpu_model: 'A' there, 'B' here")
     judged = verdict(current, base, samples, [1.0] * 20, replay=replayed, comparability=elsewhere)
