@@ -307,8 +307,11 @@ def test_a_replay_decides_the_timing_and_the_exact_tier_still_fails() -> None:
     same = ReplayFigures(1.01, 0.99, 1.03, 8, True)
     barrier = verdict({**current, "metrics": {"flops": 200}}, base, samples, [1.0] * 20, replay=same)
     assert (barrier.status, barrier.decided_by) == ("pass", "replay")
-    assert barrier.reason.split("; cross-process: ")[1].split(" — ")[1] == ("FLOPs 200 vs baseline 100 (+100.0%) before XLA optimized the program, "
-                                   "which came out the baseline's: not a regression")  # fmt: skip
+    said = barrier.reason.split("; cross-process: ")[1].split(" — ")[1]
+    assert said == (
+        "FLOPs 200 vs baseline 100 (+100.0%) before XLA optimized the program, which came out the "
+        "baseline's: not a regression"
+    )
     recompiled = verdict({**current, "compiles": 2}, base, samples, [1.0] * 20, replay=same)
     assert (recompiled.status, recompiled.decided_by) == ("regressed", "exact")
     # Another CPU model: no absolute time compared, the replay decides.
