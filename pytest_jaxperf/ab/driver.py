@@ -54,8 +54,11 @@ def run_side(
     results = scratch / f"{side}{round_index:03d}.json"
     outcomes_file = scratch / f"{side}{round_index:03d}-outcomes.json"
     python_path = [str(directory), str(scratch), *filter(None, [os.environ.get("PYTHONPATH")])]
+    # A CI step's summary file is the caller's to write: each child appending its own summary would put a
+    # table per round into it.
+    inherited = {name: value for name, value in os.environ.items() if name != "GITHUB_STEP_SUMMARY"}
     env = {
-        **os.environ,
+        **inherited,
         "PYTHONPATH": os.pathsep.join(python_path),
         outcome_plugin.OUTCOMES_ENV: str(outcomes_file),
     }
