@@ -11,7 +11,7 @@ slowed processes' medians scaled so that their mean effect is 10% (their spread 
 pool cut into blocks of five rounds) are reported beside the resampled ones.
 
 The pool has JAXPERF_AB_POOL_ROUNDS rounds: by default 8 (about 85 s with one real ``jaxperf ab``), the
-main job's sanity check with loose bounds; the figures in the README come from 60 rounds (about 8 minutes),
+main job's sanity check with loose bounds; the figures in docs/cli.md come from 60 rounds (about 8 minutes),
 where the issue's bounds (at most 1% false alarms, at least 95% detection) are asserted.
 """
 

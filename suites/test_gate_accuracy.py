@@ -20,7 +20,7 @@ from pytest_jaxperf.verdicts import RunDrift, TimedCheck, run_drift
 from suites.marks import cpu_runner_benchmark, gate_benchmark
 
 # The main job runs 2 A/A processes (20 comparisons: a smoke test of the gate) to stay within its time;
-# the figures in the README come from JAXPERF_GATE_AA_PROCESSES=10 (100 comparisons).
+# the figures in docs/measuring.md come from JAXPERF_GATE_AA_PROCESSES=10 (100 comparisons).
 A_A_PROCESSES = int(os.environ.get("JAXPERF_GATE_AA_PROCESSES", "2"))
 SLOWDOWN_PROCESSES = 4 if A_A_PROCESSES >= 10 else 2
 pytestmark = [gate_benchmark, cpu_runner_benchmark]

@@ -87,7 +87,7 @@ def test_jit_speedup_over_eager(jaxperf, name):
     jaxperf.record(f"{name}: JIT speed-up over eager", speedup, "×")
     # Expectation: compiled is faster than op-by-op dispatch, failed only where the 95% interval says it
     # is not; a machine too busy to tell warns with the figures. (The guide's 10–100× holds for
-    # dispatch-bound models only; a matmul-bound one gains little: see the README.)
+    # dispatch-bound models only; a matmul-bound one gains little: see docs/suites.md.)
     jaxperf.expect_faster(comparison)
 
 
@@ -162,7 +162,7 @@ def test_bf16_speedup_on_gpu(jaxperf, name):
     jaxperf.expect_faster(comparison, by=1.5)
 
 
-# One model: two fresh processes cost the main job 10 s a model (the UNet's figures in the README were
+# One model: two fresh processes cost the main job 10 s a model (the UNet's figures in docs/suites.md were
 # measured with `-k persistent` when it was here too).
 @pytest.mark.parametrize("name", ["dit"])
 def test_persistent_compilation_cache(jaxperf, name, tmp_path):

@@ -90,7 +90,7 @@ def test_unet_block_precision(jaxperf):
 # bf16 logits then pick other tokens (20.7 dB). A ×100 spike in one token does the same at unit scale,
 # and int8 loses most there: int8 26.2 dB, int8-dynamic 19.0 dB with a channel at 9.7 dB (the modulation
 # layer's per-row activation scale spent on the outlier). That is a limit of int8 attention with outlier
-# tokens (the README says so); the gate holds the block to dense unit-scale inputs.
+# tokens (docs/suites.md says so); the gate holds the block to dense unit-scale inputs.
 @jaxperf.jit_warm
 @jaxperf.dtype(*VARIANTS, input_scale=(1e-3, 3.0), input_kinds=("gaussian", "positive"))
 def test_dit_block_precision(jaxperf):

@@ -31,7 +31,7 @@ from suites.marks import cpu_runner_benchmark, gate_benchmark
 pytestmark = [gate_benchmark, cpu_runner_benchmark]
 
 # CI runs one process per machine state (20 A/A comparisons each: a smoke test of the replayed gate);
-# the README's figures come from JAXPERF_REPLAY_PROCESSES=10 (200 A/A comparisons per machine state).
+# the figures in docs/replay.md come from JAXPERF_REPLAY_PROCESSES=10 (200 A/A comparisons per machine state).
 PROCESSES = int(os.environ.get("JAXPERF_REPLAY_PROCESSES", "1"))
 BUDGET_SECONDS = "0.3"
 #: A +5 % trial can be seen only where the replay's interval is narrow enough for 5 % to clear 1 by it;

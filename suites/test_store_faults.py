@@ -1,5 +1,5 @@
 """The baseline store under concurrent writers and writers killed outright: records lost, files corrupt,
-stray files left. Figures for the README's fault table; run with ``--gate-benchmarks``.
+stray files left. Figures for the fault table of docs/faults.md; run with ``--gate-benchmarks``.
 
 Writers are plain processes calling the store (``BaselineStore.write``) as a recording does at its end:
 many writes in a short time, so that the races and the kills land inside the write itself, which a whole

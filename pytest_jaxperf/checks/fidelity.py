@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 #: Default output-SQNR floors (dB), from measured end-to-end SQNR minus a margin: float16 62–65 dB,
 #: bfloat16 45–48, int8 weight-only 41, int8 dynamic 36 on small residual MLPs (``shared/notes``;
-#: the suites' own figures are in the README).
+#: the suites' own figures are in docs/suites.md).
 DEFAULT_FLOORS_DB = {"float16": 45.0, "bfloat16": 30.0, "int8": 30.0, "int8-dynamic": 25.0}
 #: Generated inputs per variant when neither the marker nor a chosen hypothesis profile says.
 DEFAULT_EXAMPLES = 25
