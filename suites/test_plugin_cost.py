@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 PLAIN_TESTS = 200
-# 10 paired runs in the main job (its time); the figures in docs/measuring.md are from JAXPERF_OVERHEAD_ROUNDS=15.
+# 10 paired runs in the main job (its time); docs/measuring.md's figures are from JAXPERF_OVERHEAD_ROUNDS=15.
 OVERHEAD_ROUNDS = int(os.environ.get("JAXPERF_OVERHEAD_ROUNDS", "10"))
 OVERHEAD_TARGET_PERCENT = 2.0
 WATCH_TARGET_US = 5.0
