@@ -422,7 +422,7 @@ def extended_medians(stored: Mapping[str, Any], current: Mapping[str, Any], new:
     another time, so a change in compiles, FLOPs, bytes, memory or the optimized program's fingerprint
     (``current`` against ``stored``) raises :class:`ProgramChanged` naming it.
     """
-    regressions, improvements = deterministic_changes(current, stored)
+    regressions, improvements, _ = deterministic_changes(current, stored)
     changes = regressions + improvements
     # The same work can be fused differently, and run at another speed: the optimized program's
     # fingerprint (source locations and autotuning stripped) tells.

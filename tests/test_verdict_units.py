@@ -99,9 +99,9 @@ def test_throughput_message_reads_as_a_drop() -> None:
 def test_deterministic_tier_is_exact_and_wins() -> None:
     base = {"compiles": 1, "metrics": {"flops": 1000.0, "bytes_accessed": 500.0, "memory_bytes": 4096}}
     same = {"compiles": 1, "metrics": {"flops": 1005.0, "bytes_accessed": 500.0, "memory_bytes": 4096}}
-    assert deterministic_changes(same, base) == ([], [])  # within the 1% tolerance
+    assert deterministic_changes(same, base) == ([], [], [])  # within the 1% tolerance
     worse = {"compiles": 2, "metrics": {"flops": 2000.0, "bytes_accessed": 400.0, "memory_bytes": 8192}}
-    regressions, improvements = deterministic_changes(worse, base)
+    regressions, improvements, _ = deterministic_changes(worse, base)
     assert regressions == [
         "compiles 2 vs baseline 1",
         "FLOPs 2000 vs baseline 1000 (+100.0%)",
@@ -310,10 +310,19 @@ def test_a_replay_decides_the_timing_and_the_exact_tier_still_fails() -> None:
     said = barrier.reason.split("; cross-process: ")[1].split(" — ")[1]
     assert said == (
         "FLOPs 200 vs baseline 100 (+100.0%) before XLA optimized the program, which came out the "
-        "baseline's: not a regression"
+        "baseline's: not a change of the program"
     )
     recompiled = verdict({**current, "compiles": 2}, base, samples, [1.0] * 20, replay=same)
     assert (recompiled.status, recompiled.decided_by) == ("regressed", "exact")
+    # Memory is the check's own compiled program's (a donation lost shows there, not in the replayed
+    # export): it still regresses with the same program; fewer FLOPs is no improvement of it either.
+    with_memory = {**base, "metrics": {"flops": 100, "memory_bytes": 1000}}
+    lost_donation = {**current, "metrics": {"flops": 100, "memory_bytes": 2000}}
+    judged = verdict(lost_donation, with_memory, samples, [1.0] * 20, replay=same)
+    assert (judged.status, judged.decided_by) == ("regressed", "exact")
+    fewer = verdict({**current, "metrics": {"flops": 50}}, base, samples, [1.0] * 20, replay=same)
+    assert fewer.deterministic == ()
+    assert "FLOPs 50 vs baseline 100 (−50.0%) before XLA optimized the program" in fewer.reason
     # Another CPU model: no absolute time compared, the replay decides.
     elsewhere = Comparability(times=False, why_not="recorded with cpu_model: 'A' there, 'B' here")
     judged = verdict(current, base, samples, [1.0] * 20, replay=replayed, comparability=elsewhere)
