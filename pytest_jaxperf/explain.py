@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .core.hlo import Inventory, ProgramChange, inventory, program_changes
 from .core.memory import MemoryAnalysisUnavailable, compiled_memory
-from .core.profile import ProfilerUnavailable, calls_to_profile, op_seconds
+from .core.profile import ProfilerUnavailable, calls_to_profile, op_seconds, seconds_to_profile
 from .records import ExplanationRecord, OpTimeRecord
 from .units import format_bytes
 
@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 #: Ops kept in the time breakdown: those whose time changed most.
 OPS_LISTED = 10
+#: Profiled runs, two of each program (A B B A).
+PROFILED_RUNS = 4
+#: The time breakdown may take this many sampling budgets at most; a slower program gets none, saying why.
+BUDGETS_FOR_PROFILING = 3.0
 #: The figures a baseline records that show a program change, compared where no program is stored.
 _RECORDED_FIGURES = (
     ("hlo_ops", "ops"),
@@ -39,14 +43,20 @@ _RECORDED_FIGURES = (
 )
 
 
-def explain_replayed(pair: SideBySide) -> ExplanationRecord:
-    """The two programs of a replay compared, their HLO and their per-op times."""
+def explain_replayed(pair: SideBySide, budget_seconds: float) -> ExplanationRecord:
+    """The two programs of a replay compared, their HLO and their per-op times (profiled within a few
+    times ``budget_seconds``, the check's sampling budget)."""
     began = time.perf_counter()
     explanation, baseline, current = _compared(pair.run_baseline, pair.run_current, pair.same_program)
-    try:
-        explanation["op_times"] = _op_times(pair, baseline, current)
-    except ProfilerUnavailable as error:
-        explanation["no_time_breakdown"] = str(error)
+    if pair.same_program:
+        explanation["no_time_breakdown"] = (
+            "the same program on both sides: its ops' times differ by noise only"
+        )
+    else:
+        try:
+            explanation["op_times"] = _op_times(pair, baseline, current, budget_seconds)
+        except ProfilerUnavailable as error:
+            explanation["no_time_breakdown"] = str(error)
     explanation["seconds"] = time.perf_counter() - began
     return explanation
 
@@ -134,10 +144,19 @@ def _bytes(compiled: Any) -> dict[str, int]:
     return {"parameter bytes": breakdown.arguments, "temporary bytes": breakdown.temporaries}
 
 
-def _op_times(pair: SideBySide, baseline: Inventory, current: Inventory) -> list[OpTimeRecord]:
+def _op_times(
+    pair: SideBySide, baseline: Inventory, current: Inventory, budget_seconds: float
+) -> list[OpTimeRecord]:
     """Each op's time per call in both programs, matched by what it computes (XLA may name the same
-    fusion differently in each): the ops that added most time first, each with its share of it."""
+    fusion differently in each): the ops that added most time first, each with its share of it.
+    ProfilerUnavailable where the profiler cannot run, or where the runs would overrun the budget."""
     one_call = max(_one_call(pair.call_baseline), _one_call(pair.call_current))
+    needed = seconds_to_profile(one_call, PROFILED_RUNS)
+    if needed > BUDGETS_FOR_PROFILING * budget_seconds:
+        raise ProfilerUnavailable(
+            f"one call takes {one_call:.3g} s: profiling both programs would take {needed:.3g} s, beyond "
+            f"{BUDGETS_FOR_PROFILING:g}× the budget of {budget_seconds:g} s (--jaxperf-budget)"
+        )
     calls = calls_to_profile(one_call)
     # A B B A: a machine that slows down during the runs slows both alike.
     runs = [
@@ -146,21 +165,21 @@ def _op_times(pair: SideBySide, baseline: Inventory, current: Inventory) -> list
     ]
     baseline_by = _by_description([runs[0][0], runs[1][1]], baseline)
     current_by = _by_description([runs[0][1], runs[1][0]], current)
+    # The current program's name where both have the op (the later entry wins).
     names = {kernel.description: kernel.name for kernel in (*baseline.kernels, *current.kernels)}
-    names.update({kernel.description: kernel.name for kernel in current.kernels})
-    added = {
+    delta = {
         description: current_by.get(description, 0.0) - baseline_by.get(description, 0.0)
         for description in set(baseline_by) | set(current_by)
     }
-    grown = sum(delta for delta in added.values() if delta > 0)
-    ranked = sorted(added, key=lambda description: -added[description])[:OPS_LISTED]
+    grown = sum(change for change in delta.values() if change > 0)
+    ranked = sorted(delta, key=lambda description: -delta[description])[:OPS_LISTED]
     return [
         OpTimeRecord(
             op=names.get(description, description),
             description=description,
             baseline_seconds=baseline_by.get(description, 0.0),
             current_seconds=current_by.get(description, 0.0),
-            share=added[description] / grown if grown > 0 and added[description] > 0 else None,
+            share=delta[description] / grown if grown > 0 and delta[description] > 0 else None,
         )
         for description in ranked
     ]
@@ -173,6 +192,8 @@ def _by_description(runs: list[dict[str, float]], program: Inventory) -> dict[st
     for run in runs:
         for name, seconds in run.items():
             kernel = program.kernel_named(name)
+            if kernel is not None and kernel.container:
+                continue  # its events span its body's, which are counted themselves
             totals[kernel.description if kernel else name] += seconds / len(runs)
     return dict(totals)
 

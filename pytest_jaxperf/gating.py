@@ -4,6 +4,7 @@ verdict against the committed baseline; the warning an inconclusive verdict give
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import time
@@ -140,9 +141,11 @@ def measure_and_gate(
     explanation = None
     wanted = status == REGRESSED or settings.explain
     if wanted and lookup is not None and lookup.record is not None and not settings.update_baselines:
-        explanation = explained(prepared, lookup.record, metrics, lowered)
+        explanation = explained(prepared, lookup.record, metrics, lowered, budget)
     trace = None
-    if settings.profile_dir is not None and (settings.profile_on == "all" or status == REGRESSED):
+    # Not while recording: the noise floor's processes would write their traces over each other's.
+    traces_wanted = settings.profile_on == "all" or status == REGRESSED
+    if settings.profile_dir is not None and traces_wanted and not settings.update_baselines:
         trace = traced(fn, args, record, settings.profile_dir, timing.median)
     return dataclasses.replace(
         current,
@@ -158,18 +161,18 @@ def explained(
     baseline: dict[str, Any],
     metrics: MetricsRecord | None,
     lowered: Any,
+    budget_seconds: float,
 ) -> ExplanationRecord:
     """Why the check's time changed: from both programs where the baseline's was replayed; from both
     programs compiled apart where it was stored but not replayed; else from the figures the baseline
     recorded, saying why."""
     if isinstance(prepared, PreparedReplay):
-        return explain_replayed(prepared.pair)
+        return explain_replayed(prepared.pair, budget_seconds)
     why = (prepared or {}).get("unavailable") or "the baseline's program was not replayed"
     stored = baseline.get("program")
     if program_stored(stored) and lowered is not None:
         try:
-            text = str(stored["data"])
-            program = load_program(StoredProgram.from_text(text, int(stored["serialized_bytes"])))
+            program = stored_program(stored)
             return explain_compiled(compiled_alone(program), lowered.compile(), why)
         except (ProgramUnreadable, KeyError, TypeError, ValueError) as error:
             why = f"{why}; its stored program cannot be compiled here: {error}"
@@ -187,18 +190,31 @@ def traced(
         write_trace(lambda: fn(*args), calls_to_profile(one_call), target)
     except ProfilerUnavailable as error:
         warnings.warn(
-            JaxperfNoTrace(f"{record.nodeid} {record.key}: no trace written: {error}"), stacklevel=4
+            JaxperfNoTrace(f"{record.nodeid} {record.key}: no trace written: {error}"),
+            # The test's line: here ← measure_and_gate ← checking.measure_checked ← Jaxperf.check ← test.
+            stacklevel=5,
         )
         return None
     # Said relative to where pytest runs, as the option was given, where the folder lies below it.
     return os.path.relpath(target) if target.is_relative_to(Path.cwd()) else str(target)
 
 
+def stored_program(stored: dict[str, Any]) -> Exported:
+    """A baseline record's stored program read back (ProgramCorrupt, ProgramIncompatible, KeyError,
+    TypeError or ValueError where it cannot be)."""
+    return load_program(StoredProgram.from_text(str(stored["data"]), int(stored["serialized_bytes"])))
+
+
 def trace_folder_name(nodeid: str, key: str) -> str:
-    """``test_models.py.test_vae.bf16.Decoder`` for ``suites/test_models.py::test_vae[bf16]`` and
+    """``test_models.py.test_vae.bf16.Decoder-3fa2c1`` for ``suites/test_models.py::test_vae[bf16]`` and
     ``Decoder``: one folder per measurement, a name every shell and artifact store takes as it is."""
-    name = f"{nodeid.rsplit('/', 1)[-1]}::{key}".replace("::", ".").replace("[", ".").replace("]", "")
-    return re.sub(r"[^\w.\-]", "-", name)
+    path, _, test = nodeid.partition("::")
+    name = f"{path.rsplit('/', 1)[-1]}::{test}::{key}".replace("::", ".").replace("[", ".").replace("]", "")
+    # Two checks the readable part cannot tell apart (test_model.py in two folders, ``[a b]`` and
+    # ``[a-b]``) get folders of their own.
+    digest = hashlib.blake2s(f"{nodeid}::{key}".encode(), digest_size=3).hexdigest()
+    readable = re.sub(r"[^\w.\-]", "-", name)
+    return f"{readable}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -254,7 +270,7 @@ def prepare_replay(
     where = f"{lookup.path} record {current.baseline_key!r}"
     began = time.perf_counter()
     try:
-        baseline = load_program(StoredProgram.from_text(str(stored["data"]), int(stored["serialized_bytes"])))
+        baseline = stored_program(stored)
     except (ProgramCorrupt, KeyError, TypeError, ValueError) as error:
         raise CaseFailed(
             f"the program stored in {where} cannot be read: {error}; the file was left as it is "

@@ -102,7 +102,10 @@ def test_explain_on_request_says_an_unchanged_program_is_the_same(recorded: pyte
     explanation = check_record(recorded)["explanation"]
     assert explanation["headline"].startswith("the same optimized program as the baseline's")
     assert explanation["program_changes"] == []
-    assert explanation["op_times"], "both programs profiled: their ops timed"
+    assert (
+        explanation["no_time_breakdown"]
+        == "the same program on both sides: its ops' times differ by noise only"
+    )
     # Without the option, a passing check is not explained (the explanation costs time).
     expect(recorded, "--jaxperf", "--jaxperf-json=results.json", passed=1)
     assert check_record(recorded)["explanation"] is None
@@ -145,13 +148,16 @@ def test_profile_writes_a_trace_per_check_named_by_test_and_variant(recorded: py
     result = expect(
         recorded, "--jaxperf", "--jaxperf-profile=traces", "--jaxperf-json=results.json", passed=1
     )
-    folder = Path("traces", "test_mlp.py.test_mlp.MLP")
-    assert check_record(recorded)["trace"] == str(folder)
+    (folder,) = Path(recorded.path, "traces").iterdir()
+    assert folder.name.startswith("test_mlp.py.test_mlp.MLP-")
+    assert check_record(recorded)["trace"] == str(folder.relative_to(recorded.path))
     (perfetto,) = (recorded.path / folder).glob("plugins/profile/*/perfetto_trace.json.gz")
     events = json.loads(gzip.decompress(perfetto.read_bytes()))["traceEvents"]
     assert any(event.get("name") == "tanh_fusion" or "fusion" in str(event.get("name")) for event in events)
     assert list((recorded.path / folder).glob("plugins/profile/*/*.xplane.pb")), "XProf's file written too"
-    result.stdout.fnmatch_lines([f"jaxperf: 1 profiler trace(s): {folder}; open a trace at ui.perfetto.dev*"])
+    result.stdout.fnmatch_lines(
+        [f"jaxperf: 1 profiler trace(s): traces/{folder.name}; open a trace at ui.perfetto.dev*"]
+    )
 
 
 def test_profile_on_regressed_traces_only_regressed_checks(
@@ -162,7 +168,7 @@ def test_profile_on_regressed_traces_only_regressed_checks(
     monkeypatch.setenv("CHANGE", "transpose")
     expect(recorded, "--jaxperf", "--jaxperf-profile=traces", "--jaxperf-profile-on=regressed", failed=1)
     assert list(
-        recorded.path.glob("traces/test_mlp.py.test_mlp.MLP/plugins/profile/*/perfetto_trace.json.gz")
+        recorded.path.glob("traces/test_mlp.py.test_mlp.MLP-*/plugins/profile/*/perfetto_trace.json.gz")
     )
 
 
@@ -178,3 +184,21 @@ def test_bad_profile_options_are_usage_errors_naming_them(recorded: pytest.Pytes
     result = recorded.runpytest_subprocess("--jaxperf")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*jaxperf_profile_on: unknown choice 'never'; accepted: all, regressed*"])
+
+
+def test_a_trace_the_profiler_cannot_write_is_a_warning_at_the_test(
+    recorded: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BUSY_PROFILER", str(recorded.path / "their-trace"))
+    result = expect(
+        recorded, "--jaxperf", "--jaxperf-profile=traces", "--jaxperf-json=results.json", passed=1
+    )
+    record = check_record(recorded)
+    assert record["trace"] is None
+    assert record["verdict"] is not None, "judged all the same"
+    result.stdout.fnmatch_lines(
+        [
+            "*test_mlp.py:*: JaxperfNoTrace: test_mlp.py::test_mlp MLP: no trace written: the profiler could "
+            "not start: *"
+        ]
+    )

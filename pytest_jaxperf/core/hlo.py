@@ -24,12 +24,15 @@ _INSTRUCTION = re.compile(
 _COMPUTATION = re.compile(r"^(?P<entry>ENTRY\s+)?%?(?P<name>[\w.\-]+) \(.*\{\s*$")
 _ARRAY = re.compile(r"(?P<dtype>[a-z]+\d*(?:e\d+m\d+\w*)?)\[(?P<dims>[\d,]*)\]")
 _OPERAND = re.compile(r"%([\w.\-]+)")
+#: A called computation, or a braced list of them (``branch_computations={%a, %b}``).
 _CALLED = re.compile(
-    r"\b(calls|to_apply|body|condition|branch_computations|called_computations)=\{?([^}\s]*)"
+    r"\b(calls|to_apply|body|condition|branch_computations|called_computations)=(\{[^}]*\}|%?[\w.\-]+)"
 )
 _CUSTOM_TARGET = re.compile(r'custom_call_target="([^"]+)"')
 _FUSION_KIND = re.compile(r"\bkind=(k\w+)")
-_CUSTOM_FUSION_KIND = re.compile(r'"fusion_config":\{"kind":"_*([^"]+)"')
+#: A custom fusion's kind: the CPU's ``fusion_config`` (``__ynn_fusion``), the GPU's
+#: ``fusion_backend_config`` (``__triton_gemm``, ``__cudnn$fusion``).
+_CUSTOM_FUSION_KIND = re.compile(r'"(?:fusion_config|fusion_backend_config)":\{"kind":"_*([^"]+)"')
 
 _BITS = {
     "pred": 8, "s4": 4, "u4": 4, "s8": 8, "u8": 8, "s16": 16, "u16": 16, "s32": 32, "u32": 32, "s64": 64,
@@ -41,7 +44,21 @@ _PLUMBING = frozenset({
     "bitcast-convert", "copy-start", "copy-done", "after-all", "partition-id", "replica-id",
 })  # fmt: skip
 #: Instructions that launch no work of their own at the top level.
-_NO_KERNEL = frozenset({"parameter", "constant", "tuple", "get-tuple-element", "bitcast", "after-all"})
+_NO_KERNEL = frozenset({
+    "parameter", "constant", "tuple", "get-tuple-element", "bitcast", "after-all", "call", "async-start",
+    "async-update", "async-done",
+})  # fmt: skip
+#: What runs other computations: their ops are the kernels (a GPU's command buffer is a ``call``, an
+#: asynchronous op an ``async-start``); the while loop and the conditional are kernels too, but their time
+#: is their body's, never an op's own.
+_CONTAINERS = frozenset({"while", "conditional", "call", "async-start"})
+#: The roles under which each container calls the computations that run kernels.
+_RUNS = {
+    "while": ("body", "condition"),
+    "conditional": ("branch_computations",),
+    "call": ("to_apply",),
+    "async-start": ("calls", "called_computations"),
+}
 _COLLECTIVES = frozenset({
     "all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute", "collective-broadcast",
     "all-reduce-start", "all-gather-start", "collective-permute-start", "ragged-all-to-all",
@@ -89,6 +106,8 @@ class Kernel:
     programs gets the same description, whatever XLA named it."""
     bytes: int
     """Its output's bytes."""
+    container: bool = False
+    """A while loop or a conditional: its time in a trace spans its body's ops, counted there."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +152,8 @@ def _computations(text: str) -> tuple[dict[str, list[Instruction]], str]:
 def _called(instruction: Instruction) -> dict[str, list[str]]:
     called: dict[str, list[str]] = {}
     for role, names in _CALLED.findall(instruction.rest):
-        called.setdefault(role, []).extend(n.lstrip("%") for n in names.split(",") if n)
+        listed = (name.strip().lstrip("%") for name in names.strip("{}").split(","))
+        called.setdefault(role, []).extend(name for name in listed if name)
     return called
 
 
@@ -192,52 +212,56 @@ class _Reader:
         return ops
 
 
-def _top_level(computations: dict[str, list[Instruction]], entry: str) -> list[str]:
-    """The computations that run kernels: the entry, and what control flow calls from one (loop bodies,
-    conditional branches). Fused computations are read as their fusion's contents, reducers not at all."""
-    found: list[str] = []
-    pending = [entry] if entry else []
-    while pending:
-        name = pending.pop()
-        if name in found or name not in computations:
-            continue
-        found.append(name)
-        for instruction in computations[name]:
-            called = _called(instruction)
-            for role in ("body", "condition", "branch_computations", "called_computations"):
-                pending.extend(called.get(role, []))
-    return found
-
-
 def inventory(text: str) -> Inventory:
-    """The kernels and features of optimized HLO text (``compiled.as_text()``)."""
+    """The kernels and features of optimized HLO text (``compiled.as_text()``), in program order: the
+    entry's, a container's (a loop, a conditional's branches, a command buffer, an asynchronous op) right
+    after it. Fused computations are read as their fusion's contents, reducers not at all."""
     computations, entry = _computations(text)
     reader = _Reader(computations)
     kernels: list[Kernel] = []
-    for computation in _top_level(computations, entry):
+    walked: set[str] = set()
+
+    def walk(computation: str) -> None:
+        if computation in walked or computation not in computations:
+            return
+        walked.add(computation)
         types = {i.name: i.type for i in computations[computation]}
         for instruction in computations[computation]:
             reader.instruction(instruction, types)
-            if instruction.opcode in _NO_KERNEL:
-                continue
-            if instruction.opcode == "fusion":
-                kind = _fusion_kind(instruction)
-                reader.counts[f"{kind} fusions"] += 1
-                ops = reader.fused(instruction, frozenset())
-                description = f"{kind} fusion ({_ops_text(ops)}) {short_type(instruction.type)}"
-            else:
-                description = f"{instruction.opcode} {short_type(instruction.type)}"
-            kernels.append(Kernel(instruction.name, description, array_bytes(instruction.type)))
+            if instruction.opcode not in _NO_KERNEL:
+                kernels.append(_kernel(instruction, reader))
+            called = _called(instruction)
+            for role in _RUNS.get(instruction.opcode, ()):
+                for name in called.get(role, []):
+                    walk(name)
+
+    walk(entry)
     counts = dict(reader.counts)
     counts["kernels"] = len(kernels)
     return Inventory(tuple(kernels), reader.features, reader.feature_bytes, counts)
+
+
+def _kernel(instruction: Instruction, reader: _Reader) -> Kernel:
+    if instruction.opcode == "fusion":
+        kind = _fusion_kind(instruction)
+        reader.counts[f"{kind} fusions"] += 1
+        ops = reader.fused(instruction, frozenset())
+        description = f"{kind} fusion ({_ops_text(ops)}) {short_type(instruction.type)}"
+    else:
+        description = f"{instruction.opcode} {short_type(instruction.type)}"
+    return Kernel(
+        instruction.name,
+        description,
+        array_bytes(instruction.type),
+        container=instruction.opcode in _CONTAINERS,
+    )
 
 
 def _fusion_kind(fusion: Instruction) -> str:
     """``loop``, ``input``, ``output``, or a custom fusion's own kind (``ynn``, ``triton_gemm``)."""
     custom = _CUSTOM_FUSION_KIND.search(fusion.rest)
     if custom:
-        return custom.group(1).removesuffix("_fusion")
+        return custom.group(1).removesuffix("_fusion").removesuffix("$fusion")
     kind = _FUSION_KIND.search(fusion.rest)
     return _FUSION_WORDS.get(kind.group(1), kind.group(1)) if kind else "fusion"
 

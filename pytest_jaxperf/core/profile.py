@@ -27,6 +27,11 @@ PROFILED_SECONDS = 0.2
 FEWEST_CALLS, MOST_CALLS = 3, 50
 
 
+def seconds_to_profile(one_call_seconds: float, runs: int) -> float:
+    """What ``runs`` profiled runs of a program whose call takes ``one_call_seconds`` take, about."""
+    return runs * calls_to_profile(one_call_seconds) * one_call_seconds
+
+
 class ProfilerUnavailable(Exception):
     """No per-op times: the profiler could not start, or its trace holds no per-op events."""
 
@@ -45,8 +50,14 @@ def _tracing(folder: Path, *, for_people: bool) -> Iterator[None]:
         raise ProfilerUnavailable(f"the profiler could not start: {first_line(error)}") from None
     try:
         yield
-    finally:
+    except BaseException:
+        with contextlib.suppress(Exception):  # the body's error is the one to see
+            jax.profiler.stop_trace()  # type: ignore[no-untyped-call]
+        raise
+    try:
         jax.profiler.stop_trace()  # type: ignore[no-untyped-call]
+    except Exception as error:  # the trace could not be collected or written
+        raise ProfilerUnavailable(f"the profiler could not write its trace: {first_line(error)}") from None
 
 
 def _run(call: Callable[[], Any], calls: int) -> None:
@@ -70,7 +81,10 @@ def op_seconds(call: Callable[[], Any], calls: int) -> dict[str, float]:
 def write_trace(call: Callable[[], Any], calls: int, folder: Path) -> Path:
     """Profile ``calls`` calls of ``call`` into ``folder`` (XProf's ``plugins/profile/<run>/`` layout and
     a Perfetto ``perfetto_trace.json.gz``); the Perfetto file's path. ProfilerUnavailable as above."""
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ProfilerUnavailable(f"{folder} cannot be made: {error.strerror or error}") from None
     with _tracing(folder, for_people=True):
         _run(call, calls)
     found = sorted(folder.glob("plugins/profile/*/perfetto_trace.json.gz"))
