@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .core.hlo import Inventory, ProgramChange, inventory, program_changes
 from .core.memory import MemoryAnalysisUnavailable, compiled_memory
 from .core.profile import ProfilerUnavailable, calls_to_profile, op_seconds, seconds_to_profile
-from .records import ExplanationRecord, OpTimeRecord
+from .records import ExplanationRecord, OpTimeRecord, counts_bytes
 from .units import format_bytes
 
 if TYPE_CHECKING:
@@ -97,14 +97,14 @@ def explain_recorded(
             before, after = baseline.get(field), current.get(field)
             if not isinstance(before, int | float) or not isinstance(after, int | float) or before == after:
                 continue
-            shown = format_bytes if "bytes" in kind else _count
+            shown = format_bytes if counts_bytes(kind) else _count
             changes.append(
                 ProgramChange(
                     kind,
                     f"{kind}: {shown(before)} → {shown(after)}",
                     int(before),
                     int(after),
-                    int(abs(after - before)) if "bytes" in kind else 0,
+                    int(abs(after - before)) if counts_bytes(kind) else 0,
                 )
             )
     # Bytes first (the ranking of program changes), then the counts in the order listed above.

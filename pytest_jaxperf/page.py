@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 from . import plots
 from .gate_notes import gate_lines
 from .processes import UNKNOWN_COMMIT
-from .records import CheckRecord, ComparisonRecord, FigureRecord
+from .records import CheckRecord, ComparisonRecord, FigureRecord, counts_bytes
 from .report import check_rows, precision_rows, verdict_counts, verdict_notes
 from .units import format_bytes
-from .verdicts import INCONCLUSIVE, NOT_COMPARABLE, REGRESSED
+from .verdicts import DECIDED_BY_REPLAY, INCONCLUSIVE, NOT_COMPARABLE, REGRESSED
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -481,9 +481,11 @@ def _explanations_section(results: Results, traces: _Traces) -> Section | None:
 
 def _explanation_entry(check: CheckRecord, explanation: ExplanationRecord, traces: _Traces) -> Entry:
     lines = [explanation["headline"]] if explanation.get("headline") else []
-    ratio = check.verdict.get("ratio") if check.verdict else None
+    by = check.verdict.get("decided_by") if check.verdict else None
+    # The ratio of the tier that decided: the verdict's own is the cross-process one.
+    replayed = check.replay.get("ratio") if check.replay and by == DECIDED_BY_REPLAY else None
+    ratio = replayed if replayed is not None else (check.verdict.get("ratio") if check.verdict else None)
     if check.verdict and ratio is not None:
-        by = check.verdict.get("decided_by")
         lines.append(
             f"Time {ratio - 1:+.1%} against the baseline: {check.verdict['status']}"
             + (f" (decided by {by})" if by else "")
@@ -491,7 +493,8 @@ def _explanation_entry(check: CheckRecord, explanation: ExplanationRecord, trace
         )
     tables: list[Table] = []
     notes: list[str] = []
-    changes = sorted(explanation.get("program_changes", []), key=lambda c: -c["bytes"])
+    # In the explanation's order, which its headline follows: matmuls first, then by bytes touched.
+    changes = list(explanation.get("program_changes", []))
     if changes:
         shown = changes[:SHOWN_CHANGES]
         change_rows = tuple(
@@ -500,7 +503,7 @@ def _explanation_entry(check: CheckRecord, explanation: ExplanationRecord, trace
             for c in shown
         )  # fmt: skip
         caption = (
-            f"the {len(shown)} largest of {len(changes)} program changes"
+            f"the first {len(shown)} of {len(changes)} program changes (matmuls first, then by bytes touched)"
             if len(changes) > len(shown)
             else "program changes"
         )
@@ -535,7 +538,7 @@ def _explanation_entry(check: CheckRecord, explanation: ExplanationRecord, trace
 
 
 def _amount(kind: str, value: int) -> str:
-    return format_bytes(value) if kind.endswith("bytes") else str(value)
+    return format_bytes(value) if counts_bytes(kind) else f"{value:,}"
 
 
 def _microseconds(seconds: float) -> str:
@@ -573,12 +576,13 @@ class _Traces:
         """The Perfetto (``*.trace.json.gz``) and XProf (``*.xplane.pb``) files of a trace, where found."""
         folder = self.folder(trace)
         if folder.is_file():
-            return (folder if folder.name.endswith(".trace.json.gz") else None), (
+            return (folder if folder.name.endswith("trace.json.gz") else None), (
                 folder if folder.name.endswith(".xplane.pb") else None
             )
         if not folder.is_dir():
             return None, None
-        perfetto = sorted(folder.rglob("*.trace.json.gz"))
+        # jax writes perfetto_trace.json.gz for Perfetto beside <host>.trace.json.gz; both open there.
+        perfetto = sorted(folder.rglob("perfetto_trace.json.gz")) or sorted(folder.rglob("*.trace.json.gz"))
         xplane = sorted(folder.rglob("*.xplane.pb"))
         return (perfetto[-1] if perfetto else None), (xplane[-1] if xplane else None)
 

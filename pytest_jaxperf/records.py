@@ -188,13 +188,19 @@ class ReplayRecord(TypedDict, total=False):
     """Why the check was not replayed (no program stored, another platform, unreadable by this jax)."""
 
 
+def counts_bytes(kind: str) -> bool:
+    """Whether a program change of this kind (``temporary bytes``, ``bytes accessed``) counts bytes."""
+    return "bytes" in kind
+
+
 class ProgramChangeRecord(TypedDict):
     """One difference between the baseline's optimized program and the current one (what the
     explanation of a regression lists, largest first)."""
 
     kind: str
     """What differs: ``kernels``, ``dots``, ``convolutions``, ``converts``, ``transposes``, ``copies``,
-    ``custom calls``, ``collectives``, ``fusions``, ``parameter bytes``, ``temporary bytes``."""
+    ``custom calls``, ``collectives``, ``parameter bytes``, ``temporary bytes``; where no program was
+    compared, the recorded ``ops``, ``fusions``, ``custom calls``, ``bytes accessed`` and ``flops``."""
     description: str
     """One line a person reads, e.g. ``transpose f32[256,784]: 0 → 1``."""
     baseline: int
@@ -210,7 +216,7 @@ class OpTimeRecord(TypedDict):
     op: str
     """Its instruction name in the current program (the baseline's, where it is gone)."""
     description: str
-    """What it computes, e.g. ``loop fusion (dot+add+tanh), f32[64,256]``."""
+    """What it computes, e.g. ``loop fusion (add+multiply+tanh) f32[64,256]``."""
     baseline_seconds: float
     current_seconds: float
     share: float | None
@@ -234,7 +240,7 @@ class ExplanationRecord(TypedDict, total=False):
     no_time_breakdown: str
     """Why there is no per-op time (the profiler could not start, the trace has no per-op events)."""
     seconds: float
-    """What the explanation took (compiles reused, the two profiled runs)."""
+    """What the explanation took (the programs' HLO read, their four profiled runs)."""
 
 
 #: A compile this much slower than the baseline program's, both compiled in the same process, is a warning.

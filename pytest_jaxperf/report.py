@@ -265,11 +265,16 @@ def op_time_text(op: OpTimeRecord) -> str:
 
 
 def explanation_notes(records: Sequence[Record]) -> list[str]:
-    """Per explained check: its name, then why its time changed (the headline and the op that added most
-    time), indented under it."""
+    """Per explained check that regressed or whose program changed: its name, then why its time changed
+    (the headline and the op that added most time), indented under it. (``--jaxperf-explain`` explains
+    every check; an unchanged program that passed is said in the Markdown and the JSON only.)"""
     lines = []
     for record in records:
-        if isinstance(record, CheckRecord) and record.explanation:
+        if not isinstance(record, CheckRecord) or not record.explanation:
+            continue
+        regressed = record.verdict is not None and record.verdict.get("status") == REGRESSED
+        changed = bool(record.explanation.get("program_changes")) or "no_program" in record.explanation
+        if regressed or changed:
             lines.append(f"{record.nodeid} {record.key}:")
             lines += [f"    {line.strip()}" for line in explanation_lines(record.explanation)]
     return lines

@@ -72,9 +72,13 @@ def load_results(path: Path) -> Results:
             record = record_from_dict(entry)
         except (TypeError, KeyError, AttributeError, ValueError) as error:
             raise ResultsError(f"{path}: record {index} is malformed ({error})") from None
-        problem = timing_problem(record.timing) if isinstance(record, CheckRecord) else None
-        if problem and isinstance(record, CheckRecord):
-            raise ResultsError(f"{path}: record {index} ({record.nodeid} {record.key}): its timing {problem}")
+        if isinstance(record, CheckRecord):
+            problem = timing_problem(record.timing)
+            problem = f"its timing {problem}" if problem else explanation_problem(record.explanation)
+            if problem is None and record.trace is not None and not isinstance(record.trace, str):
+                problem = f"its trace is {record.trace!r:.40}, not a folder's path"
+            if problem:
+                raise ResultsError(f"{path}: record {index} ({record.nodeid} {record.key}): {problem}")
         records.append(record)
     return Results(path, str(data.get("environment", "")), tuple(records))
 
@@ -108,6 +112,46 @@ def timing_problem(timing: Any) -> str | None:
         value = timing.get(name, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             return f"has {name} {value!r:.40}, not a positive count"
+    return None
+
+
+#: Each part of an explanation the reports read, and what its entries must hold.
+_CHANGE_FIELDS = {"kind": str, "description": str, "baseline": int, "current": int, "bytes": int}
+_OP_FIELDS = {"op": str, "description": str}
+_OP_SECONDS = ("baseline_seconds", "current_seconds")
+_EXPLANATION_TEXTS = ("headline", "no_program", "no_time_breakdown")
+
+
+def explanation_problem(explanation: Any) -> str | None:
+    """What makes a check's explanation unreadable to the reports (``its explanation's program_changes[2]
+    has no bytes``); None for none or a good one."""
+    if explanation is None:
+        return None
+    if not isinstance(explanation, dict):
+        return f"its explanation is {explanation!r:.40}, not an object of fields"
+    for name in _EXPLANATION_TEXTS:
+        if name in explanation and not isinstance(explanation[name], str):
+            return f"its explanation's {name} is {explanation[name]!r:.40}, not text"
+    if "seconds" in explanation and not is_non_negative_number(explanation["seconds"]):
+        return f"its explanation's seconds is {explanation['seconds']!r:.40}, not a number of at least 0"
+    for part, fields in (("program_changes", _CHANGE_FIELDS), ("op_times", _OP_FIELDS)):
+        entries = explanation.get(part, [])
+        if not isinstance(entries, list):
+            return f"its explanation's {part} is {entries!r:.40}, not a list"
+        for position, entry in enumerate(entries):
+            where = f"its explanation's {part}[{position}]"
+            if not isinstance(entry, dict):
+                return f"{where} is {entry!r:.40}, not an object of fields"
+            for name, kind in fields.items():
+                if not isinstance(entry.get(name), kind) or isinstance(entry.get(name), bool):
+                    return f"{where} has {name} {entry.get(name)!r:.40}, not {kind.__name__}"
+            if part == "op_times":
+                for name in _OP_SECONDS:
+                    if not is_non_negative_number(entry.get(name)):
+                        return f"{where} has {name} {entry.get(name)!r:.40}, not a number of at least 0"
+                share = entry.get("share")
+                if share is not None and not is_non_negative_number(share):
+                    return f"{where} has share {share!r:.40}, not a fraction or null"
     return None
 
 

@@ -251,7 +251,8 @@ def check_action(step: dict[str, Any], directory: Path) -> None:
         return
     assert action == "actions/upload-artifact", f"an action this test does not know: {step['uses']}"
     for path in str(step["with"]["path"]).split():
-        if not (directory / path).exists():
+        # The traces folder holds the regressed checks' traces: none where nothing regressed.
+        if not (directory / path).exists() and path != "jaxperf-traces/":
             assert step["with"].get("if-no-files-found") == "ignore", (
                 f"{step['name']}: {path} was not written"
             )
@@ -270,9 +271,9 @@ def test_github_workflow_triggers_and_permissions() -> None:
     uploads = [
         step for step in workflow["jobs"]["gate"]["steps"] if "upload-artifact" in step.get("uses", "")
     ]
-    traces = [step for step in uploads if step["with"]["path"].strip() == "jaxperf-traces/"]
-    assert traces, "the gate uploads the traces folder"
-    assert traces[0]["with"]["if-no-files-found"] == "ignore"
+    # The traces in the report's own artifact: the page links them relative to itself.
+    (report,) = [step for step in uploads if "jaxperf-report.html" in step["with"]["path"].split()]
+    assert "jaxperf-traces/" in report["with"]["path"].split()
 
 
 def test_github_gate_posts_the_summary_then_fails_on_the_gates_verdict(workspace: Workspace) -> None:
@@ -320,6 +321,14 @@ def test_github_verdict_step_passes_a_green_gate_and_fails_a_missing_one() -> No
         assert done.returncode == expected, status
 
 
+def assert_ab_ran(returncode: int, table: str, output: str) -> None:
+    """jaxperf ab ran to its verdict: 0, or 1 with a table saying which measurement regressed. Two rounds
+    of a model of microseconds on a shared machine may call the same code slower: this checks the step,
+    not jaxperf ab's accuracy (suites/test_ab_accuracy.py does)."""
+    assert returncode in (0, 1), output
+    assert (returncode == 1) == (" regressed" in table), table
+
+
 def test_github_ab_runs_jaxperf_ab_on_demand(workspace: Workspace) -> None:
     inputs = github_workflow()["on"]["workflow_dispatch"]["inputs"]
     context = {
@@ -329,8 +338,8 @@ def test_github_ab_runs_jaxperf_ab_on_demand(workspace: Workspace) -> None:
     }
     steps = run_github_job(workspace, "ab", "workflow_dispatch", context)
     ab = by_name(steps, "jaxperf ab")
-    assert ab.returncode == 0, ab.output
     table = (workspace.directory / "jaxperf-ab.txt").read_text()
+    assert_ab_ran(ab.returncode, table, ab.output)
     assert "suites/test_tiny.py::test_mlp" in table
     assert "jaxperf ab: 2 rounds × 2 sides" in table
     assert json.loads((workspace.directory / "jaxperf-ab.json").read_text())
@@ -411,8 +420,8 @@ def test_gitlab_ab_runs_jaxperf_ab_against_the_merge_requests_base(workspace: Wo
     base = git(workspace.directory, "rev-parse", "HEAD").strip()
     variables = {"CI_MERGE_REQUEST_DIFF_BASE_SHA": base, "AB_ROUNDS": "2"}
     returncode, output = run_gitlab_job(workspace, "jaxperf-ab", variables)
-    assert returncode == 0, output
     table = (workspace.directory / "jaxperf-ab.txt").read_text()
+    assert_ab_ran(returncode, table, output)
     assert f"({base[:12]})" in table
     assert "uncommitted" not in table
     assert "suites/test_tiny.py::test_mlp" in table

@@ -217,6 +217,45 @@ def test_a_timing_that_is_no_measurement_names_the_file_the_record_and_the_field
     assert f"{path}: record 0 (t.py::test_a Decoder)" in str(caught.value)
 
 
+GOOD_CHANGE = {"kind": "transposes", "description": "transpose f32[8]: 0 → 1", "baseline": 0, "current": 1,
+               "bytes": 64}  # fmt: skip
+GOOD_OP = {"op": "f", "description": "loop fusion (add) f32[8]", "baseline_seconds": 0.0,
+           "current_seconds": 1e-6, "share": 1.0}  # fmt: skip
+
+
+def with_fields(**fields):
+    record = results_json([check("t.py::test_a", 0.001)], "backend cpu")
+    record["records"][0].update(fields)
+    return json.dumps(record)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"explanation": "slower"}, "its explanation is 'slower', not an object of fields"),
+        ({"explanation": {"headline": 3}}, "its explanation's headline is 3, not text"),
+        ({"explanation": {"seconds": "1 s"}}, "its explanation's seconds is '1 s', not a number"),
+        ({"explanation": {"program_changes": {}}}, "its explanation's program_changes is {}, not a list"),
+        ({"explanation": {"program_changes": [GOOD_CHANGE, {**GOOD_CHANGE, "bytes": None}]}},
+         r"its explanation's program_changes\[1\] has bytes None, not int"),
+        ({"explanation": {"op_times": [{**GOOD_OP, "baseline_seconds": None}]}},
+         r"its explanation's op_times\[0\] has baseline_seconds None, not a number"),
+        ({"explanation": {"op_times": [{**GOOD_OP, "share": "most"}]}},
+         r"its explanation's op_times\[0\] has share 'most', not a fraction or null"),
+        ({"trace": 5}, "its trace is 5, not a folder's path"),
+    ],
+)  # fmt: skip
+def test_an_explanation_or_trace_the_reports_cannot_read_is_named(tmp_path, fields, message):
+    path = tmp_path / "results.json"
+    path.write_text(with_fields(**fields))
+    with pytest.raises(ResultsError, match=message) as caught:
+        load_results(path)
+    assert f"{path}: record 0 (t.py::test_a Decoder)" in str(caught.value)
+    good = {"explanation": {"headline": "h", "program_changes": [GOOD_CHANGE], "op_times": [GOOD_OP]}}
+    path.write_text(with_fields(**good, trace="traces/t"))
+    assert load_results(path).records[0].explanation == good["explanation"]
+
+
 @pytest.mark.parametrize("command", ["compare", "report"])
 def test_the_commands_exit_2_on_a_malformed_file_never_a_traceback(tmp_path, capsys, command):
     good = write_results(tmp_path / "a.json", [check("t::x", 1e-3)])
