@@ -1,9 +1,9 @@
 """`jaxperf report`'s page as a person sees it: rendered by headless Chromium 1400 px wide, into screenshots
 and into the browser's own measure of its layout.
 
-Chromium is no Python dependency. Where none is installed these tests skip and say so, except under CI (the
-``CI`` environment variable set, as ``.ci/run`` sets it), where they fail naming what to install: a CI
-machine must never skip the page's only look through a browser silently. ``.ci/run`` installs it as root.
+Chromium is no Python dependency. Where none is installed these tests skip and say so, except under CI
+(``JAXPERF_REQUIRE_BROWSER`` set, as ``.ci/run`` sets it, or a CI service's ``CI``), where they fail naming
+what to install: a CI machine must never skip the page's only look through a browser silently. ``.ci/run`` installs it as root.
 The page's structure (self-contained, one image per plot) is checked without a browser in
 test_cli_units.py, its content in test_page_units.py.
 """
@@ -54,12 +54,13 @@ addEventListener("load", () => {
 
 
 def find_browser() -> str:
-    """A headless Chromium's command; the test skipped without one, but failed under CI (``CI`` set)."""
+    """A headless Chromium's command; the test skipped without one, but failed under CI
+    (``JAXPERF_REQUIRE_BROWSER`` or ``CI`` set)."""
     found = next((path for name in BROWSERS if (path := shutil.which(name))), None)
     if found is not None:
         return found
     missing = f"no headless Chromium on this machine ({', '.join(BROWSERS)}): apt-get install chromium"
-    if os.environ.get("CI"):
+    if os.environ.get("JAXPERF_REQUIRE_BROWSER") or os.environ.get("CI"):
         pytest.fail(
             f"{missing}. CI must run this check, not skip it: .ci/run installs it when run as root",
             pytrace=False,
@@ -75,10 +76,13 @@ def browser() -> str:
 
 def test_without_a_browser_ci_fails_naming_it_and_a_local_run_skips(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match=r"apt-get install chromium\. CI must run this check"):
-        find_browser()
-    monkeypatch.delenv("CI")
+    monkeypatch.delenv("CI", raising=False)
+    for required in ("JAXPERF_REQUIRE_BROWSER", "CI"):
+        monkeypatch.setenv(required, "1")
+        with pytest.raises(pytest.fail.Exception, match=r"apt-get install chromium\. CI must run this check"):
+            find_browser()
+        monkeypatch.delenv(required)
+    monkeypatch.delenv("JAXPERF_REQUIRE_BROWSER", raising=False)
     with pytest.raises(pytest.skip.Exception, match="no headless Chromium on this machine"):
         find_browser()
 
