@@ -3,7 +3,8 @@ and into the browser's own measure of its layout.
 
 Chromium is no Python dependency. Where none is installed these tests skip and say so, except under CI
 (``JAXPERF_REQUIRE_BROWSER`` set, as ``.ci/run`` sets it, or a CI service's ``CI``), where they fail naming
-what to install: a CI machine must never skip the page's only look through a browser silently. ``.ci/run`` installs it as root.
+what to install: a CI machine must never skip the page's only look through a browser silently.
+``.ci/run`` installs it as root.
 The page's structure (self-contained, one image per plot) is checked without a browser in
 test_cli_units.py, its content in test_page_units.py.
 """
