@@ -64,17 +64,19 @@ def check_record(pytester: pytest.Pytester) -> dict:
     return record
 
 
-def test_a_transpose_is_named_in_the_failure_the_json_and_the_markdown(
+def test_a_transpose_is_named_in_the_failure_the_json_the_markdown_and_a_trace(
     recorded: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CHANGE", "transpose")
     result = expect(
-        recorded, "--jaxperf", "--jaxperf-json=results.json", "--jaxperf-markdown=summary.md", failed=1
-    )
+        recorded, "--jaxperf", "--jaxperf-json=results.json", "--jaxperf-markdown=summary.md",
+        "--jaxperf-profile=traces", "--jaxperf-profile-on=regressed", failed=1,
+    )  # fmt: skip
     # (fnmatch would read f32[128,32,32] as a character class)
     assert "\nE           why: the program changed: transpose f32[128,32,32]: 0 → 1\n" in result.stdout.str()
     result.stdout.fnmatch_lines(["E * time: * ms, *% of the time the ops added"])
-    explanation = check_record(recorded)["explanation"]
+    record = check_record(recorded)
+    explanation = record["explanation"]
     top = explanation["program_changes"][0]
     assert (top["kind"], top["baseline"], top["current"]) == ("transposes", 0, 1)
     assert top["bytes"] == 2 * 128 * 1024 * 4
@@ -95,10 +97,25 @@ def test_a_transpose_is_named_in_the_failure_the_json_and_the_markdown(
     result.stdout.fnmatch_lines(
         ["why the time changed:", "test_mlp.py::test_mlp MLP:", "    why: the program changed: transpose*"]
     )
+    # The regressed check's trace, in a folder named by module, test and measurement (a short hash keeps
+    # two that read alike apart), with Perfetto's file and XProf's.
+    (folder,) = Path(recorded.path, "traces").iterdir()
+    assert folder.name.startswith("test_mlp.py.test_mlp.MLP-")
+    assert record["trace"] == str(folder.relative_to(recorded.path))
+    (perfetto,) = folder.glob("plugins/profile/*/perfetto_trace.json.gz")
+    events = json.loads(gzip.decompress(perfetto.read_bytes()))["traceEvents"]
+    assert any("fusion" in str(event.get("name")) for event in events), "the program's ops in the trace"
+    assert list(folder.glob("plugins/profile/*/*.xplane.pb")), "XProf's file written too"
+    result.stdout.fnmatch_lines(
+        [f"jaxperf: 1 profiler trace(s): traces/{folder.name}; open a trace at ui.perfetto.dev*"]
+    )
 
 
-def test_explain_on_request_says_an_unchanged_program_is_the_same(recorded: pytest.Pytester) -> None:
-    expect(recorded, "--jaxperf", "--jaxperf-explain", "--jaxperf-json=results.json", passed=1)
+def test_explain_and_profile_on_request_for_an_unchanged_program(recorded: pytest.Pytester) -> None:
+    expect(
+        recorded, "--jaxperf", "--jaxperf-explain", "--jaxperf-json=results.json", "--jaxperf-profile=traces",
+        "--jaxperf-profile-on=regressed", passed=1,
+    )  # fmt: skip
     explanation = check_record(recorded)["explanation"]
     assert explanation["headline"].startswith("the same optimized program as the baseline's")
     assert explanation["program_changes"] == []
@@ -106,9 +123,15 @@ def test_explain_on_request_says_an_unchanged_program_is_the_same(recorded: pyte
         explanation["no_time_breakdown"]
         == "the same program on both sides: its ops' times differ by noise only"
     )
-    # Without the option, a passing check is not explained (the explanation costs time).
-    expect(recorded, "--jaxperf", "--jaxperf-json=results.json", passed=1)
-    assert check_record(recorded)["explanation"] is None
+    assert not (recorded.path / "traces").exists(), "nothing regressed: no trace"
+    # Without the option, a passing check is not explained (the explanation costs time); every measured
+    # check is traced by default.
+    expect(recorded, "--jaxperf", "--jaxperf-json=results.json", "--jaxperf-profile=every", passed=1)
+    record = check_record(recorded)
+    assert record["explanation"] is None
+    (folder,) = Path(recorded.path, "every").iterdir()
+    assert record["trace"] == str(folder.relative_to(recorded.path))
+    assert list(folder.glob("plugins/profile/*/perfetto_trace.json.gz"))
 
 
 def test_a_baseline_without_a_program_is_explained_from_its_figures(
@@ -134,7 +157,9 @@ def test_a_busy_profiler_leaves_the_check_judged_and_says_why(
 ) -> None:
     monkeypatch.setenv("CHANGE", "transpose")
     monkeypatch.setenv("BUSY_PROFILER", str(recorded.path / "their-trace"))
-    result = expect(recorded, "--jaxperf", "--jaxperf-json=results.json", failed=1)
+    result = expect(
+        recorded, "--jaxperf", "--jaxperf-json=results.json", "--jaxperf-profile=traces", failed=1
+    )
     record = check_record(recorded)
     assert record["verdict"]["status"] == "regressed"
     explanation = record["explanation"]
@@ -142,63 +167,28 @@ def test_a_busy_profiler_leaves_the_check_judged_and_says_why(
     assert explanation["no_time_breakdown"].startswith("the profiler could not start: ")
     assert "op_times" not in explanation
     result.stdout.fnmatch_lines(["E * time: no per-op breakdown: the profiler could not start: *"])
-
-
-def test_profile_writes_a_trace_per_check_named_by_test_and_variant(recorded: pytest.Pytester) -> None:
-    result = expect(
-        recorded, "--jaxperf", "--jaxperf-profile=traces", "--jaxperf-json=results.json", passed=1
-    )
-    (folder,) = Path(recorded.path, "traces").iterdir()
-    assert folder.name.startswith("test_mlp.py.test_mlp.MLP-")
-    assert check_record(recorded)["trace"] == str(folder.relative_to(recorded.path))
-    (perfetto,) = (recorded.path / folder).glob("plugins/profile/*/perfetto_trace.json.gz")
-    events = json.loads(gzip.decompress(perfetto.read_bytes()))["traceEvents"]
-    assert any(event.get("name") == "tanh_fusion" or "fusion" in str(event.get("name")) for event in events)
-    assert list((recorded.path / folder).glob("plugins/profile/*/*.xplane.pb")), "XProf's file written too"
-    result.stdout.fnmatch_lines(
-        [f"jaxperf: 1 profiler trace(s): traces/{folder.name}; open a trace at ui.perfetto.dev*"]
-    )
-
-
-def test_profile_on_regressed_traces_only_regressed_checks(
-    recorded: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    expect(recorded, "--jaxperf", "--jaxperf-profile=traces", "--jaxperf-profile-on=regressed", passed=1)
-    assert not (recorded.path / "traces").exists()
-    monkeypatch.setenv("CHANGE", "transpose")
-    expect(recorded, "--jaxperf", "--jaxperf-profile=traces", "--jaxperf-profile-on=regressed", failed=1)
-    assert list(
-        recorded.path.glob("traces/test_mlp.py.test_mlp.MLP-*/plugins/profile/*/perfetto_trace.json.gz")
-    )
-
-
-def test_bad_profile_options_are_usage_errors_naming_them(recorded: pytest.Pytester) -> None:
-    result = recorded.runpytest_subprocess("--jaxperf", "--jaxperf-profile-on=sometimes")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--jaxperf-profile-on*invalid choice*'sometimes'*"])
-    (recorded.path / "afile").write_text("")
-    result = recorded.runpytest_subprocess("--jaxperf", "--jaxperf-profile=afile")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--jaxperf-profile*afile cannot be written: it is a file, not a folder*"])
-    recorded.makeini("[pytest]\naddopts = -p no:cacheprovider -p no:randomly\njaxperf_profile_on = never\n")
-    result = recorded.runpytest_subprocess("--jaxperf")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*jaxperf_profile_on: unknown choice 'never'; accepted: all, regressed*"])
-
-
-def test_a_trace_the_profiler_cannot_write_is_a_warning_at_the_test(
-    recorded: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("BUSY_PROFILER", str(recorded.path / "their-trace"))
-    result = expect(
-        recorded, "--jaxperf", "--jaxperf-profile=traces", "--jaxperf-json=results.json", passed=1
-    )
-    record = check_record(recorded)
+    # No trace either: a warning at the test's line says why.
     assert record["trace"] is None
-    assert record["verdict"] is not None, "judged all the same"
     result.stdout.fnmatch_lines(
         [
             "*test_mlp.py:*: JaxperfNoTrace: test_mlp.py::test_mlp MLP: no trace written: the profiler could "
             "not start: *"
         ]
     )
+
+
+def test_bad_profile_options_are_usage_errors_naming_them(jaxperf_pytester: pytest.Pytester) -> None:
+    jaxperf_pytester.makepyfile(test_mlp=MLP)
+    result = jaxperf_pytester.runpytest_subprocess("--jaxperf", "--jaxperf-profile-on=sometimes")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--jaxperf-profile-on*invalid choice*'sometimes'*"])
+    (jaxperf_pytester.path / "afile").write_text("")
+    result = jaxperf_pytester.runpytest_subprocess("--jaxperf", "--jaxperf-profile=afile")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--jaxperf-profile*afile cannot be written: it is a file, not a folder*"])
+    jaxperf_pytester.makeini(
+        "[pytest]\naddopts = -p no:cacheprovider -p no:randomly\njaxperf_profile_on = never\n"
+    )
+    result = jaxperf_pytester.runpytest_subprocess("--jaxperf")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*jaxperf_profile_on: unknown choice 'never'; accepted: all, regressed*"])
