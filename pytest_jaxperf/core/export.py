@@ -135,14 +135,24 @@ def load_program(stored: StoredProgram) -> export.Exported:
         ) from None
 
 
+def other_platform(program: export.Exported) -> str | None:
+    """Why a stored program cannot run on this platform (exported for ``cuda`` where this is a CPU);
+    None where it can. The platform is named as ``jax.export`` names it, not as the backend is."""
+    platform = export.default_export_platform()
+    if platform in program.platforms:
+        return None
+    return f"the stored program was exported for {', '.join(program.platforms)}, not for {platform}"
+
+
 def compiled_alone(program: export.Exported) -> Any:
     """A stored program compiled for its own argument shapes, with nothing to call it on: what its
     optimized HLO is read from where it cannot be replayed. ProgramUnreadable where it does not compile
     here (another platform, another device count)."""
-    if jax.default_backend() not in program.platforms or program.nr_devices != 1:
-        raise ProgramUnreadable(
-            f"it was exported for {', '.join(program.platforms)} on {program.nr_devices} device(s)"
-        )
+    elsewhere = other_platform(program)
+    if elsewhere:
+        raise ProgramUnreadable(elsewhere)
+    if program.nr_devices != 1:
+        raise ProgramUnreadable(f"the stored program runs on {program.nr_devices} devices, not one")
     shapes = [jax.ShapeDtypeStruct(aval.shape, aval.dtype) for aval in program.in_avals]  # type: ignore[no-untyped-call]
     args, kwargs = jax.tree_util.tree_unflatten(program.in_tree, shapes)
     try:

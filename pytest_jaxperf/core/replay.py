@@ -25,7 +25,7 @@ from jax import export as jax_export
 
 from ..errors import first_line
 from ..records import SLOWER_COMPILE_RATIO, ReplayRecord
-from .export import exported_program, serialized
+from .export import exported_program, other_platform, serialized
 from .metrics import normalized_hlo
 
 if TYPE_CHECKING:
@@ -163,11 +163,9 @@ def side_by_side(
     """Both programs compiled for ``arguments`` (the baseline for generated arrays of its own shapes where
     its abstract arguments differ). ReplayUnavailable when the baseline cannot run here, ReplayFailed when
     the two do not compile side by side."""
-    platform = jax_export.default_export_platform()
-    if platform not in baseline.platforms:
-        raise ReplayUnavailable(
-            f"the stored program was exported for {', '.join(baseline.platforms)}, not for {platform}"
-        )
+    elsewhere = other_platform(baseline)
+    if elsewhere:
+        raise ReplayUnavailable(elsewhere)
     if baseline.nr_devices != current.nr_devices:
         raise ReplayUnavailable(
             f"the stored program runs on {baseline.nr_devices} device(s), the current one on "
