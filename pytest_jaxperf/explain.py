@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 from .core.hlo import Inventory, ProgramChange, inventory, program_changes
 from .core.memory import MemoryAnalysisUnavailable, compiled_memory
 from .core.profile import ProfilerUnavailable, calls_to_profile, op_seconds, seconds_to_profile
+from .core.timing import timed_call
 from .records import ExplanationRecord, OpTimeRecord, counts_bytes
 from .units import format_bytes
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from .core.replay import SideBySide
     from .records import MetricsRecord
 
@@ -150,7 +149,7 @@ def _op_times(
     """Each op's time per call in both programs, matched by what it computes (XLA may name the same
     fusion differently in each): the ops that added most time first, each with its share of it.
     ProfilerUnavailable where the profiler cannot run, or where the runs would overrun the budget."""
-    one_call = max(_one_call(pair.call_baseline), _one_call(pair.call_current))
+    one_call = max(timed_call(pair.call_baseline)[1], timed_call(pair.call_current)[1])
     needed = seconds_to_profile(one_call, PROFILED_RUNS)
     if needed > BUDGETS_FOR_PROFILING * budget_seconds:
         raise ProfilerUnavailable(
@@ -196,14 +195,6 @@ def _by_description(runs: list[dict[str, float]], program: Inventory) -> dict[st
                 continue  # its events span its body's, which are counted themselves
             totals[kernel.description if kernel else name] += seconds / len(runs)
     return dict(totals)
-
-
-def _one_call(call: Callable[[], Any]) -> float:
-    import jax
-
-    start = time.perf_counter()
-    jax.block_until_ready(call())  # type: ignore[no-untyped-call]
-    return time.perf_counter() - start
 
 
 def _count(value: float) -> str:

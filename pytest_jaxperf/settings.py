@@ -75,16 +75,19 @@ def program_limit(value: str) -> int:
         raise ValueError(f"jaxperf_program_limit: {error}") from None
 
 
-def profile_on(value: str) -> str:
-    if value not in PROFILE_ON:
-        raise ValueError(f"unknown choice {value!r}; accepted: {', '.join(PROFILE_ON)}")
+def _one_of(value: str, accepted: tuple[str, ...], what: str) -> str:
+    """``value`` where it is one of ``accepted``; ValueError naming it and them otherwise."""
+    if value not in accepted:
+        raise ValueError(f"unknown {what} {value!r}; accepted: {', '.join(accepted)}")
     return value
+
+
+def profile_on(value: str) -> str:
+    return _one_of(value, PROFILE_ON, "choice")
 
 
 def timing_mode(value: str) -> str:
-    if value not in MODES:
-        raise ValueError(f"unknown timing mode {value!r}; accepted: {', '.join(MODES)}")
-    return value
+    return _one_of(value, MODES, "timing mode")
 
 
 @dataclass(frozen=True)

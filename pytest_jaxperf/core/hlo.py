@@ -314,10 +314,9 @@ def program_changes(
     current_bytes: dict[str, int] | None = None,
 ) -> list[ProgramChange]:
     """What differs between two programs, dots and convolutions first, then the most bytes touched: the
-    kernels added and gone (one
-    change), each dot, convolution, convert, transpose, copy, custom call and collective whose count
-    differs, and the parameter and temporary bytes (``*_bytes``: ``parameter bytes``/``temporary bytes``
-    of each compiled program, where known)."""
+    kernels added and gone (one change), each dot, convolution, convert, transpose, copy, custom call and
+    collective whose count differs, and the parameter and temporary bytes (``*_bytes``: ``parameter
+    bytes``/``temporary bytes`` of each compiled program, where known)."""
     changes: list[ProgramChange] = []
     kernels = _kernel_change(baseline, current)
     if kernels is not None:
