@@ -20,7 +20,7 @@ from . import plots
 from .gate_notes import gate_lines
 from .processes import UNKNOWN_COMMIT
 from .records import CheckRecord, ComparisonRecord, FigureRecord, counts_bytes
-from .report import check_rows, precision_rows, verdict_counts, verdict_notes
+from .rows import check_rows, precision_rows, verdict_counts, verdict_notes
 from .units import format_bytes
 from .verdicts import DECIDED_BY_REPLAY, INCONCLUSIVE, NOT_COMPARABLE, REGRESSED
 

@@ -1,59 +1,20 @@
-"""Results → terminal lines, Markdown, JSON and pytest-benchmark's JSON. Pure functions of the records."""
+"""Results → terminal lines and the Markdown summary. Pure functions of the records."""
 
 from __future__ import annotations
 
-import datetime
-import platform
 import re
-import statistics
 import textwrap
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .gate_notes import gate_lines, paired_drift_lines
-from .records import CheckRecord, ComparisonRecord, FidelityRecord, FigureRecord
-from .verdicts import (
-    DECIDED_BY_CROSS_PROCESS,
-    DRIFT_MIN_CHECKS,
-    IMPROVED,
-    INCONCLUSIVE,
-    NEW,
-    NOT_COMPARABLE,
-    PASS,
-    REGRESSED,
-    TEST_FAILED,
-    TimedCheck,
-    run_drift,
-)
+from .records import CheckRecord, ComparisonRecord, FigureRecord
+from .rows import check_rows, precision_rows, verdict_notes
+from .verdicts import DECIDED_BY_CROSS_PROCESS, DRIFT_MIN_CHECKS, REGRESSED, TimedCheck, run_drift
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from .records import ExplanationRecord, OpTimeRecord, Record
-
-JSON_SCHEMA_VERSION = 1
-
-
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1e3:.3f}"
-
-
-def _vs_baseline(record: CheckRecord) -> str:
-    """The change in time against the baseline (+ slower), with the limit it was judged against:
-    ``+3.2% (lim 10%)``."""
-    ratio = record.verdict.get("ratio") if record.verdict else None
-    if ratio is None:
-        return "-"
-    limit = record.verdict.get("limit") if record.verdict else None
-    return f"{ratio - 1:+.1%}" + (f" (lim {limit:.0%})" if limit is not None else "")
-
-
-def _replay(record: CheckRecord) -> str:
-    """The replay's change in time, with its interval's half-width: ``+1.2%±0.8``."""
-    replay = record.replay
-    if not replay or "ratio" not in replay:
-        return "-"
-    half_width = (replay["ci_high"] - replay["ci_low"]) / 2
-    return f"{replay['ratio'] - 1:+.1%}±{100 * half_width:.1f}"
 
 
 #: The terminal's columns of :func:`check_rows`, within 120 characters (the rest are in the Markdown, the
@@ -91,87 +52,6 @@ def _columns(rows: Sequence[Sequence[str]], names: Sequence[str]) -> list[tuple[
     """The columns ``names`` of a table whose first row is its header, in that order."""
     kept = [list(rows[0]).index(name) for name in names]
     return [tuple(row[i] for i in kept) for row in rows]
-
-
-def check_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
-    """One row per check: the table Markdown and the report page show (the terminal a part of it)."""
-    rows: list[tuple[str, ...]] = [
-        (
-            "test",
-            "variant",
-            "model",
-            "compiles",
-            "compile ms",
-            "median ms",
-            "±CI %",
-            "items/s",
-            "time vs baseline (+ slower)",
-            "replay",
-            "by",
-            "verdict",
-        )
-    ]
-    for c in records:
-        if not isinstance(c, CheckRecord):
-            continue
-        timing = c.timing
-        median = timing.get("median") if timing else None
-        ci = (
-            f"{100 * max(median - timing['ci_low'], timing['ci_high'] - median) / median:.1f}"
-            if timing and median
-            else "-"
-        )
-        throughput = f"{timing['items_per_call'] / median:.0f}" if timing and median else "-"
-        rows.append(
-            (
-                c.nodeid,
-                c.variant,
-                c.model,
-                "-" if c.compiles is None else str(c.compiles) if c.jit else "no jit",
-                _ms(c.compile_seconds) if c.compiles is not None or c.compile_seconds else "-",
-                _ms(median),
-                ci,
-                throughput,
-                _vs_baseline(c),
-                _replay(c),
-                c.verdict.get("decided_by", "-") if c.verdict else "-",
-                c.verdict.get("status", "-") if c.verdict else "-",
-            )
-        )
-    return rows
-
-
-def precision_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
-    """One row per check of a ``@jaxperf.dtype`` variant: fidelity, parameter bytes and the audit."""
-    rows: list[tuple[str, ...]] = [
-        ("test", "model", "min SQNR dB", "worst channel dB", "floor dB", "examples", "fidelity s",
-         "param bytes", "× fp32", "matmuls")
-    ]  # fmt: skip
-    for c in records:
-        if not isinstance(c, CheckRecord) or not c.precision:
-            continue
-        fidelity = c.precision.get("fidelity")
-
-        def db(value: float | None, fidelity: FidelityRecord | None = fidelity) -> str:
-            return "-" if not fidelity else ("inf" if value is None else f"{value:.1f}")
-
-        rows.append(
-            (
-                c.nodeid,
-                c.model,
-                db(fidelity.get("min_sqnr_db") if fidelity else None),
-                db(fidelity.get("min_worst_channel_db") if fidelity else None),
-                db(fidelity.get("floor_db") if fidelity else None),
-                str(fidelity.get("examples", "-")) if fidelity else "-",
-                f"{fidelity['seconds']:.2f}" if fidelity else "-",
-                str(c.precision["param_bytes"]),
-                f"{c.precision['param_bytes'] / c.precision['float32_param_bytes']:.2f}"
-                if c.precision.get("float32_param_bytes")
-                else "-",
-                c.precision["audit"]["summary"],
-            )
-        )
-    return rows
 
 
 #: The terminal summary's width: wider detail is in the JSON and the Markdown.
@@ -304,27 +184,6 @@ def wrap_line(line: str, columns: int = TERMINAL_COLUMNS) -> list[str]:
     return textwrap.wrap(line, columns, subsequent_indent="    ", break_on_hyphens=False) or [line]
 
 
-#: The verdicts whose reasons the summary spells out under its table.
-NOTED_VERDICTS = (REGRESSED, IMPROVED, INCONCLUSIVE, NOT_COMPARABLE)
-
-
-def verdict_notes(records: Sequence[Record], statuses: Sequence[str] = NOTED_VERDICTS) -> list[str]:
-    """One line per explanation of a verdict among ``statuses``: the test, the key, the verdict, the
-    reason; checks sharing a verdict and its reason (37 baselines of another environment) share a line."""
-    grouped: dict[tuple[str, str], list[str]] = {}
-    for c in records:
-        if isinstance(c, CheckRecord) and c.verdict and c.verdict.get("status") in statuses:
-            grouped.setdefault((c.verdict["status"], c.verdict["reason"]), []).append(f"{c.nodeid} {c.key}")
-    lines = []
-    for (status, reason), names in grouped.items():
-        if len(names) == 1:
-            lines.append(f"{names[0]}: {status}: {reason}")
-            continue
-        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        lines.append(f"{len(names)} checks {status} ({shown}): {reason}")
-    return lines
-
-
 def drift_lines(records: Sequence[Record]) -> list[str]:
     """When the run's timed checks moved together against their baselines: what that says, and which
     regressions stand out even against it (see :class:`~pytest_jaxperf.verdicts.RunDrift`)."""
@@ -389,23 +248,6 @@ def scaling_lines(records: Sequence[Record]) -> list[str]:
             parts.append(f"d{count} {throughput:.0f} items/s{efficiency}")
         lines.append(f"scaling {base} {model}: " + "; ".join(parts))
     return lines
-
-
-#: The order the verdict line counts in; the first always shown, the rest where any.
-VERDICT_ORDER = (REGRESSED, IMPROVED, PASS, INCONCLUSIVE, NEW, NOT_COMPARABLE, TEST_FAILED)
-
-
-def verdict_counts(records: Sequence[Record]) -> str:
-    """One line: how many measurements got each verdict (``jaxperf: 0 regressed, 2 improved, 35 pass``)."""
-    counts: dict[str, int] = {}
-    for record in records:
-        if isinstance(record, CheckRecord) and record.verdict:
-            counts[record.verdict["status"]] = counts.get(record.verdict["status"], 0) + 1
-    if not counts:
-        return "jaxperf: nothing measured"
-    order = [*VERDICT_ORDER, *sorted(set(counts) - set(VERDICT_ORDER))]
-    shown = [status for status in order if counts.get(status) or status == REGRESSED]
-    return "jaxperf: " + ", ".join(f"{counts.get(status, 0)} {status}" for status in shown)
 
 
 def text_table(rows: Sequence[Sequence[str]], columns: int | None = None) -> list[str]:
@@ -504,83 +346,3 @@ def _code_spans(line: str) -> str:
     """An explanation line with its HLO types as code (``f32[64,256]``: Markdown would read ``[…]`` as a
     link's text)."""
     return re.sub(r"\b([a-z]+\d+\[[\d,]*\])", r"`\1`", line)
-
-
-def results_json(records: Sequence[Record], environment: str) -> dict[str, Any]:
-    """Everything recorded, samples included, as one JSON-ready document."""
-    return {
-        "schema_version": JSON_SCHEMA_VERSION,
-        "environment": environment,
-        "records": [r.to_dict() for r in records],
-    }
-
-
-def benchmark_json(records: Sequence[Record], environment: str) -> dict[str, Any]:
-    """The measured checks in pytest-benchmark's JSON format (its ``compare`` command reads it)."""
-    benchmarks = []
-    for record in records:
-        if not isinstance(record, CheckRecord) or not record.timing:
-            continue
-        data = list(record.timing["samples"])
-        ordered = sorted(data)
-        q1, q3 = (
-            (statistics.quantiles(ordered, n=4)[0], statistics.quantiles(ordered, n=4)[2])
-            if len(ordered) > 1
-            else (ordered[0], ordered[0])
-        )
-        mean = statistics.fmean(data)
-        stddev = statistics.stdev(data) if len(data) > 1 else 0.0
-        iqr = q3 - q1
-        name = record.nodeid.split("::", 1)[-1]
-        benchmarks.append(
-            {
-                "group": record.variant,
-                "name": f"{name}::{record.key}",
-                "fullname": f"{record.nodeid}::{record.key}",
-                "params": None,
-                "param": None,
-                "extra_info": {
-                    "jaxperf_mode": record.timing["mode"],
-                    "items_per_call": record.timing["items_per_call"],
-                    "verdict": record.verdict.get("status") if record.verdict else None,
-                    "metrics": record.metrics,
-                },
-                "options": {"timer": "perf_counter", "blocked_on_output": True, "warmup": True},
-                "stats": {
-                    "min": ordered[0],
-                    "max": ordered[-1],
-                    "mean": mean,
-                    "stddev": stddev,
-                    "rounds": len(data),
-                    "median": record.timing["median"],
-                    "iqr": iqr,
-                    "q1": q1,
-                    "q3": q3,
-                    "iqr_outliers": sum(1 for x in data if x < q1 - 1.5 * iqr or x > q3 + 1.5 * iqr),
-                    "stddev_outliers": sum(1 for x in data if abs(x - mean) > stddev),
-                    "outliers": "0;0",
-                    "ld15iqr": min((x for x in ordered if x >= q1 - 1.5 * iqr), default=ordered[0]),
-                    "hd15iqr": max((x for x in ordered if x <= q3 + 1.5 * iqr), default=ordered[-1]),
-                    "ops": 1 / mean if mean else 0.0,
-                    "total": sum(data),
-                    "data": data,
-                    "iterations": record.timing["calls_per_sample"],
-                },
-            }
-        )
-    return {
-        "machine_info": {
-            "node": platform.node(),
-            "processor": platform.processor(),
-            "machine": platform.machine(),
-            "python_implementation": platform.python_implementation(),
-            "python_version": platform.python_version(),
-            "system": platform.system(),
-            "release": platform.release(),
-            "jaxperf_environment": environment,
-        },
-        "commit_info": {"id": "unknown", "dirty": False, "project": "", "branch": "(unknown)"},
-        "benchmarks": benchmarks,
-        "datetime": datetime.datetime.now(datetime.UTC).isoformat(),
-        "version": "5.1.0",
-    }

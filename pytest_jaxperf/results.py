@@ -1,20 +1,29 @@
-"""What the reports read: a run's results (``--jaxperf-json``) and the baselines committed over git history.
+"""A run's results: written (``--jaxperf-json``, and pytest-benchmark's JSON) and read back by the reports,
+with the baselines committed over git history.
 
 Nothing else is read: no jax, no test code. Both readers say which file is wrong and why, and change nothing.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
+import platform
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .baseline import BaselineError, parse_file
 from .processes import git_output
 from .records import CheckRecord, Record, is_non_negative_number, is_positive_number, record_from_dict
-from .report import JSON_SCHEMA_VERSION
 from .verdicts import TEST_FAILED
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+#: The results file's schema: a reader refuses another.
+JSON_SCHEMA_VERSION = 1
 
 
 class ResultsError(Exception):
@@ -41,6 +50,86 @@ class Results:
             for c in self.checks
             if c.timing and c.timing.get("median") and not (c.verdict and c.verdict["status"] == TEST_FAILED)
         }
+
+
+def results_json(records: Sequence[Record], environment: str) -> dict[str, Any]:
+    """Everything recorded, samples included, as one JSON-ready document."""
+    return {
+        "schema_version": JSON_SCHEMA_VERSION,
+        "environment": environment,
+        "records": [r.to_dict() for r in records],
+    }
+
+
+def benchmark_json(records: Sequence[Record], environment: str) -> dict[str, Any]:
+    """The measured checks in pytest-benchmark's JSON format (its ``compare`` command reads it)."""
+    benchmarks = []
+    for record in records:
+        if not isinstance(record, CheckRecord) or not record.timing:
+            continue
+        data = list(record.timing["samples"])
+        ordered = sorted(data)
+        q1, q3 = (
+            (statistics.quantiles(ordered, n=4)[0], statistics.quantiles(ordered, n=4)[2])
+            if len(ordered) > 1
+            else (ordered[0], ordered[0])
+        )
+        mean = statistics.fmean(data)
+        stddev = statistics.stdev(data) if len(data) > 1 else 0.0
+        iqr = q3 - q1
+        name = record.nodeid.split("::", 1)[-1]
+        benchmarks.append(
+            {
+                "group": record.variant,
+                "name": f"{name}::{record.key}",
+                "fullname": f"{record.nodeid}::{record.key}",
+                "params": None,
+                "param": None,
+                "extra_info": {
+                    "jaxperf_mode": record.timing["mode"],
+                    "items_per_call": record.timing["items_per_call"],
+                    "verdict": record.verdict.get("status") if record.verdict else None,
+                    "metrics": record.metrics,
+                },
+                "options": {"timer": "perf_counter", "blocked_on_output": True, "warmup": True},
+                "stats": {
+                    "min": ordered[0],
+                    "max": ordered[-1],
+                    "mean": mean,
+                    "stddev": stddev,
+                    "rounds": len(data),
+                    "median": record.timing["median"],
+                    "iqr": iqr,
+                    "q1": q1,
+                    "q3": q3,
+                    "iqr_outliers": sum(1 for x in data if x < q1 - 1.5 * iqr or x > q3 + 1.5 * iqr),
+                    "stddev_outliers": sum(1 for x in data if abs(x - mean) > stddev),
+                    "outliers": "0;0",
+                    "ld15iqr": min((x for x in ordered if x >= q1 - 1.5 * iqr), default=ordered[0]),
+                    "hd15iqr": max((x for x in ordered if x <= q3 + 1.5 * iqr), default=ordered[-1]),
+                    "ops": 1 / mean if mean else 0.0,
+                    "total": sum(data),
+                    "data": data,
+                    "iterations": record.timing["calls_per_sample"],
+                },
+            }
+        )
+    return {
+        "machine_info": {
+            "node": platform.node(),
+            "processor": platform.processor(),
+            "machine": platform.machine(),
+            "python_implementation": platform.python_implementation(),
+            "python_version": platform.python_version(),
+            "system": platform.system(),
+            "release": platform.release(),
+            "jaxperf_environment": environment,
+        },
+        "commit_info": {"id": "unknown", "dirty": False, "project": "", "branch": "(unknown)"},
+        "benchmarks": benchmarks,
+        "datetime": datetime.datetime.now(datetime.UTC).isoformat(),
+        "version": "5.1.0",
+    }
 
 
 def load_results(path: Path) -> Results:

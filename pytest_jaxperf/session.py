@@ -90,7 +90,8 @@ class JaxperfSession:
             for message in self.messages:  # a file asked for that could not be written
                 terminalreporter.write_line(message)
             return
-        from .report import summary_lines, verdict_counts
+        from .report import summary_lines
+        from .rows import verdict_counts
 
         terminalreporter.write_sep("=", "jaxperf")
         # -qq and quieter: one line of counts instead of the table.
@@ -112,7 +113,8 @@ class JaxperfSession:
         import json
 
         from .environment import describe_environment
-        from .report import benchmark_json, markdown_summary, results_json
+        from .report import markdown_summary
+        from .results import benchmark_json, results_json
 
         written = True
         if settings.json_path is not None:

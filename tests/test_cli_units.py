@@ -17,15 +17,15 @@ from pytest_jaxperf.comparison import ONLY_IN_A, ONLY_IN_B, any_regressed, compa
 from pytest_jaxperf.gate_notes import gate_lines
 from pytest_jaxperf.recording import limit_line
 from pytest_jaxperf.records import CheckRecord, FigureRecord
-from pytest_jaxperf.report import (
+from pytest_jaxperf.report import drift_lines, markdown_summary, summary_lines
+from pytest_jaxperf.results import (
     JSON_SCHEMA_VERSION,
-    drift_lines,
-    markdown_summary,
+    ResultsError,
+    baseline_history,
+    load_results,
     results_json,
-    summary_lines,
-    verdict_counts,
 )
-from pytest_jaxperf.results import ResultsError, baseline_history, load_results
+from pytest_jaxperf.rows import verdict_counts
 from pytest_jaxperf.settings import PluginSettings
 
 from .conftest import git
