@@ -16,7 +16,6 @@ from .checks.outputs import nan_values
 from .checks.precision import check_precision
 from .checks.sharding import check_sharded
 from .core.compiles import event_log
-from .core.export import FORMAT, ProgramNotExported, export_program
 from .core.memory import device_peak
 from .core.replay import current_program
 from .core.signature import describe_inputs
@@ -25,7 +24,7 @@ from .core.wrap import counted_compiles, warm_up
 from .errors import CaseFailed
 from .failures import explained, measured_failure, run_failure
 from .gating import measure_and_gate
-from .records import CheckRecord, ProgramRecord
+from .records import CheckRecord
 
 if TYPE_CHECKING:
     import contextlib
@@ -182,17 +181,3 @@ def explained_run(
     """Around running a checked model: out of memory, a variant that cannot run here or an input that
     cannot be sharded fails the case, saying so; the user's own errors pass through."""
     return explained(functools.partial(run_failure, variant=variant, wrapped=wrapped, inputs=inputs))
-
-
-def stored_program(wrapped: WrappedModel, example_inputs: tuple[Any, ...], limit_bytes: int) -> ProgramRecord:
-    """The program a recorded baseline keeps of ``wrapped``: exported, or the reason it is not."""
-    try:
-        stored = export_program(wrapped, example_inputs, limit_bytes)
-    except ProgramNotExported as why:
-        return ProgramRecord(unavailable=str(why))
-    return ProgramRecord(
-        format=FORMAT,
-        serialized_bytes=stored.serialized_bytes,
-        stored_bytes=len(stored.data),
-        data=stored.to_text(),
-    )

@@ -16,7 +16,6 @@ from .checking import (
     first_call,
     measure_called,
     measure_checked,
-    stored_program,
 )
 from .checks.sharding import check_pipeline_output
 from .core.call import PLAIN, CallPattern
@@ -24,11 +23,12 @@ from .core.compiles import explaining_cache_misses, function_name
 from .core.timing import TimingConfig, compare_callables
 from .core.wrap import WrappedModel, as_module, compile_watch, same_model, wrap_model
 from .expectations import hold_at_least, speedup
-from .gating import budget_seconds, fail_on_regression
+from .gating import budget_seconds
 from .optimize.batching import batch_sweep, on_device, pipeline_split
 from .optimize.variant import build_variant
-from .outcomes import as_outcome
+from .outcomes import as_outcome, fail_on_regression
 from .records import CheckRecord, ComparisonRecord, FigureRecord, Record
+from .replaying import store_program
 from .settings import PluginSettings
 from .specs import DEFAULT_VARIANT, Case, TestSpec, Variant
 
@@ -135,7 +135,7 @@ class Jaxperf:
             allow = self.settings.allow_nan
             record = self._keyed(check_case(wrapped, built, example_inputs, self._case, allow_nan=allow))
             if self.settings.update_baselines:  # the baseline keeps the program it measured
-                program = stored_program(wrapped, example_inputs, self.settings.program_limit_bytes)
+                program = store_program(wrapped, example_inputs, self.settings.program_limit_bytes)
                 record = dataclasses.replace(record, program=program)
             if self.settings.measure:
                 record = measure_checked(

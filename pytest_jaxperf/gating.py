@@ -7,38 +7,17 @@ import dataclasses
 import hashlib
 import os
 import re
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .baseline import BaselineError
-from .core.export import (
-    ProgramCorrupt,
-    ProgramIncompatible,
-    ProgramNotExported,
-    ProgramUnreadable,
-    StoredProgram,
-    compiled_alone,
-    load_program,
-)
 from .core.metrics import deterministic_metrics, roofline
 from .core.profile import ProfilerUnavailable, calls_to_profile, write_trace
-from .core.replay import (
-    Replay,
-    ReplayConfig,
-    ReplayFailed,
-    ReplayUnavailable,
-    SideBySide,
-    replay,
-    side_by_side,
-)
+from .core.replay import ReplayConfig
 from .core.timing import TimingConfig, items_along_batch, measure_callable
-from .errors import CaseFailed, PerformanceRegression
-from .explain import explain_compiled, explain_recorded, explain_replayed
-from .records import ReplayRecord, program_stored
-from .report import explanation_lines
+from .replaying import explanation_of_change, prepare_replay, replay_record, replayed
 from .verdicts import (
     DECIDED_BY_REPLAY,
     INCONCLUSIVE,
@@ -56,7 +35,7 @@ if TYPE_CHECKING:
     from jax.export import Exported
 
     from .baseline import BaselineStore, Lookup
-    from .records import CheckRecord, ExplanationRecord, MetricsRecord
+    from .records import CheckRecord
     from .settings import PluginSettings
     from .specs import GateSpec
 
@@ -119,13 +98,13 @@ def measure_and_gate(
     # Prepared once: an inconclusive replay is replayed again on the same compiled programs.
     prepared = prepare_replay(current, lookup, program)
     first_replay = replayed(prepared, replay_config)
-    current = dataclasses.replace(current, replay=_as_record(first_replay))
+    current = dataclasses.replace(current, replay=replay_record(first_replay))
     judged = baseline_verdict(current, lookup, thresholds)
     if judged is not None and judged.status == INCONCLUSIVE:
         if judged.decided_by == DECIDED_BY_REPLAY:
             longer_replay = dataclasses.replace(replay_config, budget_seconds=2 * budget)
             longer_replay_of = replayed(prepared, longer_replay, previous=first_replay)
-            current = dataclasses.replace(current, replay=_as_record(longer_replay_of))
+            current = dataclasses.replace(current, replay=replay_record(longer_replay_of))
         else:
             longer = dataclasses.replace(timing_config, budget_seconds=2 * budget)
             timing = measure_callable(fn, args, items_per_call=items, config=longer)
@@ -141,7 +120,7 @@ def measure_and_gate(
     explanation = None
     wanted = status == REGRESSED or settings.explain
     if wanted and lookup is not None and lookup.record is not None and not settings.update_baselines:
-        explanation = explained(prepared, lookup.record, metrics, lowered, budget)
+        explanation = explanation_of_change(prepared, lookup.record, metrics, lowered, budget)
     trace = None
     # Not while recording: the noise floor's processes would write their traces over each other's.
     traces_wanted = settings.profile_on == "all" or status == REGRESSED
@@ -154,30 +133,6 @@ def measure_and_gate(
         explanation=explanation,
         trace=trace,
     )
-
-
-def explained(
-    prepared: PreparedReplay | ReplayRecord | None,
-    baseline: dict[str, Any],
-    metrics: MetricsRecord | None,
-    lowered: Any,
-    budget_seconds: float,
-) -> ExplanationRecord:
-    """Why the check's time changed: from both programs where the baseline's was replayed; from both
-    programs compiled apart where it was stored but not replayed; else from the figures the baseline
-    recorded, saying why."""
-    if isinstance(prepared, PreparedReplay):
-        return explain_replayed(prepared.pair, budget_seconds)
-    why = (prepared or {}).get("unavailable") or "the baseline's program was not replayed"
-    stored = baseline.get("program")
-    if program_stored(stored) and lowered is not None:
-        try:
-            program = stored_program(stored)
-            return explain_compiled(compiled_alone(program), lowered.compile(), why)
-        except (ProgramUnreadable, KeyError, TypeError, ValueError) as error:
-            why = f"{why}; its stored program cannot be compiled here: {error}"
-    recorded = baseline.get("metrics")
-    return explain_recorded(why, recorded if isinstance(recorded, dict) else None, metrics)  # type: ignore[arg-type]
 
 
 def traced(
@@ -197,12 +152,6 @@ def traced(
         return None
     # Said relative to where pytest runs, as the option was given, where the folder lies below it.
     return os.path.relpath(target) if target.is_relative_to(Path.cwd()) else str(target)
-
-
-def stored_program(stored: dict[str, Any]) -> Exported:
-    """A baseline record's stored program read back (ProgramCorrupt, ProgramIncompatible, KeyError,
-    TypeError or ValueError where it cannot be)."""
-    return load_program(StoredProgram.from_text(str(stored["data"]), int(stored["serialized_bytes"])))
 
 
 def trace_folder_name(nodeid: str, key: str) -> str:
@@ -236,91 +185,6 @@ def find_baseline(
     return store.lookup(current.module, current.baseline_key)
 
 
-@dataclass(frozen=True)
-class PreparedReplay:
-    """Both programs of a check compiled side by side, and the seconds their export and compiles took."""
-
-    pair: SideBySide
-    seconds: float
-    where: str
-    """The stored program's file and record, for messages."""
-
-
-def prepare_replay(
-    current: CheckRecord,
-    lookup: Lookup | None,
-    program: Callable[[], tuple[Exported, tuple[Any, ...]]] | None,
-) -> PreparedReplay | ReplayRecord | None:
-    """The baseline's stored program and the current one compiled side by side; why not, as a record,
-    where they cannot be (the cross-process comparison then decides); None without a baseline."""
-    __tracebackhide__ = True
-    if lookup is None or lookup.record is None:
-        return None
-    if program is None:
-        return ReplayRecord(unavailable="jaxperf.measure times any callable: only jaxperf.check replays")
-    stored = lookup.record.get("program")
-    if not program_stored(stored):
-        why = stored.get("unavailable") if isinstance(stored, dict) else None
-        return ReplayRecord(
-            unavailable=f"no program stored with its baseline: {why}"
-            if why
-            else "no program stored with its baseline (recorded before programs were; "
-            "--jaxperf-update-baselines stores one)"
-        )
-    where = f"{lookup.path} record {current.baseline_key!r}"
-    began = time.perf_counter()
-    try:
-        baseline = stored_program(stored)
-    except (ProgramCorrupt, KeyError, TypeError, ValueError) as error:
-        raise CaseFailed(
-            f"the program stored in {where} cannot be read: {error}; the file was left as it is "
-            "(--jaxperf-update-baselines records it anew)"
-        ) from None
-    except ProgramIncompatible as error:
-        return ReplayRecord(unavailable=f"not comparable by replay: {error}")
-    try:
-        exported, arguments = program()
-    except ProgramNotExported as error:
-        return ReplayRecord(unavailable=f"the current program cannot be exported: {error}")
-    try:
-        pair = side_by_side(baseline, exported, arguments)
-    except ReplayUnavailable as error:
-        return ReplayRecord(unavailable=f"not comparable by replay: {error}")
-    except ReplayFailed as error:
-        raise CaseFailed(f"replaying the baseline's program ({where}) failed: {error}") from None
-    return PreparedReplay(pair, time.perf_counter() - began, where)
-
-
-def replayed(
-    prepared: PreparedReplay | ReplayRecord | None,
-    config: ReplayConfig,
-    *,
-    previous: Replay | ReplayRecord | None = None,
-) -> Replay | ReplayRecord | None:
-    """The prepared programs timed against each other: the first replay's budget pays for their export
-    and compiles, a longer one goes on from the ``previous`` replay's blocks; a record saying why not
-    passed through."""
-    __tracebackhide__ = True
-    if not isinstance(prepared, PreparedReplay):
-        return prepared
-    going_on = previous if isinstance(previous, Replay) else None
-    try:
-        return replay(
-            prepared.pair,
-            config,
-            spent=0.0 if going_on is not None else prepared.seconds,
-            previous=going_on,
-        )
-    except ReplayUnavailable as error:
-        return ReplayRecord(unavailable=f"not comparable by replay: {error}")
-    except ReplayFailed as error:
-        raise CaseFailed(f"replaying the baseline's program ({prepared.where}) failed: {error}") from None
-
-
-def _as_record(replayed: Replay | ReplayRecord | None) -> ReplayRecord | None:
-    return replayed.to_dict() if isinstance(replayed, Replay) else replayed
-
-
 def baseline_verdict(current: CheckRecord, lookup: Lookup | None, thresholds: Thresholds) -> Verdict | None:
     """``current`` against its stored baseline (:func:`find_baseline`); None where there is none."""
     if lookup is None or current.timing is None:
@@ -342,12 +206,3 @@ def baseline_verdict(current: CheckRecord, lookup: Lookup | None, thresholds: Th
         replay_threshold=thresholds.replay,
         comparability=lookup.comparability,
     )
-
-
-def fail_on_regression(record: CheckRecord, variant_id: str, settings: PluginSettings) -> None:
-    """Raise :class:`PerformanceRegression` for a regressed check (not while recording baselines)."""
-    __tracebackhide__ = True
-    if record.verdict and record.verdict["status"] == REGRESSED and not settings.update_baselines:
-        why = explanation_lines(record.explanation) if record.explanation else []
-        message = "\n".join([f"{record.model} ({variant_id}): {record.verdict['reason']}", *why])
-        raise PerformanceRegression(message)

@@ -1,5 +1,5 @@
 """A test's outcome from what the rooms below the fixture raise: the one place their exceptions become
-``pytest.fail`` or ``pytest.skip``, named by the case."""
+``pytest.fail`` or ``pytest.skip``, named by the case; and a regressed check made the test's failure."""
 
 from __future__ import annotations
 
@@ -8,10 +8,15 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .baseline import BaselineError
-from .errors import CaseFailed, CaseUnavailable
+from .errors import CaseFailed, CaseUnavailable, PerformanceRegression
+from .report import explanation_lines
+from .verdicts import REGRESSED
 
 if TYPE_CHECKING:
     from types import TracebackType
+
+    from .records import CheckRecord
+    from .settings import PluginSettings
 
 
 class as_outcome:  # lower case: used as a function, ``with as_outcome(case_id): ...``
@@ -52,3 +57,12 @@ class as_outcome:  # lower case: used as a function, ``with as_outcome(case_id):
             # the message: it takes the context ``error`` had instead.
             outcome.__context__ = context
             outcome.__suppress_context__ = context is None
+
+
+def fail_on_regression(record: CheckRecord, variant_id: str, settings: PluginSettings) -> None:
+    """Raise :class:`PerformanceRegression` for a regressed check (not while recording baselines)."""
+    __tracebackhide__ = True
+    if record.verdict and record.verdict["status"] == REGRESSED and not settings.update_baselines:
+        why = explanation_lines(record.explanation) if record.explanation else []
+        message = "\n".join([f"{record.model} ({variant_id}): {record.verdict['reason']}", *why])
+        raise PerformanceRegression(message)

@@ -18,8 +18,8 @@ from pytest_jaxperf.core.export import (
     ProgramNotExported,
     ProgramUnreadable,
     StoredProgram,
+    deserialize_program,
     export_program,
-    load_program,
 )
 from pytest_jaxperf.core.replay import ReplayConfig, current_program, replay, side_by_side
 from pytest_jaxperf.core.wrap import wrap_model
@@ -44,7 +44,7 @@ X = jax.random.normal(jax.random.key(0), (16, 32))
 def _replayed(stored: StoredProgram, wrapped_params: object, *inputs: jax.Array) -> np.ndarray:
     """The stored program run on the state and inputs, through its text form as a baseline file keeps it."""
     again = StoredProgram.from_text(stored.to_text(), stored.serialized_bytes)
-    exported = load_program(again)
+    exported = deserialize_program(again)
     return np.asarray(exported.call(jax.tree_util.tree_leaves(wrapped_params), *inputs))
 
 
@@ -69,7 +69,7 @@ def test_a_low_precision_variant_is_stored_as_its_own_program(precision: str) ->
         wrapped = wrap_model(quantized.apply, params=quantized.params, jit=True)
         marker = "i8"
     stored = export_program(wrapped, (X,), DEFAULT_LIMIT_BYTES)
-    exported = load_program(stored)
+    exported = deserialize_program(stored)
     assert marker in exported.mlir_module()  # the precision is in the stored program itself
     np.testing.assert_allclose(
         _replayed(stored, wrapped.params, X).astype(np.float32), np.asarray(wrapped(X)).astype(np.float32)
@@ -118,14 +118,14 @@ def test_what_cannot_be_stored_says_why() -> None:
 def test_a_damaged_stored_program_is_unreadable_never_misread() -> None:
     stored = export_program(wrap_model(Decoder(rngs=nnx.Rngs(0)), jit=True), (X,), DEFAULT_LIMIT_BYTES)
     with pytest.raises(ProgramUnreadable, match="corrupt or truncated"):
-        load_program(StoredProgram(stored.data[: len(stored.data) // 2], stored.serialized_bytes))
+        deserialize_program(StoredProgram(stored.data[: len(stored.data) // 2], stored.serialized_bytes))
     with pytest.raises(ProgramUnreadable, match="its record says 12"):
-        load_program(StoredProgram(stored.data, 12))
+        deserialize_program(StoredProgram(stored.data, 12))
     with pytest.raises(ProgramUnreadable, match="not base64"):
         StoredProgram.from_text("not base64 at all!", stored.serialized_bytes)
     garbage = b"\x00" * 64
     with pytest.raises(ProgramUnreadable, match="cannot read the stored program"):
-        load_program(StoredProgram(zlib.compress(garbage), len(garbage)))
+        deserialize_program(StoredProgram(zlib.compress(garbage), len(garbage)))
 
 
 def test_a_sharded_program_keeps_its_devices(jaxperf_pytester: pytest.Pytester) -> None:
@@ -138,7 +138,7 @@ def test_a_sharded_program_keeps_its_devices(jaxperf_pytester: pytest.Pytester) 
         import numpy as np
         from flax import nnx
 
-        from pytest_jaxperf.core.export import DEFAULT_LIMIT_BYTES, export_program, load_program
+        from pytest_jaxperf.core.export import DEFAULT_LIMIT_BYTES, export_program, deserialize_program
         from pytest_jaxperf.core.placement import batch_mesh
         from pytest_jaxperf.core.wrap import wrap_model
 
@@ -147,7 +147,7 @@ def test_a_sharded_program_keeps_its_devices(jaxperf_pytester: pytest.Pytester) 
             model = nnx.Linear(32, 16, rngs=nnx.Rngs(0))
             wrapped = wrap_model(model, jit=True, mesh=batch_mesh(8))
             x = jnp.ones((16, 32))
-            exported = load_program(export_program(wrapped, (x,), DEFAULT_LIMIT_BYTES))
+            exported = deserialize_program(export_program(wrapped, (x,), DEFAULT_LIMIT_BYTES))
             assert exported.nr_devices == 8
             out = exported.call(jax.tree_util.tree_leaves(wrapped.params), *wrapped.place(x))
             np.testing.assert_allclose(np.asarray(out), np.asarray(wrapped(x)), rtol=1e-6)
@@ -214,7 +214,7 @@ def test_recording_stores_each_checks_program_or_says_why_not(jaxperf_pytester: 
     assert len(stored.data) == program["stored_bytes"]
     wrapped = wrap_model(Decoder(rngs=nnx.Rngs(0)), jit=True)
     x = jnp.ones((16, 32))
-    replayed = load_program(stored).call(jax.tree_util.tree_leaves(wrapped.params), x)
+    replayed = deserialize_program(stored).call(jax.tree_util.tree_leaves(wrapped.params), x)
     np.testing.assert_allclose(np.asarray(replayed), np.asarray(wrapped(x)), rtol=1e-6)
 
     # Over the ini limit: the baseline is recorded, its program is not, and the record says why.

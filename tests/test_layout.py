@@ -23,7 +23,7 @@ FLOORS: dict[str, int] = {
     "optimize": 2, "checks": 2, "verdicts": 2, "baseline": 2,
     # one case's checks, failures explained, the gate, the recording, results read and reported
     "checking": 3, "failures": 3, "gating": 3, "recording": 3, "results": 3, "report": 3, "comparison": 3,
-    "gate_notes": 3, "expectations": 3, "explain": 3, "rows": 3,
+    "gate_notes": 3, "expectations": 3, "explain": 3, "rows": 3, "replaying": 3,
     # the faces: the pytest fixture and session, the command line, the page, jaxperf ab
     "fixture": 4, "outcomes": 4, "session": 4, "page": 4, "page_render": 4, "cli": 4, "ab": 4,
     # the hooks and the public package
@@ -32,7 +32,7 @@ FLOORS: dict[str, int] = {
 #: Rooms that never import pytest: what they raise, the fixture turns into the test's outcome.
 PYTEST_FREE = (
     "core", "optimize", "checks", "checking", "failures", "gating", "expectations", "recording", "verdicts",
-    "explain",
+    "explain", "replaying",
 )  # fmt: skip
 
 

@@ -117,7 +117,7 @@ def export_program(wrapped: WrappedModel, inputs: tuple[Any, ...], limit_bytes: 
     return StoredProgram(zlib.compress(data, 9), len(data))
 
 
-def load_program(stored: StoredProgram) -> export.Exported:
+def deserialize_program(stored: StoredProgram) -> export.Exported:
     """The exported program back; ProgramUnreadable saying why when it cannot be."""
     try:
         serialized = zlib.decompress(stored.data)
