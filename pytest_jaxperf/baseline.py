@@ -9,46 +9,30 @@ left untouched.
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import hashlib
 import json
 import math
 import os
 import platform
 import re
-import statistics
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-try:  # POSIX; elsewhere concurrent recorders are not serialized
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
-
+from . import writable
 from .environment import _version
+from .errors import BaselineError
 from .records import is_non_negative_number, is_positive_number, program_stored
-from .verdicts import NEW, NOT_COMPARABLE, Comparability, deterministic_changes
+from .verdicts import NEW, NOT_COMPARABLE, Comparability
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
-
-    from .records import CheckRecord
+    from collections.abc import Mapping
 
 SCHEMA_VERSION = 1
 #: Environment variables that change what XLA compiles or how it runs.
 _ENV_PREFIXES = ("XLA_FLAGS", "JAX_", "XLA_PYTHON_CLIENT_", "XLA_CLIENT_", "TF_GPU_ALLOCATOR", "CUDA_VISIBLE")
 #: ... except these, which only say where things are kept.
 _ENV_IGNORED = ("JAX_COMPILATION_CACHE_DIR", "JAXPERF_REPEAT_CHILD")
-
-
-class BaselineError(Exception):
-    """A baseline file that cannot be used: unreadable, corrupt or of another schema."""
 
 
 def _cpu_model() -> str:
@@ -379,7 +363,7 @@ class BaselineStore:
         OSError for one that cannot be written.
         """
         path = self.path_for(module)
-        with locked(path.parent):
+        with writable.locked(path.parent):
             self._cache.pop(path, None)  # what another recorder wrote since this session read it
             existing = self._load(path)  # raises on a corrupt file: it is never overwritten
             if existing is not None and existing.environment != self.fingerprint:
@@ -398,157 +382,6 @@ class BaselineStore:
             except ValueError:  # a number JSON has no word for, deeper than the fields checked above
                 where = _non_finite_field(merged)
                 raise BaselineError(f"refusing to write {path}: {where} is not finite; {_KEPT}") from None
-            write_atomically(path, text)
+            writable.write_atomically(path, text)
         self._cache[path] = document
         return path
-
-
-#: Samples kept in a baseline: evenly spaced order statistics, enough for the bootstrap of the median.
-_BASELINE_SAMPLES = 41
-
-
-class ProgramChanged(Exception):
-    """A baseline cannot take another recording: what it measured is no longer the same program."""
-
-
-#: Process medians a baseline keeps when recordings are added to it (the most recent).
-MAX_PROCESS_MEDIANS = 12
-
-
-def extended_medians(stored: Mapping[str, Any], current: Mapping[str, Any], new: list[float]) -> list[float]:
-    """A baseline's process medians with another recording's added, the latest MAX_PROCESS_MEDIANS kept.
-
-    Only the same program may be added: medians of a changed model are not the same code measured at
-    another time, so a change in compiles, FLOPs, bytes, memory or the optimized program's fingerprint
-    (``current`` against ``stored``) raises :class:`ProgramChanged` naming it.
-    """
-    regressions, improvements, _ = deterministic_changes(current, stored)
-    changes = regressions + improvements
-    # The same work can be fused differently, and run at another speed: the optimized program's
-    # fingerprint (source locations and autotuning stripped) tells.
-    now = (current.get("metrics") or {}).get("hlo_fingerprint")
-    before = (stored.get("metrics") or {}).get("hlo_fingerprint")
-    if now and before and now != before:
-        changes.append(f"optimized HLO fingerprint {now} vs baseline {before}")
-    if changes:
-        raise ProgramChanged(f"its program changed since it was recorded ({'; '.join(changes)})")
-    recorded = [float(m) for m in stored.get("process_medians") or [stored["median"]]]
-    return [*recorded, *new][-MAX_PROCESS_MEDIANS:]
-
-
-def baseline_record(
-    record: CheckRecord,
-    process_medians: list[float],
-    noise_floor: float,
-    commit: str,
-    recordings: int = 1,
-) -> dict[str, Any]:
-    """What a baseline keeps of a measured check.
-
-    With medians from several processes, the baseline sits at their median (one process can be lucky or
-    slow by more than its own samples show); this process's samples are scaled to that centre, so the
-    bootstrap keeps their spread around the more robust location.
-    """
-
-    timing = record.timed
-    own_median = float(timing["median"] or 0.0)
-    centre = statistics.median(process_medians) if process_medians else own_median
-    scale = centre / own_median if own_median else 1.0
-    ordered = np.sort(np.asarray(timing["samples"], dtype=float)) * scale
-    sketch = np.quantile(ordered, np.linspace(0, 1, _BASELINE_SAMPLES)) if len(ordered) else ordered
-    q1, q3 = np.quantile(ordered, [0.25, 0.75]) if len(ordered) else (0.0, 0.0)
-    return {
-        "variant": record.variant,
-        "model": record.model,
-        "inputs": record.inputs,
-        "mode": timing["mode"],
-        "median": centre,
-        "ci_low": (timing["ci_low"] or 0.0) * scale,
-        "ci_high": (timing["ci_high"] or 0.0) * scale,
-        "p90": (timing["p90"] or 0.0) * scale,
-        "p99": (timing["p99"] or 0.0) * scale,
-        "process_medians": process_medians,
-        "iqr": float(q3 - q1),
-        "sample_count": timing["sample_count"],
-        "samples": [float(s) for s in sketch],
-        "items_per_call": timing["items_per_call"],
-        "noise_floor": noise_floor,
-        "processes": len(process_medians),
-        "recordings": recordings,
-        "compiles": record.compiles,
-        "metrics": record.metrics,
-        **({"program": record.program} if record.program else {}),
-        "date": datetime.datetime.now(datetime.UTC).date().isoformat(),
-        "commit": commit,
-    }
-
-
-#: The start of a temporary file's name: never a baseline's (no ``.json`` suffix), and removed by the next
-#: writer of its folder when a killed process left it behind.
-TEMPORARY_PREFIX = ".jaxperf-partial-"
-#: The lock file of a folder whose own lock cannot be taken (a network file system without ``flock`` on
-#: directories).
-LOCK_FILE = ".jaxperf.lock"
-
-
-#: How long a writer waits for another to release a folder's lock: a write takes milliseconds, so a lock
-#: held this long belongs to a process that stopped (Ctrl-Z, a hung network mount).
-LOCK_WAIT_SECONDS = 60.0
-
-
-@contextlib.contextmanager
-def locked(directory: Path, wait_seconds: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
-    """Hold ``directory``'s exclusive lock (created if absent); temporary files that a killed writer left
-    in it are removed once it is held, since every writer writes only while holding it. BaselineError
-    when another process holds it beyond ``wait_seconds``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        if fcntl is not None:
-            # The folder itself is locked, so no lock file is left among the baselines; where that is
-            # refused, a lock file beside them.
-            handle = os.open(directory, os.O_RDONLY)
-            stack.callback(os.close, handle)
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                _wait_for_lock(handle, directory, wait_seconds)
-            except OSError:
-                handle = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-                stack.callback(os.close, handle)
-                _wait_for_lock(handle, directory, wait_seconds)
-        for stale in directory.glob(f"{TEMPORARY_PREFIX}*"):
-            stale.unlink(missing_ok=True)
-        yield
-
-
-def _wait_for_lock(handle: int, directory: Path, wait_seconds: float) -> None:
-    # Polled, not blocked on: a blocked flock would leave the recorder deaf to everything but SIGKILL.
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise BaselineError(
-                    f"{directory} stayed locked by another recorder for {wait_seconds:.0f} s (stopped with "
-                    "Ctrl-Z? a hung mount?); nothing was written to it"
-                ) from None
-            time.sleep(0.05)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{path.name}.", dir=path.parent)
-    try:
-        # mkstemp makes the file private (0600); what is written is an ordinary file: mode from the umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -117,7 +117,7 @@ def _write(text: str, output: Path | None) -> None:
     if output is None:
         sys.stdout.write(text)
         return
-    from .baseline import write_atomically
+    from .writable import write_atomically
 
     write_atomically(output, text)
     print(f"jaxperf report: written to {output}", file=sys.stderr)
@@ -216,7 +216,7 @@ def _ab(args: argparse.Namespace) -> int:
         f"({report.seconds / tests:.1f} s per test, {len(report.runs)} processes)"
     )
     if args.json is not None:
-        from .baseline import write_atomically
+        from .writable import write_atomically
 
         write_atomically(args.json, json.dumps(report.to_dict(), indent=1) + "\n")
     return EXIT_REGRESSION if report.failing else EXIT_OK

@@ -3,7 +3,8 @@
 The optimizations, the checks and the gate know nothing of pytest: a judgement that fails raises
 :class:`CaseFailed`, a case that cannot run on this machine raises :class:`CaseUnavailable`, and the
 fixture fails or skips the test with the case's name before the message (``jaxperf bf16-d8: ...``).
-A regression against the committed baseline reaches pytest as itself: :class:`PerformanceRegression`.
+A regression against the committed baseline reaches pytest as itself: :class:`PerformanceRegression`;
+a baseline file that cannot be used fails the test naming the file: :class:`BaselineError`.
 """
 
 from __future__ import annotations
@@ -35,3 +36,7 @@ class IdenticalInputsWarning(UserWarning):
 class LowPrecisionReferenceWarning(UserWarning):
     """The model's float32 case computes matmuls in a lower precision (layers built with a bf16 dtype):
     the fidelity check compares the variants with that model, not with float32."""
+
+
+class BaselineError(Exception):
+    """A baseline file that cannot be used: unreadable, corrupt or of another schema."""

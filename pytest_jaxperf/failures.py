@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 
-from .baseline import BaselineError
 from .core import memory
 from .core.compiles import RecompileError
 from .core.memory import MemoryBreakdown, is_out_of_memory
 from .core.placement import UnsplittableBatch
 from .core.signature import describe_inputs
 from .core.wrap import ModelStructureError
-from .errors import CaseFailed, CaseUnavailable, PerformanceRegression
+from .errors import BaselineError, CaseFailed, CaseUnavailable, PerformanceRegression
 from .units import BYTE_UNITS, format_bytes
 
 if TYPE_CHECKING:

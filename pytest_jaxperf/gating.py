@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .baseline import BaselineError
 from .core.metrics import deterministic_metrics, roofline
 from .core.profile import ProfilerUnavailable, calls_to_profile, write_trace
 from .core.replay import ReplayConfig
 from .core.timing import TimingConfig, items_along_batch, measure_callable
+from .errors import BaselineError
 from .replaying import explanation_of_change, prepare_replay, replay_record, replayed
 from .verdicts import (
     DECIDED_BY_REPLAY,
@@ -70,7 +70,7 @@ def measure_and_gate(
 
     An inconclusive verdict gets one bounded re-measure (or replay) with twice the budget; still
     unclear, it stays a :class:`JaxperfInconclusive` warning. A baseline file that cannot be read raises
-    :class:`~pytest_jaxperf.baseline.BaselineError`; a stored program that is damaged, or that fails when
+    :class:`~pytest_jaxperf.errors.BaselineError`; a stored program that is damaged, or that fails when
     replayed, :class:`~pytest_jaxperf.errors.CaseFailed`.
     """
     __tracebackhide__ = True

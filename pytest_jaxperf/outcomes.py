@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .baseline import BaselineError
-from .errors import CaseFailed, CaseUnavailable, PerformanceRegression
+from .errors import BaselineError, CaseFailed, CaseUnavailable, PerformanceRegression
 from .report import explanation_lines
 from .verdicts import REGRESSED
 

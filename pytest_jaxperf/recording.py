@@ -8,20 +8,24 @@ request (``--jaxperf-update-baselines``, ``--jaxperf-extend-baselines``).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
+import statistics
 from typing import TYPE_CHECKING, Any
 
-from .baseline import BaselineError, ProgramChanged, baseline_record, extended_medians
+import numpy as np
+
 from .environment import child_process_environment
+from .errors import BaselineError
 from .processes import head_commit, run_pytest, scratch_directory
 from .records import CheckRecord, program_stored
 from .results import ResultsError, load_results
 from .signals import interrupts_deferred
 from .units import format_bytes
-from .verdicts import NOISE_MULTIPLE, TEST_FAILED, noise_floor, noise_floor_of_run
+from .verdicts import NOISE_MULTIPLE, TEST_FAILED, deterministic_changes, noise_floor, noise_floor_of_run
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
     from .baseline import BaselineStore
     from .records import Record
@@ -274,3 +278,83 @@ def program_lines(measured: list[CheckRecord]) -> list[str]:
         if r.program
     ]
     return lines
+
+
+#: Samples kept in a baseline: evenly spaced order statistics, enough for the bootstrap of the median.
+_BASELINE_SAMPLES = 41
+
+
+class ProgramChanged(Exception):
+    """A baseline cannot take another recording: what it measured is no longer the same program."""
+
+
+#: Process medians a baseline keeps when recordings are added to it (the most recent).
+MAX_PROCESS_MEDIANS = 12
+
+
+def extended_medians(stored: Mapping[str, Any], current: Mapping[str, Any], new: list[float]) -> list[float]:
+    """A baseline's process medians with another recording's added, the latest MAX_PROCESS_MEDIANS kept.
+
+    Only the same program may be added: medians of a changed model are not the same code measured at
+    another time, so a change in compiles, FLOPs, bytes, memory or the optimized program's fingerprint
+    (``current`` against ``stored``) raises :class:`ProgramChanged` naming it.
+    """
+    regressions, improvements, _ = deterministic_changes(current, stored)
+    changes = regressions + improvements
+    # The same work can be fused differently, and run at another speed: the optimized program's
+    # fingerprint (source locations and autotuning stripped) tells.
+    now = (current.get("metrics") or {}).get("hlo_fingerprint")
+    before = (stored.get("metrics") or {}).get("hlo_fingerprint")
+    if now and before and now != before:
+        changes.append(f"optimized HLO fingerprint {now} vs baseline {before}")
+    if changes:
+        raise ProgramChanged(f"its program changed since it was recorded ({'; '.join(changes)})")
+    recorded = [float(m) for m in stored.get("process_medians") or [stored["median"]]]
+    return [*recorded, *new][-MAX_PROCESS_MEDIANS:]
+
+
+def baseline_record(
+    record: CheckRecord,
+    process_medians: list[float],
+    noise_floor: float,
+    commit: str,
+    recordings: int = 1,
+) -> dict[str, Any]:
+    """What a baseline keeps of a measured check.
+
+    With medians from several processes, the baseline sits at their median (one process can be lucky or
+    slow by more than its own samples show); this process's samples are scaled to that centre, so the
+    bootstrap keeps their spread around the more robust location.
+    """
+
+    timing = record.timed
+    own_median = float(timing["median"] or 0.0)
+    centre = statistics.median(process_medians) if process_medians else own_median
+    scale = centre / own_median if own_median else 1.0
+    ordered = np.sort(np.asarray(timing["samples"], dtype=float)) * scale
+    sketch = np.quantile(ordered, np.linspace(0, 1, _BASELINE_SAMPLES)) if len(ordered) else ordered
+    q1, q3 = np.quantile(ordered, [0.25, 0.75]) if len(ordered) else (0.0, 0.0)
+    return {
+        "variant": record.variant,
+        "model": record.model,
+        "inputs": record.inputs,
+        "mode": timing["mode"],
+        "median": centre,
+        "ci_low": (timing["ci_low"] or 0.0) * scale,
+        "ci_high": (timing["ci_high"] or 0.0) * scale,
+        "p90": (timing["p90"] or 0.0) * scale,
+        "p99": (timing["p99"] or 0.0) * scale,
+        "process_medians": process_medians,
+        "iqr": float(q3 - q1),
+        "sample_count": timing["sample_count"],
+        "samples": [float(s) for s in sketch],
+        "items_per_call": timing["items_per_call"],
+        "noise_floor": noise_floor,
+        "processes": len(process_medians),
+        "recordings": recordings,
+        "compiles": record.compiles,
+        "metrics": record.metrics,
+        **({"program": record.program} if record.program else {}),
+        "date": datetime.datetime.now(datetime.UTC).date().isoformat(),
+        "commit": commit,
+    }

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .baseline import BaselineError, parse_file
+from .baseline import parse_file
+from .errors import BaselineError
 from .processes import git_output
 from .records import CheckRecord, Record, is_non_negative_number, is_positive_number, record_from_dict
 from .verdicts import TEST_FAILED

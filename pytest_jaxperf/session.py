@@ -142,7 +142,7 @@ class JaxperfSession:
     def _written(self, what: str, path: Path, text: str, *, said: bool = True) -> bool:
         """Write ``text`` to ``path``; False, said in the messages, where it could not be written. With
         ``said``, the written file is named there too."""
-        from .baseline import write_atomically
+        from .writable import write_atomically
 
         try:
             write_atomically(path, text)

@@ -66,7 +66,8 @@ def test_concurrent_recorders_keep_every_record(jaxperf_pytester: pytest.Pyteste
 
 
 def test_a_partial_file_a_killed_writer_left_is_removed_by_the_next(tmp_path: Path) -> None:
-    from pytest_jaxperf.baseline import TEMPORARY_PREFIX, BaselineStore
+    from pytest_jaxperf.baseline import BaselineStore
+    from pytest_jaxperf.writable import TEMPORARY_PREFIX
 
     store = BaselineStore(tmp_path, {"backend": "cpu"})
     stale = store.environment_dir / f"{TEMPORARY_PREFIX}test_x.py-abc.json.k3j2"
@@ -83,11 +84,11 @@ import errno
 import os
 import signal
 
-import pytest_jaxperf.baseline as baseline
+import pytest_jaxperf.writable as writable
 import pytest_jaxperf.recording as recording
 
 FULL = os.environ.get("FAULT_FULL", "")
-real_write = baseline.write_atomically
+real_write = writable.write_atomically
 
 
 def write_atomically(path, text):
@@ -98,7 +99,7 @@ def write_atomically(path, text):
     return real_write(path, text)
 
 
-baseline.write_atomically = write_atomically
+writable.write_atomically = write_atomically
 
 
 def run_pytest(*args, **kwargs):
@@ -344,7 +345,8 @@ def test_extending_a_record_of_nan_medians_refuses_it_and_keeps_the_file(
 
 
 def test_a_record_that_is_no_measurement_is_never_written(tmp_path: Path) -> None:
-    from pytest_jaxperf.baseline import BaselineError, BaselineStore
+    from pytest_jaxperf.baseline import BaselineStore
+    from pytest_jaxperf.errors import BaselineError
 
     store = BaselineStore(tmp_path, {"backend": "cpu"})
     good = {"median": 1e-3, "samples": [1e-3], "noise_floor": 0.01}
@@ -514,7 +516,8 @@ def test_a_writer_merges_into_what_another_wrote_since_it_read(tmp_path: Path) -
 
 
 def test_a_lock_held_too_long_is_said_not_waited_for_forever(tmp_path: Path) -> None:
-    from pytest_jaxperf.baseline import BaselineError, locked
+    from pytest_jaxperf.errors import BaselineError
+    from pytest_jaxperf.writable import locked
 
     held_elsewhere = pytest.raises(BaselineError, match="stayed locked by another recorder for 0 s")
     with locked(tmp_path), held_elsewhere, locked(tmp_path, wait_seconds=0.2):

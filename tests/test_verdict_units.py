@@ -11,19 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_jaxperf.baseline import (
-    MAX_PROCESS_MEDIANS,
-    BaselineError,
     BaselineStore,
-    ProgramChanged,
     dumps,
     environment_id,
-    extended_medians,
     module_file_name,
     read_file,
     stable_numbers,
 )
 from pytest_jaxperf.core.metrics import hlo_counts, known_peak, normalized_hlo
+from pytest_jaxperf.errors import BaselineError
 from pytest_jaxperf.intervals import median_ci, ratio_ci
+from pytest_jaxperf.recording import MAX_PROCESS_MEDIANS, ProgramChanged, extended_medians
 from pytest_jaxperf.verdicts import (
     IMPROVED,
     INCONCLUSIVE,
