@@ -9,7 +9,8 @@ import statistics
 from typing import TYPE_CHECKING
 
 from .records import SLOWER_COMPILE_RATIO, CheckRecord
-from .verdicts import NOISE_MULTIPLE, NOT_COMPARED, percent
+from .units import percent
+from .verdicts import NOISE_MULTIPLE, NOT_COMPARED
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -17,12 +17,13 @@ import numpy as np
 
 from .environment import child_process_environment
 from .errors import BaselineError
+from .noise import noise_floor, noise_floor_of_run
 from .processes import head_commit, run_pytest, scratch_directory
 from .records import CheckRecord, program_stored
 from .results import ResultsError, load_results
 from .signals import interrupts_deferred
 from .units import format_bytes
-from .verdicts import NOISE_MULTIPLE, TEST_FAILED, deterministic_changes, noise_floor, noise_floor_of_run
+from .verdicts import NOISE_MULTIPLE, TEST_FAILED, deterministic_changes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping

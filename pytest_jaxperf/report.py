@@ -7,9 +7,10 @@ import textwrap
 from typing import TYPE_CHECKING
 
 from .gate_notes import gate_lines, paired_drift_lines
+from .noise import DRIFT_MIN_CHECKS, TimedCheck, run_drift
 from .records import CheckRecord, ComparisonRecord, FigureRecord
 from .rows import check_rows, precision_rows, verdict_notes
-from .verdicts import DECIDED_BY_CROSS_PROCESS, DRIFT_MIN_CHECKS, REGRESSED, TimedCheck, run_drift
+from .verdicts import DECIDED_BY_CROSS_PROCESS, REGRESSED
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -186,7 +187,7 @@ def wrap_line(line: str, columns: int = TERMINAL_COLUMNS) -> list[str]:
 
 def drift_lines(records: Sequence[Record]) -> list[str]:
     """When the run's timed checks moved together against their baselines: what that says, and which
-    regressions stand out even against it (see :class:`~pytest_jaxperf.verdicts.RunDrift`)."""
+    regressions stand out even against it (see :class:`~pytest_jaxperf.noise.RunDrift`)."""
     # Only timing verdicts carry a ratio, its interval and a limit (new, not comparable: none).
     timed = [
         TimedCheck(f"{c.nodeid} {c.key}", ratio, ci_low, limit)

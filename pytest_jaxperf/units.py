@@ -1,4 +1,5 @@
-"""Sizes in bytes as people write and read them: ``2048``, ``"512MiB"``, ``"2 GB"``; ``157.3 GiB``."""
+"""Sizes in bytes as people write and read them: ``2048``, ``"512MiB"``, ``"2 GB"``; ``157.3 GiB``; and a
+relative change as people read it: ``+5.0%``."""
 
 from __future__ import annotations
 
@@ -51,3 +52,8 @@ def format_bytes(count: float) -> str:
         if abs(count) >= size:
             return f"{count / size:.1f} {unit}"
     return f"{int(count)} B"
+
+
+def percent(x: float) -> str:
+    """A relative change with its sign and a true minus: ``+5.0%``, ``−3.2%``."""
+    return f"{x:+.1%}".replace("-", "−")

@@ -16,7 +16,7 @@ import time
 import warnings
 from pathlib import Path
 
-from pytest_jaxperf.verdicts import RunDrift, TimedCheck, run_drift
+from pytest_jaxperf.noise import RunDrift, TimedCheck, run_drift
 from suites.marks import cpu_runner_benchmark, gate_benchmark
 
 # The main job runs 2 A/A processes (20 comparisons: a smoke test of the gate) to stay within its time;

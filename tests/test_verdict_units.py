@@ -264,7 +264,7 @@ def test_peak_table_matches_device_kinds() -> None:
 
 
 def test_the_machine_noise_floor_is_the_median_of_a_recordings_floors() -> None:
-    from pytest_jaxperf.verdicts import noise_floor_of_run
+    from pytest_jaxperf.noise import noise_floor_of_run
 
     assert noise_floor_of_run([0.02, 0.1, 0.06, 0.0]) == pytest.approx(0.06)
     assert noise_floor_of_run([0.02, 0.1]) == 0.0  # too few measurements to speak for the machine

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..comparison import ONLY_IN_A, ONLY_IN_B
-from ..verdicts import REGRESSED, percent
+from ..units import percent
+from ..verdicts import REGRESSED
 from .stats import DEFAULT_THRESHOLD, RatioEstimate, ratio_of_medians, ratio_verdict
 
 if TYPE_CHECKING:
