@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).parent.parent / "pytest_jaxperf"
 FLOORS: dict[str, int] = {
     # foundations: import only each other
     "specs": 0, "settings": 0, "units": 0, "errors": 0, "records": 0, "intervals": 0, "processes": 0,
-    "environment": 0, "markers": 0, "plots": 0, "writable": 0, "signals": 0,
+    "environment": 0, "markers": 0, "plots": 0, "writable": 0, "signals": 0, "noise": 0,
     # JAX programs
     "core": 1,
     # transformations, judgements, the pure verdicts and the store

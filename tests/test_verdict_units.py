@@ -21,6 +21,7 @@ from pytest_jaxperf.baseline import (
 from pytest_jaxperf.core.metrics import hlo_counts, known_peak, normalized_hlo
 from pytest_jaxperf.errors import BaselineError
 from pytest_jaxperf.intervals import median_ci, ratio_ci
+from pytest_jaxperf.noise import TimedCheck, expected_range, noise_floor, run_drift
 from pytest_jaxperf.recording import MAX_PROCESS_MEDIANS, ProgramChanged, extended_medians
 from pytest_jaxperf.verdicts import (
     IMPROVED,
@@ -29,12 +30,8 @@ from pytest_jaxperf.verdicts import (
     REGRESSED,
     Comparability,
     ReplayFigures,
-    TimedCheck,
     deterministic_changes,
-    expected_range,
-    noise_floor,
     replay_status,
-    run_drift,
     timing_verdict,
     verdict,
 )
