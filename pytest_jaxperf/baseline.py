@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from . import writable
 from .environment import _version
 from .errors import BaselineError
-from .records import is_non_negative_number, is_positive_number, program_stored
+from .record_fields import count_problem, figure_problem, first_problem, median_problem, seconds_list_problem
+from .records import program_stored
 from .verdicts import NEW, NOT_COMPARABLE, Comparability
 
 if TYPE_CHECKING:
@@ -110,8 +111,8 @@ def dumps(document: Mapping[str, Any]) -> str:
 
 #: Fields every timed baseline record has: what a verdict is computed from.
 REQUIRED_FIELDS = ("median", "samples", "noise_floor")
-#: Optional fields that, where present, are finite numbers of at least zero.
-_NON_NEGATIVE_FIELDS = ("ci_low", "ci_high", "p90", "p99", "iqr")
+#: Figures that, where present (the noise floor always is), are finite numbers of at least zero; counts.
+_FIGURE_FIELDS = ("noise_floor", "ci_low", "ci_high", "p90", "p99", "iqr")
 _COUNT_FIELDS = ("sample_count", "processes", "recordings", "items_per_call")
 
 
@@ -124,23 +125,20 @@ def record_problem(record: Any) -> str | None:
     missing = [name for name in REQUIRED_FIELDS if name not in record]
     if missing:
         return f"has no {' and no '.join(missing)}"
-    if not is_positive_number(record["median"]):
-        return f"has a median of {_shown(record['median'])}, not a positive number of seconds"
-    samples = record["samples"]
-    if not isinstance(samples, list) or not samples or not all(is_positive_number(v) for v in samples):
-        return f"has samples {_shown(samples)}, not a list of positive numbers of seconds"
     medians = record.get("process_medians")
-    if medians is not None and (
-        not isinstance(medians, list) or not all(is_positive_number(v) for v in medians)
-    ):
-        return f"has process_medians {_shown(medians)}, not a list of positive numbers of seconds"
-    for name in ("noise_floor", *_NON_NEGATIVE_FIELDS):
-        if name in record and not is_non_negative_number(record[name]):
-            return f"has {name} {_shown(record[name])}, not a finite number of at least 0"
-    for name in _COUNT_FIELDS:
-        value = record.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            return f"has {name} {_shown(value)}, not a count"
+    problem = first_problem(
+        median_problem(record["median"], _shown),
+        seconds_list_problem("samples", record["samples"], _shown, empty_allowed=False),
+        seconds_list_problem("process_medians", medians, _shown) if medians is not None else None,
+        *(figure_problem(name, record[name], _shown) for name in _FIGURE_FIELDS if name in record),
+        *(
+            count_problem(name, record[name], _shown, least=0)
+            for name in _COUNT_FIELDS
+            if record.get(name) is not None
+        ),
+    )
+    if problem:
+        return problem
     for name in ("metrics", "program"):
         if record.get(name) is not None and not isinstance(record[name], dict):
             return f"has {name} {_shown(record[name])}, not an object of fields"

@@ -8,7 +8,6 @@ in one place (:func:`record_from_dict`).
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict, TypeGuard
 
@@ -380,13 +379,3 @@ def record_from_dict(data: dict[str, Any]) -> Record:
     if kind == "comparison":
         return ComparisonRecord(**fields)
     return FigureRecord(**fields)
-
-
-def is_positive_number(value: Any) -> bool:
-    """A finite number above 0 (not a bool): what a time or a median read from a file must be."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
-
-
-def is_non_negative_number(value: Any) -> bool:
-    """A finite number of at least 0 (not a bool): an interval's end, a noise floor."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < math.inf

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 from .baseline import parse_file
 from .errors import BaselineError
 from .processes import git_output
-from .records import CheckRecord, Record, is_non_negative_number, is_positive_number, record_from_dict
+from .record_fields import (
+    count_problem,
+    figure_problem,
+    first_problem,
+    is_non_negative_number,
+    median_problem,
+    seconds_list_problem,
+)
+from .records import CheckRecord, Record, record_from_dict
 from .verdicts import TEST_FAILED
 
 if TYPE_CHECKING:
@@ -190,19 +198,16 @@ def timing_problem(timing: Any) -> str | None:
     missing = next((name for name in _TIMING_REQUIRED if name not in timing), None)
     if missing:
         return f"has no {missing}"
-    if not is_positive_number(timing["median"]):
-        return f"has a median of {timing['median']!r:.40}, not a positive number of seconds"
-    samples = timing["samples"]
-    if not isinstance(samples, list) or not all(is_positive_number(v) for v in samples):
-        return f"has samples {samples!r:.40}, not a list of positive numbers of seconds"
-    for name in _TIMING_FIGURES:
-        if name in timing and not is_non_negative_number(timing[name]):
-            return f"has {name} {timing[name]!r:.40}, not a finite number of at least 0"
-    for name in _TIMING_COUNTS:
-        value = timing.get(name, 1)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            return f"has {name} {value!r:.40}, not a positive count"
-    return None
+    return first_problem(
+        median_problem(timing["median"], _shown),
+        seconds_list_problem("samples", timing["samples"], _shown),
+        *(figure_problem(name, timing[name], _shown) for name in _TIMING_FIGURES if name in timing),
+        *(count_problem(name, timing.get(name, 1), _shown, least=1) for name in _TIMING_COUNTS),
+    )
+
+
+def _shown(value: Any) -> str:
+    return f"{value!r:.40}"
 
 
 #: Each part of an explanation the reports read, and what its entries must hold.
