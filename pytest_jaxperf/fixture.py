@@ -20,8 +20,9 @@ from .checking import (
 from .checks.sharding import check_pipeline_output
 from .core.call import PLAIN, CallPattern
 from .core.compiles import explaining_cache_misses, function_name
+from .core.model import as_module, same_model
 from .core.timing import TimingConfig, compare_callables
-from .core.wrap import WrappedModel, as_module, compile_watch, same_model, wrap_model
+from .core.wrap import WrappedModel, compile_watch, wrap_model
 from .expectations import hold_at_least, speedup
 from .gating import budget_seconds
 from .optimize.batching import batch_sweep, on_device, pipeline_split

@@ -8,13 +8,13 @@ import html
 import re
 from typing import TYPE_CHECKING
 
-from .page import Link, Table
+from .page_model import Link, Table
 from .report import markdown_table
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .page import Cell, Entry, Page, Section
+    from .page_model import Cell, Entry, Page, Section
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1400px; color: #1b1b1b;

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_jaxperf import ab, cli, page, page_render, plots
+from pytest_jaxperf import ab, cli, page, page_history, page_labels, page_render, plots
 from pytest_jaxperf.comparison import ONLY_IN_A, ONLY_IN_B, any_regressed, compare_results
 from pytest_jaxperf.gate_notes import gate_lines
 from pytest_jaxperf.recording import limit_line
@@ -332,10 +332,10 @@ def report_records():
 
 def test_labels_drop_the_variant_and_the_batch_from_the_case():
     bf16, sized = report_records()[1], report_records()[5]
-    assert page.case_label(bf16) == "test_decoder Decoder"
-    assert page.series_label(sized) == "test_sizes Decoder"
+    assert page_labels.case_label(bf16) == "test_decoder Decoder"
+    assert page_labels.series_label(sized) == "test_sizes Decoder"
     wide = check("t.py::test_x[d8-wide]", 1e-3, variant="fp32-d8")
-    assert page.case_label(wide) == "test_x[wide] Decoder"
+    assert page_labels.case_label(wide) == "test_x[wide] Decoder"
 
 
 def test_page_has_every_section_with_tables_and_the_speedups(tmp_path):
@@ -448,7 +448,7 @@ def test_history_reads_every_committed_recording_and_reports_corrupt_files(tmp_p
     assert [p.throughput for p in series] == pytest.approx([64_000, 80_000])
     assert len(history.problems) == 1
     assert "broken.json is corrupt or truncated" in history.problems[0]
-    section = page._history_section(history, [])
+    section = page_history.history_section(history, [])
     assert section.tables[0].rows[0][-1] == "+25.0%"
     assert target.read_text() == json.dumps(_baseline_document(0.8e-3, "bbbb"))  # nothing was written
 

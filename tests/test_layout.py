@@ -15,8 +15,8 @@ PACKAGE = Path(__file__).parent.parent / "pytest_jaxperf"
 #: Each room's floor, lowest first: a module imports from its own floor or below, never above.
 FLOORS: dict[str, int] = {
     # foundations: import only each other
-    "specs": 0, "settings": 0, "units": 0, "errors": 0, "records": 0, "intervals": 0, "processes": 0,
-    "environment": 0, "markers": 0, "plots": 0, "writable": 0, "signals": 0, "noise": 0,
+    "specs": 0, "settings": 0, "units": 0, "errors": 0, "records": 0, "record_fields": 0, "intervals": 0,
+    "processes": 0, "environment": 0, "markers": 0, "plots": 0, "writable": 0, "signals": 0, "noise": 0,
     # JAX programs
     "core": 1,
     # transformations, judgements, the pure verdicts and the store
@@ -25,7 +25,9 @@ FLOORS: dict[str, int] = {
     "checking": 3, "failures": 3, "gating": 3, "recording": 3, "results": 3, "report": 3, "comparison": 3,
     "gate_notes": 3, "expectations": 3, "explain": 3, "rows": 3, "replaying": 3,
     # the faces: the pytest fixture and session, the command line, the page, jaxperf ab
-    "fixture": 4, "outcomes": 4, "session": 4, "page": 4, "page_render": 4, "cli": 4, "ab": 4,
+    "fixture": 4, "outcomes": 4, "session": 4, "cli": 4, "ab": 4,
+    "page": 4, "page_model": 4, "page_labels": 4, "page_sections": 4, "page_history": 4, "page_explain": 4,
+    "page_render": 4,
     # the hooks and the public package
     "plugin": 5, "__init__": 5,
 }  # fmt: skip

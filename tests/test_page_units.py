@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_jaxperf import page, page_render, plots
+from pytest_jaxperf import page, page_history, page_model, page_render, plots
 from pytest_jaxperf.records import CheckRecord, FigureRecord
 from pytest_jaxperf.results import History, HistoryPoint, load_results
 
@@ -137,11 +137,11 @@ def write_baselines(folder: Path) -> Path:
     return folder
 
 
-def built(tmp_path: Path, records: list[Any], **options: Any) -> page.Page:
+def built(tmp_path: Path, records: list[Any], **options: Any) -> page_model.Page:
     return page.build_page(load_results(write_results(tmp_path / "results.json", records)), None, **options)
 
 
-def section(built_page: page.Page, title: str) -> page.Section:
+def section(built_page: page_model.Page, title: str) -> page_model.Section:
     return next(s for s in built_page.sections if s.title == title)
 
 
@@ -237,9 +237,9 @@ def test_trace_links_are_relative_to_the_page_and_reach_the_files(tmp_path: Path
     built_page = built(tmp_path, user_records(tmp_path / "traces"), page_folder=site)
     (row,) = section(built_page, "Profiler traces").tables[0].rows
     folder, perfetto, xplane = row[1:]
-    assert isinstance(folder, page.Link)
-    assert isinstance(perfetto, page.Link)
-    assert isinstance(xplane, page.Link)
+    assert isinstance(folder, page_model.Link)
+    assert isinstance(perfetto, page_model.Link)
+    assert isinstance(xplane, page_model.Link)
     assert folder.href == "../traces/test_unet_block_precision-bf16-d8"
     assert perfetto.text == "host.trace.json.gz"
     assert (site / perfetto.href).resolve() == next((tmp_path / "traces").rglob("*.trace.json.gz")).resolve()
@@ -254,7 +254,7 @@ def test_trace_links_are_relative_to_the_page_and_reach_the_files(tmp_path: Path
 
 def test_without_the_pages_folder_a_trace_link_is_absolute(tmp_path: Path) -> None:
     (row,) = section(built(tmp_path, user_records(tmp_path / "traces")), "Profiler traces").tables[0].rows
-    assert isinstance(row[1], page.Link)
+    assert isinstance(row[1], page_model.Link)
     assert row[1].href == (tmp_path / "traces" / "test_unet_block_precision-bf16-d8").as_uri()
 
 
@@ -269,7 +269,7 @@ def test_a_relative_trace_is_found_beside_the_results_and_a_missing_one_is_said(
     results = load_results(write_results(tmp_path / "run" / "results.json", records))
     traces = section(page.build_page(results, None, page_folder=tmp_path / "run"), "Profiler traces")
     found, gone = traces.tables[0].rows
-    assert isinstance(found[2], page.Link)
+    assert isinstance(found[2], page_model.Link)
     assert found[2].href == "test_a/plugins/profile/2026_11_29_10_00_00/host.trace.json.gz"
     assert gone[2:] == ("-", "-")
     assert traces.notes == (
@@ -319,7 +319,7 @@ def point(key: str, commit: str, median: float, date: str = "2026-11-01") -> His
 
 def test_a_history_outside_git_says_why_it_has_one_recording_and_no_commit() -> None:
     history = History((point("test_a::LM", "unknown", 1e-3), point("test_b::LM", "", 2e-3)), 0, ())
-    section = page._history_section(history, [])
+    section = page_history.history_section(history, [])
     assert section.intro.startswith(
         "The baselines as their files are now, and no earlier recording: no git revision of the baselines "
         "folder was found (it is outside a git checkout"
@@ -343,7 +343,7 @@ def test_a_history_in_git_counts_its_revisions_and_draws_what_was_recorded_again
          point("test_b::LM", "aaaa1111bbbb", 2e-3)),
         2, (),
     )  # fmt: skip
-    section = page._history_section(history, [])
+    section = page_history.history_section(history, [])
     assert section.intro.startswith(
         "Every baseline recorded for each benchmark, read from 2 git revisions of"
     )
@@ -354,7 +354,7 @@ def test_a_history_in_git_counts_its_revisions_and_draws_what_was_recorded_again
     assert table.rows[1][-1] == "-"
     assert section.notes == ()
     assert len(section.plots) == (1 if plots.available() else 0)
-    one = page._history_section(History((point("test_a::LM", "aaaa1111bbbb", 1e-3),), 1, ()), [])
+    one = page_history.history_section(History((point("test_a::LM", "aaaa1111bbbb", 1e-3),), 1, ()), [])
     assert "read from 1 git revision of" in one.intro
 
 

@@ -516,7 +516,7 @@ def test_only_nnx_jits_wrapper_is_opened_never_a_users_transform() -> None:
     import jax.numpy as jnp
     from flax import nnx
 
-    from pytest_jaxperf.core.wrap import as_module
+    from pytest_jaxperf.core.model import as_module
 
     class Linear(nnx.Module):
         def __init__(self) -> None:

@@ -16,8 +16,9 @@ import jax
 
 from ..core.call import PLAIN, CallPattern, closed_over_modules
 from ..core.compiles import function_name
+from ..core.model import describe_model_error, is_nnx_module
 from ..core.placement import DeviceShortage, ambient_mesh, batch_mesh
-from ..core.wrap import describe_model_error, is_nnx_module, wrap_model
+from ..core.wrap import wrap_model
 from ..errors import CaseUnavailable
 from .precision import COMPUTE_DTYPES, mixed_precision
 from .quantize import QuantizationError, quantize_int8
