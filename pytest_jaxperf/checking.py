@@ -1,6 +1,6 @@
 """What ``jaxperf.check`` and ``jaxperf.measure`` find, as records: one case's checks in the order a
 model meets them, a measured callable's first call, and (under ``--jaxperf``) the measurement of either,
-a failed run explained.
+a failed run explained; a case's batch sweep and its pipeline over two devices.
 
 Pytest-free: a failed check raises :class:`~pytest_jaxperf.errors.CaseFailed`, a case that cannot run
 here :class:`~pytest_jaxperf.errors.CaseUnavailable`, for the fixture to turn into the test's outcome.
@@ -11,27 +11,32 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
+import jax
+
 from .checks.budget import check_memory_budget
 from .checks.outputs import nan_values
 from .checks.precision import check_precision
-from .checks.sharding import check_sharded
+from .checks.sharding import check_pipeline_output, check_sharded
 from .core.compiles import event_log
 from .core.memory import device_peak
 from .core.replay import current_program
 from .core.signature import describe_inputs
 from .core.timing import items_along_batch, timed_call
 from .core.wrap import counted_compiles, warm_up
-from .errors import CaseFailed
+from .errors import CaseFailed, CaseUnavailable
 from .failures import explained, measured_failure, run_failure
 from .gating import measure_and_gate
+from .optimize.batching import batch_sweep, on_device, pipeline_split
 from .records import CheckRecord
 
 if TYPE_CHECKING:
     import contextlib
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from .baseline import BaselineStore
+    from .core.timing import TimingConfig
     from .core.wrap import WrappedModel
+    from .optimize.batching import PipelineTiming, Sweep
     from .optimize.variant import BuiltVariant
     from .settings import PluginSettings
     from .specs import Case, Variant
@@ -181,3 +186,38 @@ def explained_run(
     """Around running a checked model: out of memory, a variant that cannot run here or an input that
     cannot be sharded fails the case, saying so; the user's own errors pass through."""
     return explained(functools.partial(run_failure, variant=variant, wrapped=wrapped, inputs=inputs))
+
+
+def swept(
+    built: BuiltVariant,
+    example_inputs: tuple[Any, ...],
+    sizes: Sequence[int],
+    timing: TimingConfig,
+    variant: Variant,
+) -> tuple[str, Sweep]:
+    """The variant ``built`` timed at each batch size (:func:`~pytest_jaxperf.optimize.batching.batch_sweep`),
+    and its name; out of memory fails the case with the compiled breakdown."""
+    __tracebackhide__ = True
+    # Not the case's wrapped model: the sweep compiles once per size, which its compile limit forbids; on
+    # one device, as a batch of one shards over no mesh.
+    wrapped = built.on_one_device().wrap(jit=True)
+    assert wrapped.watched is not None
+    label = f"{wrapped.name} (batch sweep)"
+    with explained_out_of_memory(variant, label, example_inputs):
+        return wrapped.name, batch_sweep(wrapped.watched, *example_inputs, sizes=sizes, config=timing)
+
+
+def pipelined(stage_one: Any, stage_two: Any, x: Any, variant: Variant) -> tuple[Any, PipelineTiming]:
+    """Stage one on device 0, stage two on device 1, timed (:func:`~pytest_jaxperf.optimize.batching.
+    pipeline_split`) and checked against both run on one device; CaseUnavailable with fewer devices."""
+    __tracebackhide__ = True
+    available = len(jax.devices())
+    if available < 2:
+        raise CaseUnavailable(
+            f"pipeline needs 2 devices, {available} available (--jaxperf-cpu-devices gives more)"
+        )
+    with explained_out_of_memory(variant, "pipeline", (x,)):
+        output, timing = pipeline_split(stage_one, stage_two, x)
+    device = jax.devices()[0]
+    check_pipeline_output(output, on_device(stage_two, device)(on_device(stage_one, device)(x)))
+    return output, timing

@@ -3,30 +3,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-import jax
-import pytest
-
+from .case_models import CaseModels
 from .checking import (
     check_case,
-    explained_out_of_memory,
     first_call,
     measure_called,
     measure_checked,
+    pipelined,
+    swept,
 )
-from .checks.sharding import check_pipeline_output
-from .core.call import PLAIN, CallPattern
-from .core.compiles import explaining_cache_misses, function_name
-from .core.model import as_module, same_model
+from .core.call import CallPattern
+from .core.compiles import function_name
 from .core.timing import TimingConfig, compare_callables
-from .core.wrap import WrappedModel, compile_watch, wrap_model
+from .core.wrap import WrappedModel, compile_watch
 from .expectations import hold_at_least, speedup
 from .gating import budget_seconds
-from .optimize.batching import batch_sweep, on_device, pipeline_split
-from .optimize.variant import build_variant
 from .outcomes import as_outcome, fail_on_regression
 from .records import CheckRecord, ComparisonRecord, FigureRecord, Record
 from .replaying import store_program
@@ -40,7 +34,6 @@ if TYPE_CHECKING:
     from .core.compiles import CompileWatch, RecompileError
     from .core.timing import Comparison
     from .optimize.batching import Figure, PipelineTiming, Sweep
-    from .optimize.variant import BuiltVariant
 
 
 class Jaxperf:
@@ -66,8 +59,7 @@ class Jaxperf:
         self.records: list[Record] = []
         self._baselines = baselines
         self._keys: set[str] = set()
-        self._wrapped: list[tuple[tuple[Any, Any, Any], WrappedModel, BuiltVariant]] = []
-        self._explaining: contextlib.ExitStack | None = None
+        self._models = CaseModels(spec, variant)
 
     # --- public API -------------------------------------------------------------------------------
 
@@ -97,7 +89,8 @@ class Jaxperf:
                 f"jaxperf.wrap: the example call {pattern.describe()} holds no input: give its inputs too, "
                 "jaxperf.wrap(model, x, ...), so that its static arguments are bound around them"
             )
-        return self._wrap_variant(model, example_inputs, params, convert, pattern)[0]
+        with as_outcome(self.variant.case_id):
+            return self._models.wrapped(model, example_inputs, params, convert, pattern)[0]
 
     def check(
         self,
@@ -131,8 +124,8 @@ class Jaxperf:
                 "jaxperf.check(model, *example_inputs) needs at least one example input holding an array"
                 f"{given}: its shapes and dtypes are what the model is compiled and checked for"
             )
-        wrapped, built = self._wrap_variant(model, example_inputs, params, convert, pattern)
         with as_outcome(self.variant.case_id):
+            wrapped, built = self._models.wrapped(model, example_inputs, params, convert, pattern)
             allow = self.settings.allow_nan
             record = self._keyed(check_case(wrapped, built, example_inputs, self._case, allow_nan=allow))
             if self.settings.update_baselines:  # the baseline keeps the program it measured
@@ -215,7 +208,7 @@ class Jaxperf:
         than ``max_compiles`` times inside it; pass ``jaxperf.wrap``-ed models to get the cause of each
         compile, or any jitted function to get JAX's explanation.
         """
-        self._explain_cache_misses()
+        self._models.explain_cache_misses()
         return compile_watch(*functions, max_compiles=max_compiles)
 
     def record(self, name: str, value: float, unit: str) -> None:
@@ -232,19 +225,19 @@ class Jaxperf:
     ) -> Sweep:
         """Throughput and latency of ``model`` per batch size, one compile per size, and the saturation.
 
-        ``model`` is called as the example call is (keywords and static arguments as in :meth:`check`).
+        ``model`` is called as the example call is (keywords and static arguments as in :meth:`check`), in
+        the case's precision (``@jaxperf.dtype``) and on one device (a batch of one shards over no mesh).
         Each example input's first row (axis 0 is the batch) is repeated to each size; a 0-d input (a
         position, a step) is passed as it is. Each point is reported as a figure.
         """
         __tracebackhide__ = True
         pattern, example_inputs = CallPattern.split(example_args, example_kwargs)
-        wrapped = wrap_model(as_module(model), params=params, jit=True, pattern=pattern)
-        assert wrapped.watched is not None
         timing = TimingConfig(target=self.settings.ci_target, budget_seconds=min(self._budget(), 1.0))
-        label = f"{wrapped.name} (batch sweep)"
-        with as_outcome(self.variant.case_id), explained_out_of_memory(self.variant, label, example_inputs):
-            sweep = batch_sweep(wrapped.watched, *example_inputs, sizes=sizes, config=timing)
-        self._figures(sweep.figures(wrapped.name))
+        with as_outcome(self.variant.case_id):
+            built = self._models.built(model, example_inputs, params, None, pattern)
+            self._models.explain_cache_misses()
+            name, sweep = swept(built, example_inputs, sizes, timing, self.variant)
+        self._figures(sweep.figures(name))
         return sweep
 
     def pipeline(self, stage_one: Any, stage_two: Any, x: Any) -> tuple[Any, PipelineTiming]:
@@ -254,12 +247,8 @@ class Jaxperf:
         Skips with the reason when fewer than two devices exist.
         """
         __tracebackhide__ = True
-        if len(jax.devices()) < 2:
-            pytest.skip("jaxperf pipeline: needs 2 devices, 1 available (--jaxperf-cpu-devices gives more)")
-        with as_outcome(self.variant.case_id), explained_out_of_memory(self.variant, "pipeline", (x,)):
-            output, timing = pipeline_split(stage_one, stage_two, x)
-        device = jax.devices()[0]
-        check_pipeline_output(output, on_device(stage_two, device)(on_device(stage_one, device)(x)))
+        with as_outcome(self.variant.case_id):
+            output, timing = pipelined(stage_one, stage_two, x, self.variant)
         self._figures(timing.figures())
         return output, timing
 
@@ -267,64 +256,17 @@ class Jaxperf:
 
     def unreported_violation(self) -> RecompileError | None:
         """A recompile failure raised inside the test but swallowed before it reached pytest."""
-        for _, wrapped, _ in self._wrapped:
-            if wrapped.watched is not None and wrapped.watched.violation is not None:
-                return wrapped.watched.violation
-        return None
+        return self._models.unreported_violation()
 
     def close(self) -> None:
         """Undo what the fixture changed in jax's configuration."""
-        if self._explaining is not None:
-            self._explaining.close()
-            self._explaining = None
+        self._models.close()
 
     # --- helpers --------------------------------------------------------------------------------------
 
     @property
     def _case(self) -> Case:
         return Case(self.nodeid, self.spec, self.variant)
-
-    def _wrap_variant(
-        self,
-        model: Any,
-        example_inputs: tuple[Any, ...],
-        params: Any,
-        convert: Callable[..., Any] | None,
-        pattern: CallPattern,
-    ) -> tuple[WrappedModel, BuiltVariant]:
-        """The model wrapped in the case's variant, and the variant; the same model wraps once."""
-        __tracebackhide__ = True
-        # The same model (and params, called alike) wraps to the same callable: check() then wrap()
-        # share one compiled function and one compile history, as a user reusing the model would expect.
-        for (known_model, known_params, known_convert), known, built in self._wrapped:
-            # Inputs alone, positionally (or no example call at all): one callable serves every such call.
-            same_call = built.pattern == pattern or (built.pattern.plain and pattern.plain)
-            if (
-                same_model(known_model, model)
-                and known_params is params
-                and known_convert is convert
-                and same_call
-            ):
-                return known, built
-        devices = self.spec.devices
-        with as_outcome(self.variant.case_id):
-            built = build_variant(
-                as_module(model),
-                example_inputs,
-                self.variant,
-                params=params,
-                convert=convert,
-                devices=devices,
-                pattern=pattern if example_inputs else PLAIN,
-            )
-        jit_spec = self.spec.jit_warm
-        # Sharding over devices is a compiled program: devices() implies JIT.
-        jit = jit_spec is not None or built.mesh is not None
-        if jit:
-            self._explain_cache_misses()
-        wrapped = built.wrap(jit=jit, max_compiles=jit_spec.max_compiles if jit_spec else None)
-        self._wrapped.append(((model, params, convert), wrapped, built))
-        return wrapped, built
 
     def _kept(self, record: CheckRecord) -> CheckRecord:
         """The record kept for the session; a regression then fails the test."""
@@ -338,12 +280,6 @@ class Jaxperf:
             self.records.append(
                 FigureRecord(self.nodeid, self.variant.id, name, float(value), unit, model, batch)
             )
-
-    def _explain_cache_misses(self) -> None:
-        # On for the rest of the test, so that watched calls need not toggle it each time.
-        if self._explaining is None:
-            self._explaining = contextlib.ExitStack()
-            self._explaining.enter_context(explaining_cache_misses())
 
     def _keyed(self, record: CheckRecord) -> CheckRecord:
         # The same model checked twice in one test gets #2, #3: each keeps its own baseline.

@@ -226,3 +226,52 @@ def test_pipeline_split_and_sweep_through_the_fixture(jaxperf_pytester: pytest.P
     records = json.loads((jaxperf_pytester.path / "results.json").read_text())["records"]
     points = [(r["model"], r["batch"]) for r in records if r["kind"] == "figure" and r["unit"] == "items/s"]
     assert points == [("Encoder", 1), ("Encoder", 8), ("Encoder", 64)]
+
+
+def test_a_sweep_runs_in_the_case_variant_and_a_pipeline_on_one_device_skips(
+    jaxperf_pytester: pytest.Pytester,
+) -> None:
+    # The sweep is built as the case's variant is (its precision), on one device: a batch of one is no
+    # batch to shard over two. The pipeline's skip is an outcome like any case's, named by the case.
+    jaxperf_pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\njaxperf_cpu_devices = 2\n")
+    jaxperf_pytester.makepyfile(
+        """
+        import jax
+        import jax.numpy as jnp
+        import pytest
+        import pytest_jaxperf as jaxperf
+
+        from flax import nnx
+
+        traced_in = []
+
+        class Layer(nnx.Module):
+            def __init__(self):
+                self.linear = nnx.Linear(8, 4, rngs=nnx.Rngs(0))
+
+            def __call__(self, x):
+                traced_in.append(str(self.linear.kernel[...].dtype))
+                return self.linear(x)
+
+        @jaxperf.dtype("fp32", "bf16")
+        @jaxperf.devices(1, 2)
+        def test_sweep(jaxperf):
+            traced_in.clear()
+            sweep = jaxperf.batch_sweep(Layer(), jnp.ones((1, 8)), sizes=(1, 2))
+            assert [point.compiles for point in sweep.points] == [1, 1]
+            assert set(traced_in) == {"float32" if jaxperf.variant.dtype == "float32" else "bfloat16"}
+
+        def test_pipeline(jaxperf, monkeypatch):
+            monkeypatch.setattr(jax, "devices", lambda *backend: jax.local_devices()[:1])
+            jaxperf.pipeline(lambda x: x + 1, lambda x: x * 2, jnp.ones((4, 8)))
+        """
+    )
+    expect(
+        jaxperf_pytester,
+        "-rs",
+        passed=4,
+        skipped=1,
+        lines=[
+            "*SKIPPED*jaxperf fp32-d1: pipeline needs 2 devices, 1 available (--jaxperf-cpu-devices gives*"
+        ],
+    )

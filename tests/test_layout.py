@@ -16,14 +16,15 @@ PACKAGE = Path(__file__).parent.parent / "pytest_jaxperf"
 FLOORS: dict[str, int] = {
     # foundations: import only each other
     "specs": 0, "settings": 0, "units": 0, "errors": 0, "records": 0, "record_fields": 0, "intervals": 0,
-    "processes": 0, "environment": 0, "markers": 0, "plots": 0, "writable": 0, "signals": 0, "noise": 0,
+    "noise": 0, "processes": 0, "environment": 0, "markers": 0, "plots": 0, "writable": 0, "signals": 0,
     # JAX programs
     "core": 1,
     # transformations, judgements, the pure verdicts and the store
     "optimize": 2, "checks": 2, "verdicts": 2, "baseline": 2,
-    # one case's checks, failures explained, the gate, the recording, results read and reported
-    "checking": 3, "failures": 3, "gating": 3, "recording": 3, "results": 3, "report": 3, "comparison": 3,
-    "gate_notes": 3, "expectations": 3, "explain": 3, "rows": 3, "replaying": 3,
+    # one case's models and checks, failures explained, the gate, the stored program, the recording, results
+    # written, read and reported
+    "case_models": 3, "checking": 3, "failures": 3, "gating": 3, "replaying": 3, "expectations": 3,
+    "explain": 3, "recording": 3, "results": 3, "rows": 3, "report": 3, "comparison": 3, "gate_notes": 3,
     # the faces: the pytest fixture and session, the command line, the page, jaxperf ab
     "fixture": 4, "outcomes": 4, "session": 4, "cli": 4, "ab": 4,
     "page": 4, "page_model": 4, "page_labels": 4, "page_sections": 4, "page_history": 4, "page_explain": 4,
@@ -34,8 +35,12 @@ FLOORS: dict[str, int] = {
 #: Rooms that never import pytest: what they raise, the fixture turns into the test's outcome.
 PYTEST_FREE = (
     "core", "optimize", "checks", "checking", "failures", "gating", "expectations", "recording", "verdicts",
-    "explain", "replaying",
+    "explain", "replaying", "case_models",
 )  # fmt: skip
+#: The most lines a module of the package may have: past it, a module carries more than one concern.
+MODULE_LINE_LIMIT = 450
+#: Modules held tighter: the fixture is the test's thin face, its methods a few lines that call the rooms.
+LINE_LIMITS = {"pytest_jaxperf.fixture": 300}
 
 
 def _room(module: str) -> str:
@@ -139,6 +144,16 @@ def test_rooms_below_the_fixture_never_import_pytest(room: str) -> None:
             )
             offenders += [f"{name}: {n}" for n in names if n.split(".")[0] in ("pytest", "_pytest")]
     assert not offenders, "\n".join(offenders)
+
+
+def test_every_module_stays_within_its_line_limit() -> None:
+    over = [
+        f"{name}: {lines} lines, over {limit}"
+        for name, path in sorted(_modules().items())
+        for lines, limit in [(len(path.read_text().splitlines()), LINE_LIMITS.get(name, MODULE_LINE_LIMIT))]
+        if lines > limit
+    ]
+    assert not over, "split by concern (ARCHITECTURE.md):\n" + "\n".join(over)
 
 
 def test_loading_the_plugin_imports_neither_jax_nor_numpy() -> None:
