@@ -11,17 +11,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .markers import MARKERS
+from .options import SETTINGS, ini_settings, positive_int
 from .session import PLUGIN_NAME, JaxperfSession
-from .settings import (
-    DEFAULT_PROGRAM_LIMIT,
-    MODES,
-    PROFILE_ON,
-    PluginSettings,
-    baselines_directory,
-    fraction,
-    positive_float,
-    positive_int,
-)
+from .settings import PluginSettings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
@@ -31,11 +23,6 @@ if TYPE_CHECKING:
 
 # Every pytest run loads this plugin, most of them without a jaxperf marker: the marker specs, the
 # fixture object and anything touching jax are imported on first use, not here.
-
-MEASURE_OPTION = "--jaxperf"
-BASELINES_OPTION = "--jaxperf-baselines"
-UPDATE_OPTION = "--jaxperf-update-baselines"
-JSON_OPTION = "--jaxperf-json"
 
 fixture_key = pytest.StashKey["Jaxperf"]()
 
@@ -53,184 +40,13 @@ def _checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    # Every option, ini value, default and help text comes from the one table of settings.
     group = parser.getgroup("jaxperf", "JAX/Flax performance checks (pytest-jaxperf)")
-    group.addoption(
-        MEASURE_OPTION,
-        action="store_true",
-        dest="jaxperf",
-        default=None,
-        help="Measure every jaxperf check and compare with the baselines "
-        "(recompilation and other correctness checks run without it too)",
-    )
-    group.addoption(
-        BASELINES_OPTION,
-        dest="jaxperf_baselines",
-        metavar="DIR",
-        type=_checked(baselines_directory),
-        default=None,
-        help="Directory of committed baselines (default: ini jaxperf_baselines, else 'baselines')",
-    )
-    group.addoption(
-        UPDATE_OPTION,
-        action="store_true",
-        dest="jaxperf_update_baselines",
-        default=False,
-        help="Record new baselines from this run (implies --jaxperf); the noise floor comes from "
-        "--jaxperf-repeat processes",
-    )
-    group.addoption(
-        "--jaxperf-extend-baselines",
-        action="store_true",
-        dest="jaxperf_extend_baselines",
-        default=False,
-        help="Record as --jaxperf-update-baselines does, but add this run's processes to each stored "
-        "baseline of the same program instead of replacing it: the same code measured at another time, "
-        "so the noise floor spans how the machine drifts between recordings",
-    )
-    group.addoption(
-        "--jaxperf-repeat",
-        dest="jaxperf_repeat",
-        metavar="N",
-        type=_checked(positive_int),
-        default=None,
-        help="Processes that measure each test when baselines are recorded (default 3)",
-    )
-    group.addoption(
-        JSON_OPTION,
-        dest="jaxperf_json",
-        metavar="PATH",
-        default=None,
-        help="Write every jaxperf record of the run, samples included, to PATH as JSON",
-    )
-    group.addoption(
-        "--jaxperf-markdown",
-        dest="jaxperf_markdown",
-        metavar="PATH",
-        default=None,
-        help="Write the summary as Markdown to PATH (also appended to $GITHUB_STEP_SUMMARY when set)",
-    )
-    group.addoption(
-        "--jaxperf-benchmark-json",
-        dest="jaxperf_benchmark_json",
-        metavar="PATH",
-        default=None,
-        help="Write the measurements in pytest-benchmark's JSON format to PATH",
-    )
-    group.addoption(
-        "--jaxperf-budget",
-        dest="jaxperf_budget",
-        metavar="SECONDS",
-        type=_checked(positive_float),
-        default=None,
-        help="Sampling time per measurement, at most (default 2)",
-    )
-    group.addoption(
-        "--jaxperf-threshold",
-        dest="jaxperf_threshold",
-        metavar="FRACTION",
-        type=_checked(fraction),
-        default=None,
-        help="Across processes: a slowdown whose interval lies beyond it regresses, e.g. 0.1 (default 0.1)",
-    )
-    group.addoption(
-        "--jaxperf-replay-threshold",
-        dest="jaxperf_replay_threshold",
-        metavar="FRACTION",
-        type=_checked(fraction),
-        default=None,
-        help="By replay: the slowdown caught (half of it, interval above 1, regresses; default 0.05)",
-    )
-    group.addoption(
-        "--jaxperf-allow-wide-limits",
-        dest="jaxperf_allow_wide_limits",
-        action="store_true",
-        default=False,
-        help="Record baselines with a limit beyond jaxperf_limit_ceiling even without a program to replay",
-    )
-    group.addoption(
-        "--jaxperf-mode",
-        dest="jaxperf_mode",
-        choices=MODES,
-        default=None,
-        help="latency: each call blocked; throughput: calls dispatched back to back (default latency)",
-    )
-    group.addoption(
-        "--jaxperf-measure-peaks",
-        dest="jaxperf_measure_peaks",
-        action="store_true",
-        default=False,
-        help="Measure the device's matmul and bandwidth ceilings on the spot instead of the table's",
-    )
-    group.addoption(
-        "--jaxperf-explain",
-        dest="jaxperf_explain",
-        action="store_true",
-        default=None,
-        help="Explain every check judged against a baseline (the program's changes, the ops that took the "
-        "time), not only the regressed ones",
-    )
-    group.addoption(
-        "--jaxperf-profile",
-        dest="jaxperf_profile",
-        metavar="DIR",
-        default=None,
-        help="Write a profiler trace of each measured check into DIR (Perfetto and XProf open them)",
-    )
-    group.addoption(
-        "--jaxperf-profile-on",
-        dest="jaxperf_profile_on",
-        choices=PROFILE_ON,
-        default=None,
-        help="Which checks --jaxperf-profile traces: all measured ones, or only the regressed (default all)",
-    )
-    group.addoption(
-        "--jaxperf-cpu-devices",
-        dest="jaxperf_cpu_devices",
-        metavar="N",
-        type=_checked(positive_int),
-        default=None,
-        help="Give jax's CPU backend N virtual devices (for @jaxperf.devices on a machine without GPUs)",
-    )
-    ini = parser.addini
-    ini("jaxperf", "Measure and compare with baselines, as --jaxperf does", type="bool", default=False)
-    ini("jaxperf_baselines", "Directory of committed baselines", default="baselines")
-    ini("jaxperf_json", "Write every jaxperf record of the run to this JSON file", default="")
-    ini("jaxperf_markdown", "Write the summary as Markdown to this file", default="")
-    ini("jaxperf_benchmark_json", "Write measurements in pytest-benchmark's format to this file", default="")
-    ini("jaxperf_budget", "Sampling time per measurement in seconds, at most", default="2.0")
-    ini("jaxperf_ci_target", "Stop sampling when the median's 95% CI is within this fraction", default="0.02")
-    ini(
-        "jaxperf_threshold", "Across processes: the interval beyond it regresses (a fraction)", default="0.10"
-    )
-    ini(
-        "jaxperf_replay_threshold",
-        "By replay: the slowdown caught; beyond half of it, with an interval above 1, regresses",
-        default="0.05",
-    )
-    ini(
-        "jaxperf_limit_ceiling",
-        "Widest limit a baseline without a stored program may be recorded with (a fraction)",
-        default="0.5",
-    )
-    ini("jaxperf_mode", "Timing mode: latency or throughput", default="latency")
-    ini("jaxperf_repeat", "Processes measuring each test when baselines are recorded", default="3")
-    ini(
-        "jaxperf_explain", "Explain every judged check, as --jaxperf-explain does", type="bool", default=False
-    )
-    ini("jaxperf_profile", "Write a profiler trace of each measured check into this folder", default="")
-    ini("jaxperf_profile_on", "Which checks jaxperf_profile traces: all or regressed", default="all")
-    ini("jaxperf_cpu_devices", "Virtual CPU devices for jax, applied before conftests load", default="")
-    ini(
-        "jaxperf_allow_nan",
-        "A checked model's float32 output may hold NaN on its example inputs (else the check fails)",
-        type="bool",
-        default=False,
-    )
-    ini(
-        "jaxperf_program_limit",
-        "Largest exported program stored with a baseline (a size: 2MiB); larger ones are not stored",
-        default=DEFAULT_PROGRAM_LIMIT,
-    )
+    for setting in SETTINGS:
+        if setting.option is not None:
+            group.addoption(setting.option, **setting.option_arguments(_checked))
+    for setting in ini_settings():
+        parser.addini(setting.key, setting.ini_help, type=setting.ini_type, default=setting.ini_default)
 
 
 @pytest.hookimpl(tryfirst=True)

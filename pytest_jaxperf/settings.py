@@ -1,4 +1,5 @@
-"""The plugin's settings, resolved once from the command line and the ini file.
+"""The plugin's settings, resolved once from the command line and the ini file, as the table of options
+(:mod:`.options`) declares and reads them.
 
 What a test's markers ask for is another thing, kept in :mod:`.specs` (marker specs, variants): loading the
 plugin in a session that uses no jaxperf marker does not pay for building those dataclasses, as every
@@ -7,127 +8,62 @@ pytest run loads the plugin.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .units import parse_bytes
+from .options import SETTINGS
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     import pytest
 
-MODES = ("latency", "throughput")
-#: Which measured checks ``--jaxperf-profile`` traces.
-PROFILE_ON = ("all", "regressed")
-#: The largest exported program stored with a baseline, unless ``jaxperf_program_limit`` says otherwise.
-DEFAULT_PROGRAM_LIMIT = "2MiB"
-
-
-def baselines_directory(value: str) -> Path:
-    """The baselines directory named by ``value``; ValueError when it is an existing file."""
-    path = Path(value)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{value!r} is a file, not a directory of baselines")
-    return path
-
-
-def positive_float(value: str) -> float:
-    """A finite positive number from an option or ini value; ValueError naming it otherwise."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a positive number, got {value!r}") from None
-    if not 0 < number < math.inf:
-        raise ValueError(f"expected a positive number, got {value!r}")
-    return number
-
-
-def fraction(value: str) -> float:
-    """A fraction strictly between 0 and 1 (a threshold, a target): inf would switch the gate off, and 2
-    is a percentage typed as a fraction far more often than a +200 % threshold."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not 0 < number < 1:
-        raise ValueError(f"expected a fraction such as 0.1 (10%), got {value!r}")
-    return number
-
-
-def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise ValueError(f"expected a positive integer, got {value!r}")
-    return number
-
-
-def program_limit(value: str) -> int:
-    """``jaxperf_program_limit``'s size in bytes; ValueError naming the ini option and the value."""
-    try:
-        return parse_bytes(value)
-    except ValueError as error:
-        raise ValueError(f"jaxperf_program_limit: {error}") from None
-
-
-def _one_of(value: str, accepted: tuple[str, ...], what: str) -> str:
-    """``value`` where it is one of ``accepted``; ValueError naming it and them otherwise."""
-    if value not in accepted:
-        raise ValueError(f"unknown {what} {value!r}; accepted: {', '.join(accepted)}")
-    return value
-
-
-def profile_on(value: str) -> str:
-    return _one_of(value, PROFILE_ON, "choice")
-
-
-def timing_mode(value: str) -> str:
-    return _one_of(value, MODES, "timing mode")
+#: Each :class:`PluginSettings` field's default, from the table.
+FIELD_DEFAULTS: dict[str, Any] = {
+    setting.field: setting.initial for setting in SETTINGS if setting.field is not None
+}
 
 
 @dataclass(frozen=True)
 class PluginSettings:
-    """The plugin's settings, resolved once from the command line and the ini file."""
+    """The plugin's settings, resolved once from the command line and the ini file.
 
-    measure: bool = False
+    Each field's default is its setting's, in :data:`SETTINGS` (``rootdir`` excepted, which is pytest's).
+    """
+
+    measure: bool = FIELD_DEFAULTS["measure"]
     """``--jaxperf``: measure and compare with baselines (correctness checks run regardless)."""
-    baselines_dir: Path = Path("baselines")
-    update_baselines: bool = False
-    extend_baselines: bool = False
+    baselines_dir: Path = FIELD_DEFAULTS["baselines_dir"]
+    update_baselines: bool = FIELD_DEFAULTS["update_baselines"]
+    extend_baselines: bool = FIELD_DEFAULTS["extend_baselines"]
     """``--jaxperf-extend-baselines``: add this recording's processes to the stored baselines."""
-    json_path: Path | None = None
-    markdown_path: Path | None = None
-    benchmark_json_path: Path | None = None
-    budget_seconds: float = 2.0
+    json_path: Path | None = FIELD_DEFAULTS["json_path"]
+    markdown_path: Path | None = FIELD_DEFAULTS["markdown_path"]
+    benchmark_json_path: Path | None = FIELD_DEFAULTS["benchmark_json_path"]
+    budget_seconds: float = FIELD_DEFAULTS["budget_seconds"]
     """Time spent sampling one measurement, at most (warm-up and compile not counted)."""
-    ci_target: float = 0.02
+    ci_target: float = FIELD_DEFAULTS["ci_target"]
     """Stop sampling once the median's 95% interval is within ± this fraction."""
-    threshold: float = 0.10
+    threshold: float = FIELD_DEFAULTS["threshold"]
     """Smallest slowdown the cross-process timing tier calls a regression (raised by the noise floor)."""
-    replay_threshold: float = 0.05
+    replay_threshold: float = FIELD_DEFAULTS["replay_threshold"]
     """The slowdown a replay of the baseline's stored program catches (see ``verdicts.replay_status``)."""
-    limit_ceiling: float = 0.5
+    limit_ceiling: float = FIELD_DEFAULTS["limit_ceiling"]
     """Widest limit a recorded baseline may have without a stored program, unless allowed."""
-    allow_wide_limits: bool = False
-    mode: str = "latency"
-    repeat: int = 3
+    allow_wide_limits: bool = FIELD_DEFAULTS["allow_wide_limits"]
+    mode: str = FIELD_DEFAULTS["mode"]
+    repeat: int = FIELD_DEFAULTS["repeat"]
     """Processes whose medians give the noise floor when baselines are recorded."""
-    measure_peaks: bool = False
-    program_limit_bytes: int = parse_bytes(DEFAULT_PROGRAM_LIMIT)
+    measure_peaks: bool = FIELD_DEFAULTS["measure_peaks"]
+    program_limit_bytes: int = FIELD_DEFAULTS["program_limit_bytes"]
     """Exported programs larger than this are not stored with their baselines (ini jaxperf_program_limit)."""
     rootdir: Path = Path()
-    allow_nan: bool = False
+    allow_nan: bool = FIELD_DEFAULTS["allow_nan"]
     """ini ``jaxperf_allow_nan``: a checked model's float32 output may hold NaN."""
-    explain: bool = False
+    explain: bool = FIELD_DEFAULTS["explain"]
     """``--jaxperf-explain``: explain every check judged against a baseline, not only the regressed."""
-    profile_dir: Path | None = None
+    profile_dir: Path | None = FIELD_DEFAULTS["profile_dir"]
     """``--jaxperf-profile``: where each measured check's profiler trace is written."""
-    profile_on: str = "all"
+    profile_on: str = FIELD_DEFAULTS["profile_on"]
     """``--jaxperf-profile-on``: ``all`` measured checks are traced, or only the ``regressed``."""
 
     def unwritable_output(self) -> str | None:
@@ -156,48 +92,14 @@ class PluginSettings:
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> PluginSettings:
         """Resolve the settings: an option given on the command line wins over its ini twin."""
-
-        def value(name: str) -> Any:
-            given = config.getoption(name, default=None)
-            return given if given not in (None, "") else config.getini(name)
-
-        def parsed(name: str, parse: Callable[[str], Any]) -> Any:
-            try:
-                return parse(value(name))
-            except ValueError as error:  # named as the ini file names it (the option's own is argparse's)
-                raise ValueError(f"{name}: {error}") from None
-
-        def path(name: str, base: Path) -> Path | None:
-            given = value(name)
-            return Path(base, given) if given else None
-
-        measure = config.getoption("jaxperf")
-        if measure is None:
-            measure = bool(config.getini("jaxperf"))
-        extend = bool(config.getoption("jaxperf_extend_baselines"))
-        update = bool(config.getoption("jaxperf_update_baselines")) or extend
-        here = config.invocation_params.dir
-        return cls(
-            measure=bool(measure) or update,
-            baselines_dir=Path(config.rootpath, baselines_directory(str(value("jaxperf_baselines")))),
-            update_baselines=update,
-            extend_baselines=extend,
-            json_path=path("jaxperf_json", here),
-            markdown_path=path("jaxperf_markdown", here),
-            benchmark_json_path=path("jaxperf_benchmark_json", here),
-            budget_seconds=parsed("jaxperf_budget", positive_float),
-            ci_target=parsed("jaxperf_ci_target", fraction),
-            threshold=parsed("jaxperf_threshold", fraction),
-            replay_threshold=parsed("jaxperf_replay_threshold", fraction),
-            limit_ceiling=parsed("jaxperf_limit_ceiling", lambda given: positive_float(str(given))),
-            allow_wide_limits=bool(config.getoption("jaxperf_allow_wide_limits")),
-            mode=parsed("jaxperf_mode", lambda given: timing_mode(str(given))),
-            repeat=parsed("jaxperf_repeat", positive_int),
-            measure_peaks=bool(config.getoption("jaxperf_measure_peaks")),
-            program_limit_bytes=program_limit(str(config.getini("jaxperf_program_limit"))),
-            rootdir=config.rootpath,
-            allow_nan=bool(config.getini("jaxperf_allow_nan")),
-            explain=bool(config.getoption("jaxperf_explain") or config.getini("jaxperf_explain")),
-            profile_dir=path("jaxperf_profile", here),
-            profile_on=parsed("jaxperf_profile_on", lambda given: profile_on(str(given))),
-        )
+        setting_of = {setting.field: setting for setting in SETTINGS if setting.field is not None}
+        # Read in the fields' order: of several bad values, the first field's is the one reported.
+        values = {
+            field.name: setting_of[field.name].resolve(config)
+            for field in fields(cls)
+            if field.name in setting_of
+        }
+        # Extending the baselines records them, as updating does; recording them measures.
+        values["update_baselines"] = values["update_baselines"] or values["extend_baselines"]
+        values["measure"] = values["measure"] or values["update_baselines"]
+        return cls(**values, rootdir=config.rootpath)

@@ -15,8 +15,9 @@ PACKAGE = Path(__file__).parent.parent / "pytest_jaxperf"
 #: Each room's floor, lowest first: a module imports from its own floor or below, never above.
 FLOORS: dict[str, int] = {
     # foundations: import only each other
-    "specs": 0, "settings": 0, "units": 0, "errors": 0, "records": 0, "record_fields": 0, "intervals": 0,
-    "noise": 0, "processes": 0, "environment": 0, "markers": 0, "plots": 0, "writable": 0, "signals": 0,
+    "specs": 0, "settings": 0, "options": 0, "units": 0, "errors": 0, "records": 0, "record_fields": 0,
+    "intervals": 0, "noise": 0, "processes": 0, "environment": 0, "markers": 0, "plots": 0, "writable": 0,
+    "signals": 0,
     # JAX programs
     "core": 1,
     # transformations, judgements, the pure verdicts and the store
