@@ -111,8 +111,9 @@ def dumps(document: Mapping[str, Any]) -> str:
 
 #: Fields every timed baseline record has: what a verdict is computed from.
 REQUIRED_FIELDS = ("median", "samples", "noise_floor")
-#: Figures that, where present (the noise floor always is), are finite numbers of at least zero; counts.
+#: Figures that, where present (the noise floor always is), are finite numbers of at least zero.
 _FIGURE_FIELDS = ("noise_floor", "ci_low", "ci_high", "p90", "p99", "iqr")
+#: Counts that, where present, are whole numbers of at least zero.
 _COUNT_FIELDS = ("sample_count", "processes", "recordings", "items_per_call")
 
 
@@ -132,7 +133,7 @@ def record_problem(record: Any) -> str | None:
         seconds_list_problem("process_medians", medians, _shown) if medians is not None else None,
         *(figure_problem(name, record[name], _shown) for name in _FIGURE_FIELDS if name in record),
         *(
-            count_problem(name, record[name], _shown, least=0)
+            count_problem(name, record[name], _shown, positive=False)
             for name in _COUNT_FIELDS
             if record.get(name) is not None
         ),

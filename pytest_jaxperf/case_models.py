@@ -72,8 +72,11 @@ class CaseModels:
         params: Any,
         convert: Callable[..., Any] | None,
         pattern: CallPattern,
+        *,
+        on_devices: bool = True,
     ) -> BuiltVariant:
-        """The model as the case's variant runs it (not wrapped, not kept)."""
+        """The model as the case's variant runs it (not wrapped, not kept); in its precision alone, on one
+        device, without ``on_devices``."""
         __tracebackhide__ = True
         return build_variant(
             as_module(model),
@@ -81,7 +84,7 @@ class CaseModels:
             self.variant,
             params=params,
             convert=convert,
-            devices=self.spec.devices,
+            devices=self.spec.devices if on_devices else None,
             pattern=pattern if example_inputs else PLAIN,
         )
 

@@ -198,9 +198,8 @@ def swept(
     """The variant ``built`` timed at each batch size (:func:`~pytest_jaxperf.optimize.batching.batch_sweep`),
     and its name; out of memory fails the case with the compiled breakdown."""
     __tracebackhide__ = True
-    # Not the case's wrapped model: the sweep compiles once per size, which its compile limit forbids; on
-    # one device, as a batch of one shards over no mesh.
-    wrapped = built.on_one_device().wrap(jit=True)
+    # Not the case's wrapped model: the sweep compiles once per size, which its compile limit forbids.
+    wrapped = built.wrap(jit=True)
     assert wrapped.watched is not None
     label = f"{wrapped.name} (batch sweep)"
     with explained_out_of_memory(variant, label, example_inputs):

@@ -234,8 +234,8 @@ class Jaxperf:
         pattern, example_inputs = CallPattern.split(example_args, example_kwargs)
         timing = TimingConfig(target=self.settings.ci_target, budget_seconds=min(self._budget(), 1.0))
         with as_outcome(self.variant.case_id):
-            built = self._models.built(model, example_inputs, params, None, pattern)
-            self._models.explain_cache_misses()
+            # In the case's precision, on one device: a batch of one is no batch to shard.
+            built = self._models.built(model, example_inputs, params, None, pattern, on_devices=False)
             name, sweep = swept(built, example_inputs, sizes, timing, self.variant)
         self._figures(sweep.figures(name))
         return sweep

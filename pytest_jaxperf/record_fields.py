@@ -29,7 +29,8 @@ def is_non_negative_number(value: Any) -> bool:
 
 
 def first_problem(*problems: str | None) -> str | None:
-    """The first of ``problems`` found, in the order the fields are read; None where there is none."""
+    """The first of ``problems`` found, in the order the fields are read; None where there is none. Every
+    field is checked: a record is a few fields, and a bad one is rare."""
     return next((problem for problem in problems if problem), None)
 
 
@@ -54,9 +55,9 @@ def figure_problem(name: str, value: Any, shown: Shown) -> str | None:
     return f"has {name} {shown(value)}, not a finite number of at least 0"
 
 
-def count_problem(name: str, value: Any, shown: Shown, *, least: int) -> str | None:
-    """Why ``value`` is no count of at least ``least``: ``not a positive count`` (from 1) or ``not a
-    count`` (from 0); None when it is one."""
-    if not isinstance(value, bool) and isinstance(value, int) and value >= least:
+def count_problem(name: str, value: Any, shown: Shown, *, positive: bool) -> str | None:
+    """Why ``value`` is no count: ``not a positive count`` (from 1) or ``not a count`` (from 0); None when
+    it is one."""
+    if not isinstance(value, bool) and isinstance(value, int) and value >= (1 if positive else 0):
         return None
-    return f"has {name} {shown(value)}, not {'a positive count' if least > 0 else 'a count'}"
+    return f"has {name} {shown(value)}, not {'a positive count' if positive else 'a count'}"

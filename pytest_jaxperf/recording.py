@@ -1,5 +1,6 @@
 """Recording baselines: the measured checks of a session, the noise floor from extra processes running
-the same tests, extending stored baselines, and writing them to the store.
+the same tests, what a baseline keeps of a measured check, extending stored baselines (the same program
+only), and writing them to the store.
 
 Only the session's controller records (never an xdist worker, never a noise-floor process), and only on
 request (``--jaxperf-update-baselines``, ``--jaxperf-extend-baselines``).
@@ -317,7 +318,7 @@ def extended_medians(stored: Mapping[str, Any], current: Mapping[str, Any], new:
 def baseline_record(
     record: CheckRecord,
     process_medians: list[float],
-    noise_floor: float,
+    floor: float,
     commit: str,
     recordings: int = 1,
 ) -> dict[str, Any]:
@@ -350,7 +351,7 @@ def baseline_record(
         "sample_count": timing["sample_count"],
         "samples": [float(s) for s in sketch],
         "items_per_call": timing["items_per_call"],
-        "noise_floor": noise_floor,
+        "noise_floor": floor,
         "processes": len(process_medians),
         "recordings": recordings,
         "compiles": record.compiles,

@@ -202,7 +202,7 @@ def timing_problem(timing: Any) -> str | None:
         median_problem(timing["median"], _shown),
         seconds_list_problem("samples", timing["samples"], _shown),
         *(figure_problem(name, timing[name], _shown) for name in _TIMING_FIGURES if name in timing),
-        *(count_problem(name, timing.get(name, 1), _shown, least=1) for name in _TIMING_COUNTS),
+        *(count_problem(name, timing.get(name, 1), _shown, positive=True) for name in _TIMING_COUNTS),
     )
 
 

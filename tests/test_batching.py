@@ -232,7 +232,8 @@ def test_a_sweep_runs_in_the_case_variant_and_a_pipeline_on_one_device_skips(
     jaxperf_pytester: pytest.Pytester,
 ) -> None:
     # The sweep is built as the case's variant is (its precision), on one device: a batch of one is no
-    # batch to shard over two. The pipeline's skip is an outcome like any case's, named by the case.
+    # batch to shard, so even a d4 case on two devices sweeps. The pipeline's skip is an outcome like any
+    # case's, named by the case.
     jaxperf_pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\njaxperf_cpu_devices = 2\n")
     jaxperf_pytester.makepyfile(
         """
@@ -254,7 +255,7 @@ def test_a_sweep_runs_in_the_case_variant_and_a_pipeline_on_one_device_skips(
                 return self.linear(x)
 
         @jaxperf.dtype("fp32", "bf16")
-        @jaxperf.devices(1, 2)
+        @jaxperf.devices(1, 4)
         def test_sweep(jaxperf):
             traced_in.clear()
             sweep = jaxperf.batch_sweep(Layer(), jnp.ones((1, 8)), sizes=(1, 2))

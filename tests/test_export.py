@@ -138,7 +138,7 @@ def test_a_sharded_program_keeps_its_devices(jaxperf_pytester: pytest.Pytester) 
         import numpy as np
         from flax import nnx
 
-        from pytest_jaxperf.core.export import DEFAULT_LIMIT_BYTES, export_program, deserialize_program
+        from pytest_jaxperf.core.export import DEFAULT_LIMIT_BYTES, deserialize_program, export_program
         from pytest_jaxperf.core.placement import batch_mesh
         from pytest_jaxperf.core.wrap import wrap_model
 

@@ -63,7 +63,7 @@ class BuiltVariant:
             params=self.params,
             jit=jit,
             max_compiles=max_compiles,
-            # The fixture turns JAX's explanations on for the whole test: no per-call toggling.
+            # The case (case_models) turns JAX's explanations on for the whole test: no per-call toggling.
             explain=False,
             mesh=self.mesh,
             cast_inputs=self.cast_inputs,
