@@ -210,13 +210,13 @@ def pipelined(stage_one: Any, stage_two: Any, x: Any, variant: Variant) -> tuple
     """Stage one on device 0, stage two on device 1, timed (:func:`~pytest_jaxperf.optimize.batching.
     pipeline_split`) and checked against both run on one device; CaseUnavailable with fewer devices."""
     __tracebackhide__ = True
-    available = len(jax.devices())
-    if available < 2:
+    devices = jax.devices()
+    if len(devices) < 2:
         raise CaseUnavailable(
-            f"pipeline needs 2 devices, {available} available (--jaxperf-cpu-devices gives more)"
+            f"pipeline needs 2 devices, {len(devices)} available (--jaxperf-cpu-devices gives more)"
         )
     with explained_out_of_memory(variant, "pipeline", (x,)):
-        output, timing = pipeline_split(stage_one, stage_two, x)
-    device = jax.devices()[0]
+        output, timing = pipeline_split(stage_one, stage_two, x, devices[:2])
+    device = devices[0]
     check_pipeline_output(output, on_device(stage_two, device)(on_device(stage_one, device)(x)))
     return output, timing
